@@ -1,0 +1,32 @@
+# `make run` and `make test` each set up a project-local virtualenv first (once).
+# torch is installed on its own, pinned, so pip takes the CPU wheel and never a CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements/constraints.txt | cksum | cut -d' ' -f1)
+export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(STAMP):
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[test]"
+	rm -f $(VENV)/.installed-*; touch $@
+
+run: $(STAMP)
+	$(BIN)/vaestudy run alpha-sweep --preset smoke
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/vaestudy bench throughput --threads 1
+	$(BIN)/vaestudy bench overhead
+
+clean:
+	rm -rf $(VENV) vaestudy-runs

@@ -1,0 +1,161 @@
+"""The `vaestudy` command: a thin click layer over `studies` and `textvae_core`.
+
+Heavy imports (torch, ray, mlflow) happen inside commands so `vaestudy --help` is instant.
+Expected failures (bad config, missing data, unknown study) print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .data import data
+from .errors import UserError, user_errors
+
+
+class Group(click.Group):
+    """Turns the project's expected errors into one clean line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        with user_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="vaestudy")
+def cli() -> None:
+    """Hyperparameter studies for text VAEs (Semeniuta et al., EMNLP 2017).
+
+    \b
+    Example:
+      vaestudy run alpha-sweep --preset smoke
+      vaestudy train hybrid-lstm --set corpus=synthetic --set steps=200
+    """
+
+
+cli.add_command(data)
+
+
+def _set_option(f):
+    return click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",
+                        help="Override a config value (repeatable): length, alpha, dropout, depth, latent, "
+                             "hidden, steps, batch_size, lr, anneal, kl, corpus, seed, ...")(f)
+
+
+@cli.command()
+@click.argument("model", type=click.Choice(["conv", "hybrid-lstm", "hybrid-bytenet", "lstm"]))
+@click.option("--preset", default="ptb", show_default=True,
+              help="Base sizes: ptb (released defaults), tweets, tiny.")
+@_set_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: ./vaestudy-runs/train/MODEL].")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
+def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path | None, resume: bool) -> None:
+    """Train one configuration without Ray; write a checkpoint and metrics.parquet.
+
+    \b
+    Example:
+      vaestudy train hybrid-lstm --set corpus=synthetic --set steps=300 --set eval_every=100
+    """
+    from textvae_core import fit, make_config, parse_assignments, write_history
+
+    config = make_config(model, preset, parse_assignments(assignments))
+    out_dir = out_dir or Path("vaestudy-runs") / "train" / model
+    ckpt = out_dir / "checkpoint.pt"
+    if resume and not ckpt.exists():
+        raise UserError(f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run")
+
+    bar = click.progressbar(length=config.steps, label=f"{model}", show_pos=True, file=sys.stderr)
+    last = [0]
+
+    def on_report(report, trainer):
+        trainer.save(ckpt)
+        write_history(trainer.history, out_dir / "metrics.parquet")
+        bar.update(report.step - last[0])
+        last[0] = report.step
+        m = report.metrics
+        bar.label = (f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
+                     f"kl {m['valid/kl_bpc']:.3f} bpc")
+
+    with bar:
+        trainer = fit(config, on_report=on_report, resume_from=ckpt if resume else None)
+    final = trainer.history[-1].metrics
+    click.echo(json.dumps({k: round(v, 4) for k, v in final.items()}, indent=1))
+    click.echo(f"checkpoint: {ckpt}\nmetrics: {out_dir / 'metrics.parquet'}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-n", "--num", default=5, show_default=True, help="Samples from the prior.")
+@click.option("--temperature", default=0.0, show_default=True, help="0 decodes greedily.")
+@click.option("--reconstruct", "texts", multiple=True, help="A text to encode and decode (repeatable).")
+@click.option("--interpolate", nargs=2, default=None, help="Two texts to interpolate between.")
+@click.option("--steps", default=5, show_default=True, help="Points on the interpolation line.")
+@click.option("--seed", default=0, show_default=True)
+def sample(checkpoint: Path, num: int, temperature: float, texts: tuple[str, ...],
+           interpolate: tuple[str, str] | None, steps: int, seed: int) -> None:
+    """Decode from a trained checkpoint: prior samples, reconstructions, interpolations.
+
+    \b
+    Example:
+      vaestudy sample vaestudy-runs/train/hybrid-lstm/checkpoint.pt -n 3 --reconstruct "the company said"
+    """
+    from textvae_core import load_checkpoint
+    from textvae_core import sampling
+
+    model, config, vocab = load_checkpoint(checkpoint)
+    show = lambda s: s.replace("\n", "\\n")  # noqa: E731
+    click.echo(f"# {num} samples from the prior (L={config.length}, temperature {temperature})")
+    for s in sampling.sample_prior(model, vocab, num, temperature, seed):
+        click.echo(show(s))
+    if texts:
+        click.echo("# reconstructions (input -> output)")
+        for t, r in zip(texts, sampling.reconstruct(model, vocab, list(texts), temperature, seed)):
+            click.echo(f"{show(sampling.fit_length(t, config.length))} -> {show(r)}")
+    if interpolate:
+        click.echo(f"# interpolation in {steps} steps")
+        for s in sampling.interpolate(model, vocab, interpolate[0], interpolate[1], steps):
+            click.echo(show(s))
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+
+
+@bench.command("throughput")
+@click.option("--threads", default=1, show_default=True, help="torch threads (same for every model).")
+@click.option("--seconds", default=6.0, show_default=True, help="Timed seconds per model.")
+@click.option("--length", default=52, show_default=True, help="Fragment length.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench_throughput(threads: int, seconds: float, length: int, as_json: bool) -> None:
+    """Training chars/s of hybrid-lstm, hybrid-bytenet and lstm at the released PTB sizes.
+
+    \b
+    Example:
+      vaestudy bench throughput --threads 1 --json
+    """
+    from textvae_core.bench import measure_throughput
+
+    r = measure_throughput(threads=threads, seconds=seconds, length=length)
+    if as_json:
+        click.echo(json.dumps(r, indent=1))
+        return
+    click.echo(f"device {r['device']}, {threads} thread(s), L={length}, batch {r['batch_size']}; "
+               f"matmul {r['matmul_gflops']:.1f} GFLOP/s")
+    click.echo(f"{'model':16}{'chars/s':>10}{'GFLOP/s':>10}{'of matmul':>11}")
+    for m, v in r["models"].items():
+        click.echo(f"{m:16}{v['chars_per_s']:>10.0f}{v['achieved_gflops']:>10.1f}{v['fraction_of_matmul']:>10.0%}")
+    click.echo(f"hybrid-lstm / lstm chars/s: {r['ratio_hybrid_lstm_over_lstm']:.2f}x "
+               f"(FLOP ratio lstm / hybrid-lstm {r['flop_ratio_lstm_over_hybrid_lstm']:.2f}x)")
+
+
+def main() -> None:
+    cli(prog_name="vaestudy")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""The objective's math: closed-form KL, annealing schedule, bits per character, masks."""
+
+import math
+
+import pytest
+import torch
+
+from textvae_core import ConfigError, bits_per_char, gaussian_kl, kl_weight_at, make_config, sequence_nll
+from textvae_core.config import parse_assignments
+from textvae_core.diagnostics import active_units, mutual_information
+
+
+def test_closed_form_kl_matches_monte_carlo():
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(3, 5, generator=g)
+    logvar = torch.randn(3, 5, generator=g) * 0.5
+    n = 400_000
+    std = (0.5 * logvar).exp()
+    z = mu + std * torch.randn(n, 3, 5, generator=g)
+    log_q = (-0.5 * ((z - mu) / std) ** 2 - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    mc = (log_q - log_p).mean(0)
+    assert torch.allclose(gaussian_kl(mu, logvar), mc, atol=0.03), (gaussian_kl(mu, logvar), mc)
+    assert gaussian_kl(torch.zeros(1, 4), torch.zeros(1, 4)).item() == 0.0
+
+
+def test_kl_weight_schedule_values():
+    cfg = make_config("hybrid-lstm", "ptb")  # start 1000, end 8000, eps 0.001
+    assert kl_weight_at(0, cfg) == pytest.approx(0.001)
+    assert kl_weight_at(1000, cfg) == pytest.approx(0.001)
+    assert kl_weight_at(4500, cfg) == pytest.approx(0.5 + 0.001)
+    assert kl_weight_at(8000, cfg) == pytest.approx(1.0)
+    assert kl_weight_at(50_000, cfg) == pytest.approx(1.0)
+    lstm = make_config("lstm", "ptb")  # start 10000, end 17000
+    assert kl_weight_at(13_500, lstm) == pytest.approx(0.501)
+    assert kl_weight_at(0, make_config("hybrid-lstm", "ptb", {"anneal": "off"})) == 1.0
+    assert kl_weight_at(9000, make_config("conv", "ptb", {"kl": "off"})) == 0.0
+
+
+def test_bits_per_char_by_hand():
+    # Uniform over 4 symbols costs exactly 2 bits per character.
+    logits = torch.zeros(2, 5, 4)
+    targets = torch.randint(0, 4, (2, 5))
+    nats = sequence_nll(logits, targets)
+    assert torch.allclose(nats, torch.full((2,), 5 * math.log(4)))
+    assert bits_per_char(nats[0].item(), 5) == pytest.approx(2.0)
+    assert bits_per_char(10 * math.log(2), 10) == pytest.approx(1.0)
+
+
+def test_sequence_nll_ignores_padding_positions():
+    logits = torch.randn(2, 8, 6)
+    targets = torch.randint(0, 6, (2, 5))
+    padded_garbage = logits.clone()
+    padded_garbage[:, 5:] = 1e4
+    assert torch.equal(sequence_nll(logits, targets), sequence_nll(padded_garbage, targets))
+
+
+def test_active_units_and_mutual_information():
+    g = torch.Generator().manual_seed(0)
+    informative = torch.randn(512, 4, generator=g) * 2
+    collapsed = torch.zeros(512, 4)
+    logvar = torch.full((512, 4), -4.0)
+    assert active_units(torch.cat([informative, collapsed], 1)) == 4
+    mi_info = mutual_information(informative, logvar, g)
+    mi_none = mutual_information(collapsed, torch.zeros(512, 4), g)
+    assert mi_info > 3.0 and abs(mi_none) < 0.1, (mi_info, mi_none)
+    assert mi_info <= math.log(512) + 1e-6  # the estimate is capped by log N
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"alpha": -0.1}, "alpha"), ({"dropout": 1.5}, "dropout"), ({"depth": 0}, "depth"),
+    ({"length": 4}, "length"), ({"lr": 0}, "lr"),
+])
+def test_bad_config_values_name_the_field(bad, field):
+    with pytest.raises(ConfigError, match=field):
+        make_config("hybrid-bytenet", "ptb", bad)
+
+
+def test_unknown_model_and_key_and_bad_value():
+    with pytest.raises(ConfigError, match="expected one of conv, hybrid-lstm"):
+        make_config("transformer")
+    with pytest.raises(ConfigError, match="unknown key 'alhpa'"):
+        parse_assignments(["alhpa=0.1"])
+    with pytest.raises(ConfigError, match="anneal='maybe'.*on/off"):
+        parse_assignments(["anneal=maybe"])
+    assert parse_assignments(["anneal=off", "length=30", "alpha=0.3", "channels=64,128"]) == {
+        "anneal": False, "length": 30, "alpha": 0.3, "channels": (64, 128)}

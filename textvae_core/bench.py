@@ -1,0 +1,104 @@
+"""Training throughput of the models, measured side by side, with achieved FLOP rates.
+
+FLOPs are counted analytically (a multiply-add is 2 FLOPs, a training step ~3x the
+forward pass) over the layers that do matrix work: convolutions, deconvolutions, linear
+layers and LSTM gates. One-hot inputs are counted as dense, as the paper's models use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import torch
+
+from .config import TrainConfig, make_config
+from .data import Corpus, load_corpus
+from .models import padded_length
+from .train import Trainer
+
+
+def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int) -> float:
+    """Forward-pass FLOPs for one fragment of cfg.length characters."""
+    L, V, Z, H = cfg.length, vocab_size, cfg.latent, cfg.hidden
+    lstm_step = lambda inp: 2 * (inp + H) * 4 * H  # noqa: E731  (x W_ih + h W_hh for 4 gates)
+    if cfg.model == "lstm":
+        return 2 * L * lstm_step(V) + 2 * H * 2 * Z + 2 * Z * 2 * H + 2 * L * H * V
+    n = len(cfg.conv_channels)
+    lp = padded_length(L, n)
+    flops, c_in, length = 0.0, V, lp
+    for c_out in cfg.conv_channels:  # encoder convs, k=3, stride 2
+        length //= 2
+        flops += 2 * length * c_out * c_in * 3
+        c_in = c_out
+    flops += 2 * length * c_in * 2 * Z  # to (mu, logvar)
+    flops += 2 * Z * length * c_in  # z -> first deconv input
+    widths = list(reversed(cfg.conv_channels)) + [cfg.deconv_out]
+    for a, b in zip(widths[:-1], widths[1:]):  # deconvs, k=3, stride 2
+        flops += 2 * length * a * b * 3
+        length *= 2
+    F_ = cfg.deconv_out
+    if cfg.model == "conv":
+        return flops + 2 * L * F_ * V
+    flops += 2 * L * F_ * V  # auxiliary head
+    if cfg.model == "hybrid-lstm":
+        return flops + L * lstm_step(F_ + V) + 2 * L * H * V
+    W = cfg.bytenet_width
+    return flops + 2 * L * (F_ + V) * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
+
+
+def matmul_gflops(threads: int, size: int = 1024, seconds: float = 1.0) -> float:
+    """The machine's float32 matrix-multiply rate at this thread count."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2 * size**3 * n / (time.perf_counter() - start) / 1e9
+
+
+def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet", "lstm"),
+                       threads: int = 1, seconds: float = 6.0, rounds: int = 3, length: int = 52,
+                       batch_size: int = 64, corpus: Corpus | None = None,
+                       overrides: dict | None = None) -> dict:
+    """Training chars/s per model at the released PTB sizes, interleaved over `rounds`
+    so every model sees the same machine conditions; the median round is reported."""
+    torch.set_num_threads(threads)
+    corpus = corpus or load_corpus("synthetic")
+    trainers = {}
+    for m in models:
+        cfg = make_config(m, "ptb", {"length": length, "batch_size": batch_size, "threads": threads,
+                                     "corpus": corpus.name, **(overrides or {})})
+        trainers[m] = Trainer(cfg, corpus)
+        for _ in range(3):  # warm-up: allocator, kernels, Adam state
+            trainers[m].train_step()
+    rates: dict[str, list[float]] = {m: [] for m in models}
+    for _ in range(rounds):
+        for m, tr in trainers.items():
+            steps, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / rounds:
+                tr.train_step()
+                steps += 1
+            if tr.device.type == "cuda":
+                torch.cuda.synchronize()
+            rates[m].append(steps * batch_size * length / (time.perf_counter() - start))
+    mm = matmul_gflops(threads)
+    result = {"threads": threads, "length": length, "batch_size": batch_size,
+              "device": str(next(iter(trainers.values())).device), "matmul_gflops": mm, "models": {}}
+    for m, tr in trainers.items():
+        cps = statistics.median(rates[m])
+        fwd = forward_flops_per_fragment(tr.config, corpus.vocab.size)
+        gflops = 3 * fwd / length * cps / 1e9
+        result["models"][m] = {"chars_per_s": cps, "train_gflop_per_fragment": 3 * fwd / 1e9,
+                               "achieved_gflops": gflops, "fraction_of_matmul": gflops / mm,
+                               "rounds_chars_per_s": rates[m]}
+    if "hybrid-lstm" in rates and "lstm" in rates:
+        result["ratio_hybrid_lstm_over_lstm"] = (result["models"]["hybrid-lstm"]["chars_per_s"]
+                                                 / result["models"]["lstm"]["chars_per_s"])
+        flop = {m: forward_flops_per_fragment(trainers[m].config, corpus.vocab.size) for m in ("lstm", "hybrid-lstm")}
+        result["flop_ratio_lstm_over_hybrid_lstm"] = flop["lstm"] / flop["hybrid-lstm"]
+    return result

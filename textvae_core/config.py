@@ -1,0 +1,202 @@
+"""One frozen, validated configuration for a text-VAE training run.
+
+A run is fully described by a `TrainConfig`: which of the paper's four models, its sizes,
+the objective (Eq. 1-4 of Semeniuta et al. 2017), the data and the optimiser. Studies,
+the CLI and the Ray trainable all build one with `make_config(model, preset, overrides)`
+and change it only with `dataclasses.replace`, so every value is validated once, here.
+
+Short keys (`length`, `alpha`, `dropout`, ...) are the names used on the command line
+(`--set key=value`), in MLflow params and in study search spaces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+MODELS = ("conv", "hybrid-lstm", "hybrid-bytenet", "lstm")
+LSTM_CELLS = ("fused", "layernorm")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the field and what is allowed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- model -------------------------------------------------------------------------
+    model: str = "hybrid-lstm"  # one of MODELS
+    latent: int = 50  # size of z
+    conv_channels: tuple[int, ...] = (128, 256)  # encoder conv widths; the decoder mirrors them
+    deconv_out: int = 200  # channels of the last deconv layer (features fed to the heads)
+    hidden: int = 500  # LSTM units (hybrid-lstm decoder; lstm encoder and decoder)
+    lstm_cell: str = "fused"  # "fused" (torch/cuDNN LSTM) or "layernorm" (the paper's LN-LSTM)
+    depth: int = 6  # ByteNet masked-conv layers (receptive field depth + 1)
+    bytenet_width: int = 256  # ByteNet channels
+    # --- objective (Eq. 1-4) -----------------------------------------------------------
+    alpha: float = 0.2  # weight of the auxiliary reconstruction term (Eq. 4)
+    dropout: float = 0.0  # input ("word") dropout on decoder inputs; 1.0 = historyless decoder
+    kl: bool = True  # False: no KL term at all (a stochastic autoencoder, Fig 3)
+    anneal: bool = True  # False: KL weight 1 from step 0
+    anneal_start: int = 1000  # first step of the linear KL-weight ramp
+    anneal_end: int = 8000  # step at which the KL weight reaches 1
+    kl_eps: float = 1e-3  # floor of the KL weight during annealing
+    # --- data --------------------------------------------------------------------------
+    corpus: str = "ptb"  # "ptb", "synthetic" or a path to a UTF-8 file or folder
+    length: int = 52  # fragment length L in characters
+    # --- optimisation ------------------------------------------------------------------
+    steps: int = 100_000
+    batch_size: int = 64
+    lr: float = 1e-3
+    lr_decay: float = 1.0  # multiply lr by this every `lr_decay_every` steps after `lr_decay_after`
+    lr_decay_every: int = 1000
+    lr_decay_after: int = 20_000
+    grad_clip: float = 0.0  # max global grad norm; 0 disables clipping
+    # --- evaluation and bookkeeping ----------------------------------------------------
+    eval_every: int = 1000  # steps between reports (train and valid metrics)
+    eval_batches: int = 4  # validation batches per report
+    iw_samples: int = 0  # importance samples for the final NLL bound; 0 skips it
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+    device: str = "auto"  # "auto" uses CUDA (with bf16 autocast) when present
+
+    def __post_init__(self) -> None:
+        # Coerce lists (from JSON / Optuna) to tuples so the config stays hashable.
+        if not isinstance(self.conv_channels, tuple):
+            object.__setattr__(self, "conv_channels", tuple(self.conv_channels))
+        _check(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
+        _check(self.lstm_cell in LSTM_CELLS, "lstm_cell", f"one of {', '.join(LSTM_CELLS)}", self.lstm_cell)
+        _check(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", self.device)
+        _check(8 <= self.length <= 256, "length", "an integer from 8 to 256", self.length)
+        _check(self.latent >= 1, "latent", "an integer >= 1", self.latent)
+        _check(len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+               "conv_channels", "one or more positive integers", self.conv_channels)
+        _check(self.deconv_out >= 1, "deconv_out", "an integer >= 1", self.deconv_out)
+        _check(self.hidden >= 1, "hidden", "an integer >= 1", self.hidden)
+        _check(1 <= self.depth <= 64, "depth", "an integer from 1 to 64", self.depth)
+        _check(self.bytenet_width >= 1, "bytenet_width", "an integer >= 1", self.bytenet_width)
+        _check(self.alpha >= 0, "alpha", "a number >= 0", self.alpha)
+        _check(0.0 <= self.dropout <= 1.0, "dropout", "a number in [0, 1]", self.dropout)
+        _check(0 <= self.anneal_start < self.anneal_end, "anneal_start/anneal_end",
+               "0 <= anneal_start < anneal_end", (self.anneal_start, self.anneal_end))
+        _check(0.0 < self.kl_eps < 1.0, "kl_eps", "a number in (0, 1)", self.kl_eps)
+        _check(bool(self.corpus), "corpus", "'ptb', 'synthetic' or a path", self.corpus)
+        _check(self.steps >= 1, "steps", "an integer >= 1", self.steps)
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)
+        _check(self.lr > 0, "lr", "a number > 0", self.lr)
+        _check(0 < self.lr_decay <= 1, "lr_decay", "a number in (0, 1]", self.lr_decay)
+        _check(self.lr_decay_every >= 1, "lr_decay_every", "an integer >= 1", self.lr_decay_every)
+        _check(self.lr_decay_after >= 0, "lr_decay_after", "an integer >= 0", self.lr_decay_after)
+        _check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables)", self.grad_clip)
+        _check(self.eval_every >= 1, "eval_every", "an integer >= 1", self.eval_every)
+        _check(self.eval_batches >= 1, "eval_batches", "an integer >= 1", self.eval_batches)
+        _check(self.iw_samples >= 0, "iw_samples", "an integer >= 0", self.iw_samples)
+        _check(self.threads >= 0, "threads", "an integer >= 0", self.threads)
+
+    @property
+    def historyless(self) -> bool:
+        """True when the decoder never sees previous characters (conv, or lstm with p=1)."""
+        return self.model == "conv" or (self.model == "lstm" and self.dropout >= 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["conv_channels"] = list(self.conv_channels)
+        return d
+
+
+def _check(ok: bool, name: str, allowed: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is not allowed: expected {allowed}")
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+# Presets: the released PTB defaults (REFERENCE.md) and the tweets setup (Sec 4.3).
+_PTB = {
+    "conv": dict(latent=100),
+    "hybrid-lstm": dict(latent=50, hidden=500),
+    "hybrid-bytenet": dict(latent=50, bytenet_width=256),
+    "lstm": dict(latent=100, hidden=500, grad_clip=100.0, anneal_start=10_000, anneal_end=17_000),
+}
+_HYBRID_LR = dict(lr_decay=0.95, lr_decay_every=1000, lr_decay_after=20_000)
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "ptb": {m: {**kw, **(_HYBRID_LR if m.startswith("hybrid") else {})} for m, kw in _PTB.items()},
+    # Tweets (Sec 4.3): 5 conv layers, LSTM 1000, z=100, alpha=0.2, L=128, batch 32 (~10.8M params).
+    "tweets": {
+        m: dict(conv_channels=(128, 256, 512, 512, 512), latent=100, hidden=1000, alpha=0.2,
+                length=128, batch_size=32, **(_HYBRID_LR if m.startswith("hybrid") else {}))
+        for m in MODELS
+    },
+    # Tiny sizes for tests and smoke runs: seconds on a laptop CPU.
+    "tiny": {
+        m: dict(conv_channels=(16, 32), deconv_out=32, latent=8, hidden=64, bytenet_width=32,
+                depth=2, batch_size=16, steps=60, eval_every=20, eval_batches=2,
+                anneal_start=10, anneal_end=40)
+        for m in MODELS
+    },
+}
+
+# Short command-line keys that are not field names.
+ALIASES = {"channels": "conv_channels", "width": "bytenet_width", "batch": "batch_size", "p": "dropout"}
+
+
+def parse_value(key: str, raw: Any) -> Any:
+    """Convert one `--set key=value` string (or a JSON scalar) to the field's type."""
+    name = ALIASES.get(key, key)
+    if name not in FIELDS:
+        allowed = ", ".join(sorted(set(FIELDS) | set(ALIASES)))
+        raise ConfigError(f"unknown key {key!r}: allowed keys are {allowed}")
+    kind = FIELDS[name].type
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        if kind == "bool":
+            low = text.lower()
+            if low in ("1", "true", "on", "yes"):
+                return True
+            if low in ("0", "false", "off", "no"):
+                return False
+            raise ValueError
+        if kind == "int":
+            return int(float(text)) if float(text).is_integer() else int(text)
+        if kind == "float":
+            return float(text)
+        if kind.startswith("tuple"):
+            return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        expected = {"bool": "on/off", "int": "an integer", "float": "a number"}.get(
+            kind, "comma-separated integers")
+        raise ConfigError(f"{key}={raw!r} is not allowed: expected {expected}") from None
+    return text
+
+
+def make_config(model: str = "hybrid-lstm", preset: str | None = "ptb",
+                overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Build a validated config: defaults, then `PRESETS[preset][model]`, then overrides.
+
+    Override values may be strings (`--set`), which are parsed to the field's type.
+    """
+    if model not in MODELS:
+        raise ConfigError(f"model={model!r} is not allowed: expected one of {', '.join(MODELS)}")
+    values: dict[str, Any] = {"model": model}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"preset={preset!r} is not allowed: expected one of {', '.join(PRESETS)}")
+        values.update(PRESETS[preset][model])
+    for key, raw in (overrides or {}).items():
+        values[ALIASES.get(key, key)] = parse_value(key, raw)
+    return TrainConfig(**values)
+
+
+def parse_assignments(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Turn ["alpha=0.2", "anneal=off"] into {"alpha": 0.2, "anneal": False}, validating keys."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set {pair!r} is not allowed: expected key=value, e.g. alpha=0.2")
+        key, raw = pair.split("=", 1)
+        out[key.strip()] = parse_value(key.strip(), raw)
+    return out

@@ -1,0 +1,71 @@
+"""The objective of Semeniuta et al. (2017), Eq. 1-4, as pure functions.
+
+    J = w_kl * KL(q(z|x) || N(0, I)) + rec + alpha * aux
+
+rec and aux are cross-entropies summed over the L real positions of a fragment (padding
+excluded) and averaged over the batch; KL is in closed form. All values are in nats per
+fragment; `bits_per_char` converts them: nats / (L * ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .models import VAEOutput
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per example (Eq. 1), in nats.
+
+    mu, logvar: (B, Z) -> (B,)
+    """
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(dim=-1)
+
+
+def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy summed over time per example (Eq. 2 / 3), in nats.
+
+    logits: (B, L, V), targets: (B, L) -> (B,). Only the first L positions are scored, so
+    a decoder run on a padded length contributes nothing from its padding.
+    """
+    L = targets.shape[1]
+    logits = logits[:, :L].float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    return nll.view(targets.shape).sum(dim=1)
+
+
+def kl_weight_at(step: int, config: TrainConfig) -> float:
+    """KL weight schedule: clip((step - start) / (end - start), 0, 1 - eps) + eps.
+
+    "No annealing" is weight 1 from step 0; "no KL term" is weight 0 (a stochastic
+    autoencoder, Fig 3).
+    """
+    if not config.kl:
+        return 0.0
+    if not config.anneal:
+        return 1.0
+    ramp = (step - config.anneal_start) / (config.anneal_end - config.anneal_start)
+    return min(max(ramp, 0.0), 1.0 - config.kl_eps) + config.kl_eps
+
+
+def vae_objective(out: VAEOutput, x: torch.Tensor, config: TrainConfig, kl_weight: float
+                  ) -> dict[str, torch.Tensor]:
+    """The training loss (Eq. 4) and its parts, batch-averaged nats per fragment.
+
+    Returns scalars: loss (what is minimised), rec, kl, aux (nan-free 0 for models
+    without an auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
+    """
+    rec = sequence_nll(out.logits, x).mean()
+    kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
+    aux = sequence_nll(out.aux_logits, x).mean() if out.aux_logits is not None else rec.new_zeros(())
+    loss = kl_weight * kl + rec + config.alpha * aux
+    return {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}
+
+
+def bits_per_char(nats_per_fragment: float, length: int) -> float:
+    """nats per fragment of `length` characters -> bits per character."""
+    return nats_per_fragment / (length * math.log(2.0))

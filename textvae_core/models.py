@@ -1,0 +1,390 @@
+"""The paper's four text VAEs (Semeniuta et al. 2017, Fig 2), as plain nn.Modules.
+
+Reading order: building blocks (conv encoder, deconv decoder, LSTMs, ByteNet head),
+then the models, then `build_model(config, vocab_size)`.
+
+Every model maps token ids x (B, L) to a `VAEOutput`:
+    logits      (B, L, V)  the decoder's p(x_t | z, x_<t) (historyless models: p(x_t | z))
+    aux_logits  (B, L, V)  the hybrid models' historyless head (Eq. 2), else None
+    mu, logvar  (B, Z)     the diagonal Gaussian posterior q(z | x)
+Input is one-hot characters (no learned embedding), as in the released code; a linear
+layer on a one-hot vector is computed as a table look-up where that is cheaper.
+
+Conv stacks halve the length per layer, so they run on L rounded up to a multiple of
+2^layers ("padded length"); the padding is PAD tokens on the right, and every loss term
+ignores positions >= L (see losses.py). A user who asks for L=10 gets L=10.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .data import DUMMY, PAD, START
+
+
+class VAEOutput(NamedTuple):
+    logits: torch.Tensor  # (B, L, V)
+    aux_logits: torch.Tensor | None  # (B, L, V)
+    mu: torch.Tensor  # (B, Z)
+    logvar: torch.Tensor  # (B, Z)
+
+
+def padded_length(length: int, layers: int) -> int:
+    """Smallest multiple of 2**layers that holds `length` characters."""
+    unit = 2**layers
+    return unit * math.ceil(length / unit)
+
+
+def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
+    """Released code: every weight and bias ~ Uniform(-0.1, 0.1); norm layers keep (1, 0)."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
+            continue
+        for p in module.parameters(recurse=False):
+            nn.init.uniform_(p, -scale, scale)
+
+
+# --- building blocks ---------------------------------------------------------------------
+
+
+class ConvEncoder(nn.Module):
+    """Conv1d(k3, s2, p1) -> BN -> ReLU per layer, then Linear to (mu, log sigma^2)."""
+
+    def __init__(self, vocab_size: int, channels: tuple[int, ...], padded_len: int, latent: int):
+        super().__init__()
+        layers, c_in = [], vocab_size
+        for c_out in channels:
+            layers += [nn.Conv1d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm1d(c_out), nn.ReLU()]
+            c_in = c_out
+        self.convs = nn.Sequential(*layers)
+        self.vocab_size = vocab_size
+        self.to_posterior = nn.Linear(padded_len // 2 ** len(channels) * c_in, 2 * latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.one_hot(x, self.vocab_size).transpose(1, 2).to(self.to_posterior.weight.dtype)  # (B, V, Lp)
+        h = self.convs(h).flatten(1)  # (B, Lp/2^n * C)
+        mu, logvar = self.to_posterior(h).chunk(2, dim=-1)  # (B, Z) each
+        return mu, logvar
+
+
+class DeconvDecoder(nn.Module):
+    """Linear(z) -> ReLU -> reshape, then ConvTranspose1d(k3, s2) -> BN -> ReLU per layer.
+
+    Each layer doubles the length exactly (output_padding=1); the encoder's channels are
+    mirrored and the last layer has `out_channels` (200 in the paper).
+    """
+
+    def __init__(self, latent: int, channels: tuple[int, ...], out_channels: int, padded_len: int):
+        super().__init__()
+        self.start_len = padded_len // 2 ** len(channels)
+        self.start_channels = channels[-1]
+        self.from_latent = nn.Linear(latent, self.start_len * self.start_channels)
+        widths = list(reversed(channels)) + [out_channels]
+        layers = []
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.ConvTranspose1d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
+                       nn.BatchNorm1d(c_out), nn.ReLU()]
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.from_latent(z)).view(-1, self.start_channels, self.start_len)  # (B, C, Lp/2^n)
+        return self.deconvs(h)  # (B, F, Lp)
+
+
+class LayerNormLSTM(nn.Module):
+    """LSTM with one LayerNorm over the 4H pre-activation, as in the paper's code.
+
+    The input projection for all steps is one matmul; only h @ W_hh runs per step. It is
+    slower than the fused kernel on CPU and GPU, so it is an option, not the default.
+    """
+
+    def __init__(self, input_size: int, hidden: int):
+        super().__init__()
+        self.hidden = hidden
+        self.w_ih = nn.Linear(input_size, 4 * hidden)
+        self.w_hh = nn.Linear(hidden, 4 * hidden, bias=False)
+        self.norm = nn.LayerNorm(4 * hidden)
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        B, T, _ = x.shape
+        if state is None:
+            h = x.new_zeros(B, self.hidden)
+            c = x.new_zeros(B, self.hidden)
+        else:
+            h, c = state[0][0], state[1][0]
+        gates_x = self.w_ih(x)  # (B, T, 4H)
+        outputs = []
+        for t in range(T):
+            i, f, g, o = self.norm(gates_x[:, t] + self.w_hh(h)).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), (h.unsqueeze(0), c.unsqueeze(0))  # (B, T, H)
+
+
+def make_lstm(cell: str, input_size: int, hidden: int) -> nn.Module:
+    if cell == "fused":
+        return nn.LSTM(input_size, hidden, batch_first=True)
+    if cell == "layernorm":
+        return LayerNormLSTM(input_size, hidden)
+    raise ValueError(f"lstm_cell={cell!r} is not allowed: expected fused or layernorm")
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at each position of a (B, C, L) tensor.
+
+    The released ByteNet head uses BatchNorm, whose training-mode statistics pool over
+    time and so leak the future into a causal stack; a per-position norm keeps the
+    mask exact in training and evaluation alike.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class MaskedHighwayConv(nn.Module):
+    """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, 2 * width, kernel_size=2)
+        self.norm = ChannelNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W, L)
+        h, gate = self.conv(F.pad(x, (1, 0))).chunk(2, dim=1)  # left pad: output t sees t-1, t
+        gate = torch.sigmoid(gate)
+        return gate * F.relu(self.norm(h)) + (1 - gate) * x
+
+
+class ByteNetHead(nn.Module):
+    """1x1 conv -> norm -> gated (tanh * sigmoid), N masked highway convs, Linear to V.
+
+    Position t reads [deconv features_t ; one-hot x_{t-1}], so after N layers its logits
+    depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c).
+    """
+
+    def __init__(self, in_channels: int, width: int, depth: int, vocab_size: int):
+        super().__init__()
+        self.entry = nn.Conv1d(in_channels, 2 * width, kernel_size=1)
+        self.entry_norm = ChannelNorm(2 * width)
+        self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
+        self.out = nn.Linear(width, vocab_size)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, C_in, L)
+        a, b = self.entry_norm(self.entry(inputs)).chunk(2, dim=1)
+        h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
+        for layer in self.layers:
+            h = layer(h)
+        return self.out(h.transpose(1, 2))  # (B, L, V)
+
+
+# --- the models ----------------------------------------------------------------------------
+
+
+class TextVAE(nn.Module):
+    """Shared posterior sampling, decoder-input preparation and generation."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+
+    # encode / reparameterize / decode -------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Teacher-forced logits (B, L, V) and aux logits for targets x (B, L) given z."""
+        raise NotImplementedError
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)  # (B, Z)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                sample: bool = True) -> VAEOutput:
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator) if sample else mu
+        logits, aux = self.decode(z, x, generator)
+        return VAEOutput(logits, aux, mu, logvar)
+
+    def decoder_inputs(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Previous characters [START, x_0 .. x_{L-2}] after input dropout (B, L).
+
+        Dropout replaces a token by DUMMY with probability p in training; p=1 is the
+        historyless decoder, so then every input is DUMMY in evaluation too.
+        """
+        prev = torch.cat([torch.full_like(x[:, :1], START), x[:, :-1]], dim=1)
+        p = self.config.dropout
+        if p >= 1.0:
+            return torch.full_like(prev, DUMMY)
+        if p > 0 and self.training:
+            drop = torch.rand(prev.shape, generator=generator, device=prev.device) < p
+            prev = prev.masked_fill(drop, DUMMY)
+        return prev
+
+    # generation -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, length: int, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decode ids (B, length) from z, greedily (temperature 0) or by sampling.
+
+        Generic autoregressive loop: re-runs the teacher-forced decoder on the prefix, so
+        it is exact for every model; the recurrent models override it with a stepwise one.
+        """
+        out = torch.full((z.shape[0], length), PAD, dtype=torch.long, device=z.device)
+        for t in range(length):
+            logits, _ = self.decode(z, out, generator)
+            out[:, t] = _pick(logits[:, t], temperature, generator)
+        return out
+
+
+def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+    logits = logits.float()
+    logits[:, :4] = -float("inf")  # never emit reserved ids (PAD, START, DUMMY, UNK)
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+class ConvVAE(TextVAE):
+    """Fig 2a: conv encoder, deconv decoder, per-position softmax; no recurrence."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__(config, vocab_size)
+        lp = padded_length(config.length, len(config.conv_channels))
+        self.encoder = ConvEncoder(vocab_size, config.conv_channels, lp, config.latent)
+        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, lp)
+        self.head = nn.Linear(config.deconv_out, vocab_size)
+        self.padded_len = lp
+
+    def encode(self, x):
+        return self.encoder(F.pad(x, (0, self.padded_len - x.shape[1]), value=PAD))
+
+    def decode(self, z, x, generator=None):
+        feats = self.decoder(z)[:, :, : x.shape[1]].transpose(1, 2)  # (B, L, F)
+        return self.head(feats), None
+
+    @torch.no_grad()
+    def generate(self, z, length, temperature=0.0, generator=None):
+        logits, _ = self.decode(z, torch.zeros(z.shape[0], length, dtype=torch.long, device=z.device))
+        return torch.stack([_pick(logits[:, t], temperature, generator) for t in range(length)], 1)
+
+
+class HybridVAE(TextVAE):
+    """Fig 2b/2c: conv encoder, deconv decoder whose features feed (a) the auxiliary
+    historyless head (Eq. 2) and (b) an autoregressive head over [features ; x_{t-1}].
+    z reaches the autoregressive head only through the deconv features."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__(config, vocab_size)
+        lp = padded_length(config.length, len(config.conv_channels))
+        self.encoder = ConvEncoder(vocab_size, config.conv_channels, lp, config.latent)
+        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, lp)
+        self.aux_head = nn.Linear(config.deconv_out, vocab_size)
+        self.padded_len = lp
+        in_size = config.deconv_out + vocab_size
+        if config.model == "hybrid-lstm":
+            self.rnn = make_lstm(config.lstm_cell, in_size, config.hidden)
+            self.out = nn.Linear(config.hidden, vocab_size)
+            self.bytenet = None
+        else:
+            self.bytenet = ByteNetHead(in_size, config.bytenet_width, config.depth, vocab_size)
+
+    def encode(self, x):
+        return self.encoder(F.pad(x, (0, self.padded_len - x.shape[1]), value=PAD))
+
+    def features(self, z: torch.Tensor, length: int) -> torch.Tensor:
+        return self.decoder(z)[:, :, :length].transpose(1, 2)  # (B, L, F)
+
+    def decode(self, z, x, generator=None):
+        feats = self.features(z, x.shape[1])  # (B, L, F)
+        aux = self.aux_head(feats)  # (B, L, V)
+        prev = F.one_hot(self.decoder_inputs(x, generator), self.vocab_size).to(feats.dtype)
+        inputs = torch.cat([feats, prev], dim=-1)  # (B, L, F + V)
+        if self.bytenet is not None:
+            return self.bytenet(inputs.transpose(1, 2)), aux
+        h, _ = self.rnn(inputs)  # (B, L, H)
+        return self.out(h), aux
+
+    @torch.no_grad()
+    def generate(self, z, length, temperature=0.0, generator=None):
+        if self.bytenet is not None:
+            return super().generate(z, length, temperature, generator)
+        feats = self.features(z, length)
+        prev = torch.full((z.shape[0],), START, dtype=torch.long, device=z.device)
+        state, out = None, []
+        for t in range(length):
+            step_in = torch.cat([feats[:, t], F.one_hot(prev, self.vocab_size).to(feats.dtype)], -1)
+            h, state = self.rnn(step_in.unsqueeze(1), state)
+            prev = _pick(self.out(h[:, 0]), temperature, generator)
+            out.append(prev)
+        return torch.stack(out, 1)
+
+
+class LSTMVAE(TextVAE):
+    """Bowman et al. (2016): LSTM encoder, LSTM decoder initialised from z, input dropout."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__(config, vocab_size)
+        H = config.hidden
+        self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H)
+        self.to_posterior = nn.Linear(H, 2 * config.latent)
+        self.to_state = nn.Linear(config.latent, 2 * H)
+        self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H)
+        self.out = nn.Linear(H, vocab_size)
+
+    def encode(self, x):
+        h, _ = self.encoder_rnn(F.one_hot(x, self.vocab_size).to(self.out.weight.dtype))  # (B, L, H)
+        mu, logvar = self.to_posterior(h[:, -1]).chunk(2, dim=-1)
+        return mu, logvar
+
+    def initial_state(self, z):
+        h0, c0 = torch.tanh(self.to_state(z)).chunk(2, dim=-1)  # (B, H) each
+        return h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()
+
+    def decode(self, z, x, generator=None):
+        prev = F.one_hot(self.decoder_inputs(x, generator), self.vocab_size).to(z.dtype)
+        h, _ = self.decoder_rnn(prev, self.initial_state(z))
+        return self.out(h), None
+
+    @torch.no_grad()
+    def generate(self, z, length, temperature=0.0, generator=None):
+        state = self.initial_state(z)
+        first = DUMMY if self.config.dropout >= 1.0 else START
+        prev = torch.full((z.shape[0],), first, dtype=torch.long, device=z.device)
+        out = []
+        for t in range(length):
+            h, state = self.decoder_rnn(F.one_hot(prev, self.vocab_size).to(z.dtype).unsqueeze(1), state)
+            tok = _pick(self.out(h[:, 0]), temperature, generator)
+            out.append(tok)
+            prev = torch.full_like(tok, DUMMY) if self.config.dropout >= 1.0 else tok
+        return torch.stack(out, 1)
+
+
+def build_model(config: TrainConfig, vocab_size: int) -> TextVAE:
+    """The model named by `config.model` (one of conv, hybrid-lstm, hybrid-bytenet, lstm)."""
+    cls = {"conv": ConvVAE, "hybrid-lstm": HybridVAE, "hybrid-bytenet": HybridVAE, "lstm": LSTMVAE}
+    if config.model not in cls:
+        raise ValueError(f"model={config.model!r} is not allowed: expected one of {', '.join(cls)}")
+    model = cls[config.model](config, vocab_size)
+    _init_uniform(model)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

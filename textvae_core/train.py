@@ -1,0 +1,280 @@
+"""A plain training loop: `fit(config, on_report=...)` runs without Ray.
+
+Adam with the paper's step decay, KL annealing, input dropout, evaluation every
+`eval_every` steps (train and valid bits per character, active units, mutual
+information), an importance-weighted bound at the end, and checkpoints that hold every
+piece of state (model, optimiser, step, data sampler, RNGs), so a run resumed from one
+continues bit-identically on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from .config import TrainConfig
+from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
+from .diagnostics import active_units, importance_weighted_nll, mutual_information
+from .losses import bits_per_char, kl_weight_at, vae_objective
+from .models import TextVAE, build_model
+
+CHECKPOINT_FORMAT = 1
+# Fields a resumed run may change; everything else must match the checkpoint.
+RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches"})
+SPLITS = ("train", "valid")
+METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
+                "active_units", "mutual_info", "iw_nll_bpc")
+
+
+class DivergenceError(RuntimeError):
+    """The loss became NaN or infinite; the message says at which step."""
+
+
+@dataclass
+class Report:
+    step: int
+    metrics: dict[str, float]  # "train/total_bpc", "valid/kl_bpc", ... (see METRIC_NAMES)
+    final: bool = False
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """lr * decay ** (completed decay periods after `lr_decay_after`)."""
+    periods = max(0, step - config.lr_decay_after) // config.lr_decay_every
+    return config.lr * config.lr_decay**periods
+
+
+class Trainer:
+    """Owns the model, optimiser, data samplers and RNG for one run."""
+
+    def __init__(self, config: TrainConfig, corpus: Corpus | None = None):
+        self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.corpus = corpus or load_corpus(config.corpus)
+        torch.manual_seed(config.seed)
+        self.model: TextVAE = build_model(config, self.corpus.vocab.size).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.sampler = FragmentSampler(self.corpus.train, config.length, config.batch_size, config.seed)
+        self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.step = 0
+        self._window = torch.zeros(4, dtype=torch.float64)  # sums of loss, rec, kl, aux since the last report
+        self._window_steps = 0
+        self._window_time = 0.0
+        self.history: list[Report] = []
+
+    @property
+    def vocab(self) -> Vocabulary:
+        return self.corpus.vocab
+
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # --- training ------------------------------------------------------------------------
+    def train_step(self) -> None:
+        cfg = self.config
+        start = time.perf_counter()
+        self.model.train()
+        x = self.sampler.sample().to(self.device, non_blocking=True)  # (B, L)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.step, cfg)
+        with self.autocast():
+            out = self.model(x, self.generator)
+        parts = vae_objective(out, x, cfg, kl_weight_at(self.step, cfg))
+        values = torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]]).detach().double().cpu()
+        if not torch.isfinite(values).all():
+            raise DivergenceError(
+                f"loss became {values[0].item()} at step {self.step} (rec={values[1].item():.4g}, "
+                f"kl={values[2].item():.4g}, aux={values[3].item():.4g}); try a lower lr or grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self._window += values
+        self._window_steps += 1
+        self._window_time += time.perf_counter() - start
+
+    def train_metrics(self) -> dict[str, float]:
+        cfg, n = self.config, max(self._window_steps, 1)
+        _, rec, kl, aux = (self._window / n).tolist()
+        chars = self._window_steps * cfg.batch_size * cfg.length
+        m = {
+            "total_bpc": bits_per_char(rec + kl, cfg.length),
+            "rec_bpc": bits_per_char(rec, cfg.length),
+            "kl_bpc": bits_per_char(kl, cfg.length),
+            "aux_bpc": bits_per_char(aux, cfg.length) if self._has_aux else math.nan,
+            "kl_weight": kl_weight_at(self.step, cfg),
+            "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
+        }
+        self._window.zero_()
+        self._window_steps, self._window_time = 0, 0.0
+        return m
+
+    @property
+    def _has_aux(self) -> bool:
+        return self.config.model.startswith("hybrid")
+
+    # --- evaluation ----------------------------------------------------------------------
+    def validation_batches(self) -> list[torch.Tensor]:
+        """The same random valid windows at every report, so curves compare like for like."""
+        sampler = FragmentSampler(self.corpus.valid, self.config.length, self.config.batch_size,
+                                  seed=self.config.seed + 1_000_003)
+        return [sampler.sample().to(self.device) for _ in range(self.config.eval_batches)]
+
+    @torch.no_grad()
+    def evaluate(self, iw_samples: int = 0) -> dict[str, float]:
+        cfg = self.config
+        self.model.eval()
+        gen = torch.Generator(self.device).manual_seed(cfg.seed + 17)  # independent of training RNG
+        sums = torch.zeros(3, dtype=torch.float64)
+        mus, logvars, iw = [], [], []
+        batches = self.validation_batches()
+        for x in batches:
+            with self.autocast():
+                out = self.model(x, gen)
+            parts = vae_objective(out, x, cfg, 1.0)
+            sums += torch.stack([parts["rec"], parts["kl"], parts["aux"]]).double().cpu()
+            mus.append(out.mu.float())
+            logvars.append(out.logvar.float())
+            if iw_samples:
+                with self.autocast():
+                    iw.append(importance_weighted_nll(self.model, x, iw_samples, gen).float().mean().item())
+        rec, kl, aux = (sums / len(batches)).tolist()
+        mu, logvar = torch.cat(mus), torch.cat(logvars)
+        m = {
+            "total_bpc": bits_per_char(rec + kl, cfg.length),
+            "rec_bpc": bits_per_char(rec, cfg.length),
+            "kl_bpc": bits_per_char(kl, cfg.length),
+            "aux_bpc": bits_per_char(aux, cfg.length) if self._has_aux else math.nan,
+            "active_units": float(active_units(mu)),
+            "mutual_info": mutual_information(mu, logvar, gen),
+        }
+        if iw_samples:
+            m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)
+        return m
+
+    def report(self, final: bool = False) -> Report:
+        metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
+        valid = self.evaluate(self.config.iw_samples if final else 0)
+        metrics.update({f"valid/{k}": v for k, v in valid.items()})
+        metrics["lr"] = lr_at(self.step, self.config)
+        rep = Report(self.step, metrics, final)
+        self.history.append(rep)
+        return rep
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "vocab": self.vocab.to_json(),
+            "corpus_sha256": self.corpus.sha256,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "generator": self.generator.get_state(),
+            "window": (self._window.clone(), self._window_steps, self._window_time),
+            "history": [dataclasses.asdict(r) for r in self.history],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = TrainConfig(**state["config"])
+        mismatched = [k for k, v in saved.to_dict().items()
+                      if k not in RESUMABLE_CHANGES and self.config.to_dict()[k] != v]
+        if mismatched:
+            raise ValueError(f"checkpoint was made with a different config ({', '.join(mismatched)}); "
+                             "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change on resume")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.generator.set_state(state["generator"])
+        self.step = state["step"]
+        window, self._window_steps, self._window_time = state["window"]
+        self._window = window.clone()
+        self.history = [Report(**r) for r in state["history"]]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the checkpoint atomically (a crash mid-write leaves the old one)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load(self, path: str | os.PathLike) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+
+
+def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None = None,
+        resume_from: str | os.PathLike | None = None, corpus: Corpus | None = None) -> Trainer:
+    """Train `config.steps` steps, calling `on_report(report, trainer)` every `eval_every`
+    steps and at the end. Returns the trainer; `trainer.history` holds every report.
+
+    Raises DivergenceError when the loss becomes NaN or infinite.
+    """
+    trainer = Trainer(config, corpus)
+    if resume_from is not None:
+        trainer.load(resume_from)
+    while trainer.step < config.steps:
+        trainer.train_step()
+        final = trainer.step == config.steps
+        if trainer.step % config.eval_every == 0 or final:
+            rep = trainer.report(final=final)
+            if on_report is not None:
+                on_report(rep, trainer)
+    return trainer
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[TextVAE, TrainConfig, Vocabulary]:
+    """Model (in eval mode), config and vocabulary from a checkpoint file."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    config = dataclasses.replace(TrainConfig(**state["config"]), device=device)
+    vocab = Vocabulary.from_json(state["vocab"])
+    model = build_model(config, vocab.size).to(device)
+    model.load_state_dict(state["model"])
+    return model.eval(), config, vocab
+
+
+def history_table(history: list[Report]) -> pa.Table:
+    """One row per report per split: step, split, and every metric in METRIC_NAMES."""
+    rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
+    for rep in history:
+        for split in SPLITS:
+            rows["step"].append(rep.step)
+            rows["split"].append(split)
+            for m in METRIC_NAMES:
+                rows[m].append(float(rep.metrics.get(f"{split}/{m}", math.nan)))
+    return pa.table(rows)
+
+
+def write_history(history: list[Report], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(history_table(history), tmp)
+    os.replace(tmp, path)
+    return path
