@@ -121,6 +121,166 @@ def sample(checkpoint: Path, num: int, temperature: float, texts: tuple[str, ...
             click.echo(show(s))
 
 
+# --- studies ---------------------------------------------------------------------------------
+
+
+@cli.command("list")
+def list_studies() -> None:
+    """List the built-in studies and what each reproduces.
+
+    \b
+    Example:
+      vaestudy list
+    """
+    from studies.spec import builtin_studies, load_study
+
+    for name in builtin_studies():
+        s = load_study(name)
+        click.echo(f"{name:18}{s.reproduces:10}{s.title}")
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--json", "as_json", is_flag=True, help="Print the study as JSON.")
+def show(study: str, as_json: bool) -> None:
+    """Show a study: its sweep, presets with trial counts and expected cost, and claims.
+
+    \b
+    Example:
+      vaestudy show alpha-sweep
+    """
+    from studies.spec import load_study
+
+    d = load_study(study).describe()
+    if as_json:
+        click.echo(json.dumps(d, indent=1, default=str))
+        return
+    click.echo(f"{d['name']}: {d['title']} ({d['reproduces']})")
+    click.echo(f"model {d['model']}, sampler {d['sampler']}, metric {d['metric']} ({d['mode']})")
+    for k, v in d["variants"].items():
+        click.echo(f"  variant {k}: {v}")
+    for k, v in (d["grid"] or d["space"]).items():
+        click.echo(f"  {'grid' if d['grid'] else 'space'} {k}: {v}")
+    for name, p in d["presets"].items():
+        click.echo(f"  preset {name:6} {p['trials']:>3} trials  size {p['size']:5} corpus {p['corpus']:10} {p['cost']}")
+    for c in d["claims"]:
+        click.echo(f"  claim {c['id']}: {c['text']}")
+
+
+def _run_options(f):
+    options = [
+        click.option("--preset", default="smoke", show_default=True, help="smoke, cpu or paper."),
+        click.option("--num-samples", type=int, default=None,
+                     help="Grid studies: repeats of each point (seeds seed, seed+1, ...). Search studies: trials."),
+        _set_option,
+        click.option("--address", default=None, envvar="VAESTUDY_ADDRESS",
+                     help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT [default: a local Ray on 127.0.0.1]."),
+        click.option("--storage", default=None, envvar="VAESTUDY_STORAGE",
+                     help="Study folder: a path or s3://bucket/path [default: ./vaestudy-runs/STUDY]."),
+        click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
+                     help="MLflow tracking URI [default: SQLite in the study folder]."),
+        click.option("--optuna-storage", default=None, help="SQLAlchemy URL of the Optuna database "
+                     "[default: SQLite in the study folder]."),
+        click.option("--cpus-per-trial", type=float, default=1.0, show_default=True),
+        click.option("--gpus-per-trial", type=float, default=0.0, show_default=True, help="Fractions allowed."),
+        click.option("--max-concurrent", type=int, default=None, help="Trials at once [default: as resources allow]."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--asha", is_flag=True, help="Stop poor trials early with ASHA (single-metric studies)."),
+        click.option("--collapse-threshold", type=float, default=0.005, show_default=True,
+                     help="Valid KL (bits/char) below which a trial counts as collapsed after annealing."),
+        click.option("--collapse-patience", type=int, default=3, show_default=True,
+                     help="Reports below the threshold before a collapsed trial is stopped."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _echo_err(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@cli.command()
+@click.argument("study")
+@_run_options
+def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str, ...], **kw) -> None:
+    """Run a study (a built-in name or a study .py file) on Ray, tracked in MLflow.
+
+    Running it again into the same folder resumes it: finished trials are kept and
+    interrupted ones continue from their checkpoints.
+
+    \b
+    Example:
+      vaestudy run alpha-sweep --preset smoke
+      vaestudy run fragment-length --preset cpu --cpus-per-trial 2
+      vaestudy run alpha-sweep --preset paper --address auto --gpus-per-trial 0.25 \\
+          --storage s3://bucket/studies/alpha --tracking-uri http://mlflow:5000
+    """
+    from studies.runner import RunOptions, run_study
+    from textvae_core import parse_assignments
+
+    opts = RunOptions(preset=preset, num_samples=num_samples, overrides=parse_assignments(assignments), **kw)
+    outcome = run_study(study, opts, echo=_echo_err)
+    click.echo(json.dumps({"folder": outcome.folder, "parent_run_id": outcome.parent_run_id,
+                           "tracking_uri": outcome.tracking_uri, "statuses": outcome.statuses,
+                           "trials_parquet": outcome.trials_parquet, "wall_time_s": round(outcome.wall_time_s, 1)}))
+
+
+@cli.command()
+@click.argument("path")
+@click.option("--address", default=None, envvar="VAESTUDY_ADDRESS", help="Ray cluster to resume on.")
+def resume(path: str, address: str | None) -> None:
+    """Finish an interrupted study from its folder (a path or s3://... URI).
+
+    \b
+    Example:
+      vaestudy resume vaestudy-runs/alpha-sweep
+    """
+    import dataclasses
+
+    from studies.runner import resume_options, run_study
+
+    ref, opts = resume_options(path)
+    if address:
+        opts = dataclasses.replace(opts, address=address)
+    outcome = run_study(ref, opts, echo=_echo_err)
+    click.echo(json.dumps({"folder": outcome.folder, "statuses": outcome.statuses,
+                           "wall_time_s": round(outcome.wall_time_s, 1)}))
+
+
+@cli.command()
+@click.argument("path", default="vaestudy-runs", required=False)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; loopback by default.")
+def ui(path: str, port: int, host: str) -> None:
+    """Start the MLflow UI on 127.0.0.1 for a study folder's tracking store.
+
+    \b
+    Example:
+      vaestudy ui vaestudy-runs/alpha-sweep
+    """
+    import os
+    import subprocess
+
+    folder = Path(path)
+    dbs = sorted(folder.glob("mlflow.db")) or sorted(folder.glob("*/mlflow.db"))
+    if not dbs:
+        raise UserError(f"no MLflow store (mlflow.db) in {folder} or its subfolders; run a study first")
+    db = dbs[0]
+    if len(dbs) > 1:
+        click.echo(f"several studies under {folder}; showing {db.parent.name} (pass its folder to choose)", err=True)
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    click.echo(f"MLflow UI for {db.parent}: http://{host}:{port}  (Ctrl-C stops it)")
+    cmd = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{db.resolve()}", "--host", host,
+           "--port", str(port), "--workers", "1", "--default-artifact-root", (db.parent / "mlartifacts").resolve().as_uri()]
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    cmd[0] = str(mlflow_bin) if mlflow_bin.exists() else "mlflow"
+    try:
+        subprocess.run(cmd, env=env, check=False)
+    except KeyboardInterrupt:
+        pass
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks that print ratios measured side by side in one run."""

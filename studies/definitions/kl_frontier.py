@@ -1,0 +1,36 @@
+"""kl-frontier: a multi-objective Optuna search (NSGA-II) for the Pareto front of how much
+information the latent code holds (valid KL, maximised) against the bound (valid total
+bits per character, minimised), over model, alpha, input dropout, fragment length, ByteNet
+depth, latent size and learning rate. Not a figure of the paper: the question it asks.
+
+    vaestudy run kl-frontier --preset smoke                    # 4 trials, ~30 s on 2 CPU cores
+    vaestudy run kl-frontier --preset cpu --num-samples 24     # real PTB
+    vaestudy run kl-frontier --preset paper --num-samples 200  # GPUs
+"""
+
+from studies.presets import cpu, paper, smoke
+from studies.spec import Study
+
+STUDY = Study(
+    name="kl-frontier",
+    title="Pareto front: KL held in z vs the bound",
+    reproduces="search",
+    sampler="nsga2",
+    space={
+        "model": ("categorical", ("hybrid-lstm", "hybrid-bytenet", "lstm")),
+        "alpha": ("float", 0.0, 1.0),
+        "dropout": ("float", 0.0, 0.9),
+        "length": ("int", 12, 60),
+        "depth": ("int", 1, 10),
+        "latent": ("int", 8, 128, "log"),
+        "lr": ("float", 1e-4, 3e-3, "log"),
+    },
+    metric=("valid/total_bpc", "valid/kl_bpc"),
+    mode=("min", "max"),
+    figure="pareto",
+    presets={
+        "smoke": smoke(cost="~30 s, 4 trials", num_samples=4),
+        "cpu": cpu(steps=1500, anneal=(300, 900), cost="~1.5 min per trial on 2 cores", num_samples=16),
+        "paper": paper(cost="~1.5 h per trial on a quarter GPU", num_samples=200),
+    },
+)

@@ -1,0 +1,338 @@
+"""Every Ray import of the project lives here, so a Ray API change touches one file.
+
+- `connect(address)`: join a cluster, or start a local Ray whose every port listens on
+  127.0.0.1 only.
+- `run_tuner(...)`: a Tune run of the remaining trials of a study, searched by Optuna,
+  with checkpoints through Ray's API, retries from them, the KL-collapse stopper, optional
+  ASHA, and driver-side callbacks for MLflow tracking and progress.
+
+Ray is imported lazily: the environment that keeps a local Ray on loopback must be set
+before `import ray`, and only for a local Ray (a cluster's driver must be reachable).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import StudyError
+from .trial import FINAL, KEY, REASON, STATUS, STEP, TrialContext, run_trial
+
+LOCAL_ENV = {
+    # With this, Ray takes the loopback address as the node IP, and its GCS, raylet,
+    # workers, object manager and agents bind 127.0.0.1 instead of every interface.
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+class _DropMessages(logging.Filter):
+    """Drops known-harmless log lines that would bury the study's own progress lines."""
+
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not any(f in msg for f in self.fragments)
+
+
+def _quiet_logs() -> None:
+    # GridSampler calls study.stop() when the grid is used up, which only works inside
+    # study.optimize; Ray logs the RuntimeError although the trial state is stored.
+    logging.getLogger("ray.tune.search.optuna.optuna_search").addFilter(_DropMessages("Study.stop"))
+    for name in ("ray.train", "ray.tune", "ray.air"):  # per-checkpoint INFO lines
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+# --- connecting ---------------------------------------------------------------------------------
+
+
+def check_address(address: str, timeout: float = 3.0) -> None:
+    """Fail fast, with one line, if a cluster address cannot be reached."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise StudyError(f"--address {address!r} is not allowed: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise StudyError(f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+                         "start one with `ray start --head` or leave --address out for a local Ray") from None
+
+
+def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = True) -> dict:
+    """ray.init for a study; returns facts about the cluster (nodes, CPUs, GPUs, dashboard)."""
+    if address is None:
+        for k, v in LOCAL_ENV.items():
+            os.environ.setdefault(k, v)
+    for k, v in QUIET_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    _quiet_logs()
+    if ray.is_initialized():
+        return cluster_info()
+    if address is None:
+        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 log_to_driver=True, logging_level="WARNING")
+    else:
+        check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+        except (ConnectionError, RuntimeError) as exc:
+            raise StudyError(f"--address {address}: could not join the Ray cluster: {str(exc).splitlines()[0]}") from None
+    return cluster_info()
+
+
+def cluster_info() -> dict:
+    import ray
+
+    res = ray.cluster_resources()
+    ctx = ray.get_runtime_context()
+    return {"nodes": len([n for n in ray.nodes() if n.get("Alive")]), "cpus": res.get("CPU", 0),
+            "gpus": res.get("GPU", 0), "dashboard": getattr(ray.get_runtime_context(), "dashboard_url", None)
+            or _dashboard_url(), "gcs_address": ctx.gcs_address}
+
+
+def _dashboard_url() -> str | None:
+    try:
+        import ray
+
+        return ray._private.worker.get_dashboard_url() or None  # noqa: SLF001 - no public API
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def shutdown() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+# --- the trainable ------------------------------------------------------------------------------
+
+
+def trainable(params: dict, ctx: TrialContext) -> None:
+    """Ray Tune function trainable: a thin shell over `studies.trial.run_trial`."""
+    from ray import tune
+
+    _quiet_logs()
+    restored = None
+    checkpoint = tune.get_checkpoint()
+    work = None
+    if checkpoint is not None:  # a retry after a crash: continue from the last checkpoint
+        work = Path(tempfile.mkdtemp(prefix="vaestudy-restore-"))
+        with checkpoint.as_directory() as d:
+            shutil.copy(Path(d) / "checkpoint.pt", work / "checkpoint.pt")
+        restored = work / "checkpoint.pt"
+
+    def report(result: dict, ckpt_dir: Path | None) -> None:
+        if ckpt_dir is not None:
+            tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        else:
+            tune.report(result)
+
+    try:
+        run_trial(params, ctx, report, restored)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+
+def make_collapse_stopper(threshold: float, patience: int):
+    """Stop a trial whose valid KL stays below `threshold` bits/char for `patience` reports
+    once its KL weight has reached 1 (annealing over); `stopper.collapsed` keeps why."""
+    from ray import tune
+
+    class CollapseStopper(tune.Stopper):
+        def __init__(self):
+            self.low: dict[str, int] = {}
+            self.collapsed: dict[str, str] = {}
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            if result.get("train/kl_weight", 0.0) < 1.0 or result.get(FINAL):
+                return False
+            kl = result.get("valid/kl_bpc", math.inf)
+            self.low[trial_id] = self.low.get(trial_id, 0) + 1 if kl < threshold else 0
+            if self.low[trial_id] >= patience:
+                self.collapsed[trial_id] = (f"KL collapsed: valid kl_bpc {kl:.4f} < {threshold} for {patience} "
+                                            f"reports after annealing (step {result.get(STEP)})")
+                return True
+            return False
+
+        def stop_all(self) -> bool:
+            return False
+
+    return CollapseStopper()
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialEvents:
+    """What the driver does when trials start, report and end (tracking, trial store)."""
+
+    on_start: Callable[[dict], None]  # params
+    on_result: Callable[[dict, dict], None]  # params, result
+    on_end: Callable[[dict, str, str | None], None]  # params, status, reason
+
+
+def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None], total: int,
+                   done_before: int, metric: str, mode: str, interval: float = 10.0):
+    from ray import tune
+
+    class StudyCallback(tune.Callback):
+        """Forwards trial events to the study (one MLflow run per trial key, trial store)."""
+
+        def __init__(self):
+            self.last: dict[str, dict] = {}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            events.on_start(dict(trial.config))
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self.last[trial.trial_id] = result
+            events.on_result(dict(trial.config), result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = self.last.get(trial.trial_id, {})
+            if trial.trial_id in stopper.collapsed:
+                status, reason = "collapsed", stopper.collapsed[trial.trial_id]
+            elif last.get(STATUS) == "failed":
+                status, reason = "failed", last.get(REASON)
+            elif last.get(FINAL):
+                status, reason = "completed", None
+            else:
+                status, reason = "stopped", "stopped early by the scheduler (ASHA)"
+            events.on_end(dict(trial.config), status, reason)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            events.on_end(dict(trial.config), "failed", _error_line(trial))
+
+    class Progress(tune.Callback):
+        """One line every `interval` seconds: done / running / pending, best, time left."""
+
+        def __init__(self):
+            self.start = time.monotonic()
+            self.last_print = 0.0
+            self.best: float | None = None
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            value = result.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                if self.best is None or (value < self.best if mode == "min" else value > self.best):
+                    self.best = value
+
+        def on_step_end(self, iteration, trials, **info):
+            now = time.monotonic()
+            if now - self.last_print >= interval:
+                self.last_print = now
+                self.emit(trials)
+
+        def on_experiment_end(self, trials, **info):
+            self.emit(trials)
+
+        def emit(self, trials):
+            finished = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+            running = sum(t.status == "RUNNING" for t in trials)
+            done = done_before + finished
+            pending = max(total - done - running, 0)
+            elapsed = time.monotonic() - self.start
+            eta = elapsed / finished * (total - done) if finished else None
+            best = f"{self.best:.4f}" if self.best is not None else "-"
+            progress(f"{done}/{total} done, {running} running, {pending} pending | best {metric} {best} | "
+                     f"elapsed {_fmt(elapsed)}" + (f", ~{_fmt(eta)} left" if eta is not None else ""))
+
+    return [StudyCallback(), Progress()]
+
+
+def _error_line(trial) -> str:
+    path = trial.error_file
+    if path and os.path.exists(path):
+        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return lines[-1][:500]
+    return "trial crashed (no error file)"
+
+
+def _fmt(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# --- the Tune run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    num_samples: int
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    max_failures: int = 2
+    asha: bool = False
+    asha_max_t: int = 0
+    asha_grace: int = 1
+    collapse_threshold: float = 0.005
+    collapse_patience: int = 3
+    experiment_name: str = "tune"
+    storage_path: str = ""
+
+
+def optuna_searcher(space: dict, metric, mode, sampler, storage, study_name: str):
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, storage=storage,
+                        study_name=study_name)
+
+
+def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: TrialEvents,
+              progress: Callable[[str], None], total: int, done_before: int) -> None:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    study = ctx.study
+    metric = study.metric if isinstance(study.metric, str) else study.metric[0]
+    mode = study.mode if isinstance(study.mode, str) else study.mode[0]
+    stopper = make_collapse_stopper(settings.collapse_threshold, settings.collapse_patience)
+    scheduler = None
+    if settings.asha:
+        scheduler = ASHAScheduler(time_attr=STEP, metric=metric, mode=mode, max_t=settings.asha_max_t,
+                                  grace_period=settings.asha_grace)
+    fn = tune.with_parameters(trainable, ctx=ctx)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    tuner = tune.Tuner(
+        tune.with_resources(fn, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
+                                    max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=settings.experiment_name, storage_path=settings.storage_path, stop=stopper,
+            callbacks=make_callbacks(events, stopper, progress, total, done_before, metric, mode),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            verbose=0),
+    )
+    tuner.fit()
+
+
+def print_line(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,120 @@
+"""Optuna: the study's persistent database, its sampler, and reconciling it after a crash.
+
+Grids use Optuna's GridSampler, so every point runs once; search studies use a seeded
+TPE (one metric) or NSGA-II (several) sampler. The study lives in a real database (SQLite
+in the study folder by default, any SQLAlchemy URL by option) that optuna-dashboard reads.
+
+Resuming never restores Ray's pickled searcher (whose view of the database lags after a
+SIGKILL and makes Optuna raise UpdateFinishedTrialError). Instead `reconcile` makes the
+database agree with the trial store, which is the source of truth: trials left RUNNING by
+a dead driver are closed (COMPLETE with their recorded values if the trial store says they
+finished, FAIL otherwise), and every point still to run that the sampler would not hand
+out again is enqueued with its exact parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import optuna
+
+from .errors import StudyError
+from .spec import Study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except Exception as exc:  # noqa: BLE001 - any driver error is a bad URL for the user
+        raise StudyError(f"--optuna-storage {url!r}: cannot open it ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0]}); expected an SQLAlchemy URL such as sqlite:///PATH") from None
+
+
+def _engine_kwargs(url: str) -> dict:
+    # Concurrent readers (optuna-dashboard) while the driver writes: wait, don't fail.
+    return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
+
+
+def directions(study: Study) -> list[str]:
+    modes = [study.mode] if isinstance(study.mode, str) else list(study.mode)
+    return ["minimize" if m == "min" else "maximize" for m in modes]
+
+
+def metric_names(study: Study) -> list[str]:
+    return [study.metric] if isinstance(study.metric, str) else list(study.metric)
+
+
+def make_sampler(study: Study, grid: Mapping[str, tuple] | None, seed: int) -> optuna.samplers.BaseSampler:
+    if grid is not None:
+        return optuna.samplers.GridSampler({k: list(v) for k, v in grid.items()}, seed=seed)
+    if study.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+
+
+def distributions(study: Study, grid: Mapping[str, tuple] | None) -> dict[str, Any]:
+    """The search space as Optuna distributions (categorical for grids)."""
+    if grid is not None:
+        return {k: optuna.distributions.CategoricalDistribution(list(v)) for k, v in grid.items()}
+    out = {}
+    for name, spec in study.space.items():
+        kind, log = spec[0], "log" in spec[3:]
+        if kind == "categorical":
+            out[name] = optuna.distributions.CategoricalDistribution(list(spec[1]))
+        elif kind == "float":
+            out[name] = optuna.distributions.FloatDistribution(spec[1], spec[2], log=log)
+        elif kind == "int":
+            out[name] = optuna.distributions.IntDistribution(spec[1], spec[2], log=log)
+        else:
+            raise StudyError(f"study {study.name}: space entry {name}={spec!r}; expected float, int or categorical")
+    return out
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study,
+               sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    return optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                               directions=directions(study), load_if_exists=True)
+
+
+@dataclass
+class Plan:
+    num_samples: int  # trials the Tune run must start
+    enqueued: int  # of which re-enqueued points (interrupted or lost)
+    closed_stale: int  # RUNNING trials of a dead driver that were closed
+
+
+def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str],
+              points: list[dict] | None, target: int) -> Plan:
+    """Close a dead driver's RUNNING trials and enqueue what is left to run (see module doc).
+
+    done: trial key -> trial-store state of finished trials (with `final` metric values).
+    points: every grid point (None for search studies); target: trials wanted in all.
+    """
+    names = metric_names(study)
+    closed, stale_keys = 0, {}
+    for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        key = key_of(t.params)
+        values = [done.get(key, {}).get("final", {}).get(n) for n in names]
+        if key in done and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            ostudy.tell(t.number, values if len(values) > 1 else values[0])
+        else:
+            ostudy.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            if key not in done:
+                stale_keys[key] = dict(t.params)
+        closed += 1
+    waiting = {key_of(t.params) for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    if points is not None:
+        todo = [p for p in points if key_of(p) not in done]
+        seen = {key_of(t.params) for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
+        enqueue = [p for p in todo if key_of(p) in seen and key_of(p) not in waiting]
+        num = len(todo)
+    else:
+        enqueue = [p for k, p in stale_keys.items() if k not in waiting]
+        num = max(target - len(done), 0)
+    for p in enqueue:
+        ostudy.enqueue_trial(p)
+    return Plan(num_samples=num, enqueued=len(enqueue), closed_stale=closed)

@@ -1,0 +1,190 @@
+"""A study is data: which model(s), base config, the sweep, the metric, presets, claims.
+
+Each file in `studies/definitions/` defines `STUDY = Study(...)`; `load_study` finds one by
+name or by path, so a user adds a study by writing one more file (or passing its path).
+
+A trial's config is built in layers (see `Study.trial_config`):
+    core size preset (`ptb` or `tiny`)  <- study.base  <- preset.overrides
+    <- preset.model_overrides[model]  <- the variant's values  <- the grid/search point
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from textvae_core.config import TrainConfig, make_config
+
+from .errors import StudyError
+
+DEFINITIONS = Path(__file__).parent / "definitions"
+PRESET_NAMES = ("smoke", "cpu", "paper")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How big a run is: smoke (seconds per trial, synthetic corpus), cpu, paper."""
+
+    size: str  # core size preset: "tiny" or "ptb" (released defaults)
+    corpus: str  # "synthetic", "ptb" or a path
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # config values for every trial
+    model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per model
+    grid: Mapping[str, tuple] | None = None  # a smaller grid than the study's (grid studies)
+    num_samples: int = 1  # grid: repeats of each point with seeds seed, seed+1, ...; search: trials
+    cost: str = ""  # expected wall time, said plainly ("~40 s on 2 CPU cores")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A statement of the paper a study checks; thresholds are fixed before any run."""
+
+    id: str
+    text: str
+    check: str  # name of a check function in studies/claims.py
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    reproduces: str  # "Fig 5", "Table 2", or "search"
+    model: str = "hybrid-lstm"  # default model; a variant may name another
+    base: Mapping[str, Any] = field(default_factory=dict)  # config values for every preset
+    variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> config values
+    grid: Mapping[str, tuple] = field(default_factory=dict)  # param -> values (grid studies)
+    space: Mapping[str, tuple] = field(default_factory=dict)  # param -> ("float"|"int", lo, hi[, "log"]) or ("categorical", values)
+    sampler: str = "grid"  # grid, tpe or nsga2
+    metric: str | tuple[str, ...] = "valid/total_bpc"
+    mode: str | tuple[str, ...] = "min"
+    presets: Mapping[str, Preset] = field(default_factory=dict)
+    claims: tuple[Claim, ...] = ()
+    figure: str = ""  # which figure the report draws: x axis and series, e.g. "alpha|anneal"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sampler not in ("grid", "tpe", "nsga2"):
+            raise StudyError(f"study {self.name}: sampler={self.sampler!r}; expected grid, tpe or nsga2")
+        if self.sampler == "grid" and not self.grid:
+            raise StudyError(f"study {self.name}: a grid study needs a grid")
+        if self.sampler != "grid" and not self.space:
+            raise StudyError(f"study {self.name}: a search study needs a space")
+        missing = [p for p in PRESET_NAMES if p not in self.presets]
+        if missing:
+            raise StudyError(f"study {self.name}: presets {', '.join(missing)} are missing")
+
+    @property
+    def is_grid(self) -> bool:
+        return self.sampler == "grid"
+
+    @property
+    def multi_objective(self) -> bool:
+        return not isinstance(self.metric, str)
+
+    def preset(self, name: str) -> Preset:
+        if name not in self.presets:
+            raise StudyError(f"unknown preset {name!r} for study {self.name}: expected one of "
+                             f"{', '.join(self.presets)}")
+        return self.presets[name]
+
+    def grid_for(self, preset: str) -> dict[str, tuple]:
+        grid = self.presets[preset].grid or self.grid
+        return {k: tuple(v) for k, v in grid.items()}
+
+    def points(self, preset: str, seeds: tuple[int, ...] = (0,)) -> list[dict[str, Any]]:
+        """Every grid point (with a `seed` entry when several seeds are asked for)."""
+        grid = self.grid_for(preset)
+        names = list(grid)
+        pts = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+        if len(seeds) > 1:
+            pts = [{**p, "seed": s} for s in seeds for p in pts]
+        return pts
+
+    def trial_config(self, preset: str, params: Mapping[str, Any],
+                     overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+        """The validated config of one trial: layers as described in the module docstring."""
+        pr = self.preset(preset)
+        params = dict(params)
+        variant = {}
+        if "variant" in params:
+            name = params.pop("variant")
+            if name not in self.variants:
+                raise StudyError(f"study {self.name}: unknown variant {name!r}")
+            variant = dict(self.variants[name])
+        model = variant.pop("model", params.pop("model", self.model))
+        values = {**self.base, "corpus": pr.corpus, **pr.overrides, **pr.model_overrides.get(model, {}),
+                  **variant, **params, **(overrides or {})}
+        return make_config(model, pr.size, values)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "title": self.title, "reproduces": self.reproduces, "model": self.model,
+            "sampler": self.sampler, "metric": self.metric, "mode": self.mode,
+            "grid": {k: list(v) for k, v in self.grid.items()},
+            "space": {k: list(v) for k, v in self.space.items()},
+            "variants": {k: dict(v) for k, v in self.variants.items()},
+            "presets": {n: {"size": p.size, "corpus": p.corpus, "cost": p.cost, "num_samples": p.num_samples,
+                            "trials": self.trial_count(n), "overrides": dict(p.overrides)}
+                        for n, p in self.presets.items()},
+            "claims": [{"id": c.id, "text": c.text} for c in self.claims],
+        }
+
+    def trial_count(self, preset: str, num_samples: int | None = None) -> int:
+        n = num_samples or self.presets[preset].num_samples
+        if not self.is_grid:
+            return n
+        return len(self.points(preset)) * n
+
+
+def trial_key(params: Mapping[str, Any]) -> str:
+    """A stable id for a trial's point in the sweep: the same point always maps to the same
+    key, which is how checkpoints and MLflow runs are found again after a resume."""
+    blob = json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def trial_name(params: Mapping[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def builtin_studies() -> dict[str, Path]:
+    return {p.stem.replace("_", "-"): p for p in sorted(DEFINITIONS.glob("*.py")) if not p.stem.startswith("_")}
+
+
+def load_study(name_or_path: str) -> Study:
+    """A built-in study by name (`alpha-sweep`) or a study file by path."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".py" and path.exists()):
+        known = builtin_studies()
+        if name_or_path not in known:
+            raise StudyError(f"unknown study {name_or_path!r}: expected one of {', '.join(known)} "
+                             "or a path to a study .py file")
+        path = known[name_or_path]
+    spec = importlib.util.spec_from_file_location(f"vaestudy_study_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except StudyError:
+        raise
+    except Exception as exc:  # a user's study file with an error: say which file and what
+        raise StudyError(f"could not load study file {path}: {type(exc).__name__}: {exc}") from None
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise StudyError(f"study file {path} must define STUDY = Study(...)")
+    return study
+
+
+def validate_study(study: Study) -> None:
+    """Build every trial config of every preset once, so a bad study fails before any run."""
+    for preset in study.presets:
+        if study.is_grid:
+            for p in study.points(preset):
+                study.trial_config(preset, p)
+        else:
+            study.trial_config(preset, {})
+

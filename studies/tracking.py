@@ -1,0 +1,320 @@
+"""All MLflow I/O of a study, done by one process: the study driver.
+
+Ray workers never talk to MLflow; the driver's Tune callback forwards their reports here.
+Keeping every write in one process is what makes runs survive retries and resumes:
+
+* one child run per trial *key* (a stable string), found again by the tag
+  `vaestudy.trial_key` after a retry or a driver restart, so it is never duplicated;
+* a resumed trial re-reporting steps it already logged is skipped, so histories stay clean;
+* `finish_open_children` closes anything still RUNNING when a study ends.
+
+Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the global
+"active run" is per-process state that cannot follow many trials at once.
+
+    tracker = StudyTracker(default_tracking_uri(study_dir), "alpha-sweep",
+                           artifact_location=str(study_dir / "mlartifacts"))
+    parent = tracker.start_parent(None, "alpha-sweep", {"preset": "smoke"}, {})
+    child = tracker.child_run(parent, "a1b2c3d4", "alpha=0.2", {"alpha": 0.2}, {})
+    tracker.log_metrics(child, 20, {"valid/total_bpc": 1.9})
+    tracker.finish(child)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+
+from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+TRIAL_KEY_TAG = "vaestudy.trial_key"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
+STATUS_REASON_TAG = "vaestudy.status_reason"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+# Substrings that mark a key as a credential; such keys never reach MLflow, whose params and
+# tags anyone with read access to the tracking server can see.
+SECRET_MARKERS = ("password", "secret", "token", "access_key", "credential")
+# MLflow's per-call limits for log_batch (mlflow.utils.validation).
+MAX_PARAMS_OR_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+ALLOWED_URIS = "sqlite:///PATH (a local study) or http(s)://HOST:PORT (an `mlflow server`)"
+
+
+class TrackingError(RuntimeError):
+    """A tracking URI or store that cannot be used; the message names it and what is allowed."""
+
+
+def default_tracking_uri(study_dir: Path) -> str:
+    return f"sqlite:///{Path(study_dir).resolve()}/mlflow.db"
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Raise TrackingError unless `uri` looks usable. Creates nothing (no db file, no experiment),
+    so it can run before a study starts and a bad URI leaves nothing behind."""
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(uri, timeout)
+    elif scheme == "sqlite":
+        _check_sqlite(uri)
+    elif scheme == "file" or not scheme:
+        # MLflow 3.17 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (deprecated).
+        raise TrackingError(f"tracking URI {uri!r}: MLflow's file store is deprecated; use {ALLOWED_URIS}")
+    else:
+        raise TrackingError(f"tracking URI {uri!r}: scheme {scheme!r} is not supported; use {ALLOWED_URIS}")
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    base = uri.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        pass  # something answered; servers behind a proxy may not expose /health, so ask the API
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TrackingError(f"tracking URI {uri!r}: no server answered within {timeout:g} s "
+                            f"({_reason(exc)}); start one with `mlflow server` or use {ALLOWED_URIS}") from None
+    try:
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        hint = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+                if exc.code in (401, 403) else f"expected an MLflow server: {ALLOWED_URIS}")
+        raise TrackingError(f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; "
+                            f"{hint}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TrackingError(f"tracking URI {uri!r}: the MLflow API did not answer ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+
+
+def _check_sqlite(uri: str) -> None:
+    path = uri.split("?", 1)[0][len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    if path in ("", ":memory:"):
+        raise TrackingError(f"tracking URI {uri!r}: an in-memory database loses every run when the study "
+                            f"ends; use {ALLOWED_URIS}")
+    db = Path(path).absolute()
+    if db.exists():
+        if not db.is_file() or not os.access(db, os.R_OK | os.W_OK):
+            raise TrackingError(f"tracking URI {uri!r}: {db} is not a readable and writable file")
+        return
+    # MLflow creates missing folders itself; only the first existing ancestor must be writable.
+    folder = db.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingError(f"tracking URI {uri!r}: cannot create {db.parent} ({folder} is not a writable "
+                            "folder)")
+
+
+def without_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` less any key that names a credential (see SECRET_MARKERS), case-insensitively."""
+    return {k: v for k, v in values.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)}
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _quote(value: str) -> str:
+    """A string literal for an MLflow search filter, whose parser has no escape for quotes."""
+    if "'" in value or '"' in value:
+        raise ValueError(f"trial keys and run ids cannot contain quotes: {value!r}")
+    return f"'{value}'"
+
+
+class StudyTracker:
+    """One study's MLflow experiment: a parent run per study launch and a child run per trial key.
+
+    Not thread-safe: it is meant to be called from the driver's Tune callback only.
+    """
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None,
+                 flush_every: float = 5.0, progress_metric: str = "valid/total_bpc"):
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.flush_every = flush_every  # seconds between metric batches; 0 sends on every report
+        self.progress_metric = progress_metric  # logged at every report; its history says how far a run got
+        self.experiment_id = self._experiment_id(experiment, artifact_location)
+        self._children: dict[tuple[str, str], str] = {}  # (parent id, trial key) -> child run id
+        self._ended: dict[str, str] = {}  # run id -> status, for runs this tracker terminated
+        self._last_step: dict[str, int] = {}  # run id -> highest step logged or buffered
+        self._pending: dict[str, list[Metric]] = {}  # run id -> metrics not yet sent
+        self._last_flush = time.monotonic()
+
+    def _experiment_id(self, name: str, artifact_location: str | None) -> str:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            try:
+                return self.client.create_experiment(name, artifact_location=artifact_location)
+            except MlflowException as exc:  # another driver created it in between
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = self.client.get_experiment_by_name(name)
+        if exp.lifecycle_stage != "active":
+            raise TrackingError(f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it "
+                                f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
+                                "or use another study name")
+        return exp.experiment_id
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def start_parent(self, run_id: str | None, name: str, params: Mapping[str, Any],
+                     tags: Mapping[str, Any]) -> str:
+        """Reopen parent `run_id` (a resumed study) if it exists in this experiment, else create one."""
+        run = self._get_run(run_id) if run_id else None
+        if run is not None and run.info.experiment_id == self.experiment_id:
+            self._reopen(run)
+            self._log_missing(run, params, tags)
+            return run.info.run_id
+        run = self.client.create_run(self.experiment_id, tags=_str_values(without_secrets(tags)), run_name=name)
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def child_run(self, parent_id: str, key: str, name: str, params: Mapping[str, Any],
+                  tags: Mapping[str, Any]) -> str:
+        """The one child run of trial `key` under `parent_id`: found again (and reopened unless it
+        FINISHED) after a retry or a driver restart, else created."""
+        cached = self._children.get((parent_id, key))
+        if cached is not None:
+            if self._ended.get(cached, "FINISHED") != "FINISHED":  # Tune retrying a failed trial
+                self.client.update_run(cached, status="RUNNING")
+                del self._ended[cached]
+            return cached
+        found = self._search(f"tags.`{TRIAL_KEY_TAG}` = {_quote(key)} "
+                             f"AND tags.`{PARENT_TAG}` = {_quote(parent_id)}", max_results=1)
+        if found:
+            run = found[0]
+            if run.info.status != "FINISHED":
+                self._reopen(run)
+            self._log_missing(run, params, tags)
+        else:
+            # The identifying tags go in with create_run so the run is findable from its first moment.
+            all_tags = {**_str_values(without_secrets(tags)), PARENT_TAG: parent_id, TRIAL_KEY_TAG: key}
+            run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+            self._log_params(run.info.run_id, params)
+        self._children[(parent_id, key)] = run.info.run_id
+        return run.info.run_id
+
+    def runs(self, parent_id: str) -> list[Run]:
+        """Every child of `parent_id`, oldest first."""
+        return self._search(f"tags.`{PARENT_TAG}` = {_quote(parent_id)}")
+
+    def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}")
+        self.flush()
+        if reason:
+            self.client.set_tag(run_id, STATUS_REASON_TAG, reason)
+        self.client.set_terminated(run_id, status)
+        self._ended[run_id] = status
+
+    def finish_open_children(self, parent_id: str, status: str = "KILLED") -> int:
+        """Terminate every child of `parent_id` still RUNNING (the safety net at study end)."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}")
+        self.flush()
+        running = self._search(f"tags.`{PARENT_TAG}` = {_quote(parent_id)} AND attributes.status = 'RUNNING'")
+        for run in running:
+            self.client.set_terminated(run.info.run_id, status)
+            self._ended[run.info.run_id] = status
+        return len(running)
+
+    # --- metrics ----------------------------------------------------------------------------
+
+    def last_step(self, run_id: str) -> int:
+        """Highest step logged for `run_id` (-1 if none). Read once from the store's history of
+        `progress_metric`, then kept up to date in memory."""
+        if run_id not in self._last_step:
+            history = self.client.get_metric_history(run_id, self.progress_metric)
+            self._last_step[run_id] = max((m.step for m in history), default=-1)
+        return self._last_step[run_id]
+
+    def log_metrics(self, run_id: str, step: int, metrics: Mapping[str, float]) -> None:
+        """Buffer one report; a step at or below `last_step` is a resumed trial repeating itself
+        and is dropped. NaN and inf values are dropped per key (MLflow stores them, but they
+        break its charts and any sort by the metric)."""
+        if step <= self.last_step(run_id):
+            return
+        self._last_step[run_id] = step
+        now_ms = int(time.time() * 1000)
+        self._pending.setdefault(run_id, []).extend(
+            Metric(key, float(value), now_ms, step) for key, value in metrics.items() if math.isfinite(value))
+        if time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every buffered metric. A run's batch leaves the buffer only once sent, so a failed
+        call can be retried by the next flush."""
+        for run_id in list(self._pending):
+            batch = self._pending[run_id]
+            while batch:
+                self.client.log_batch(run_id, metrics=batch[:MAX_METRICS_PER_BATCH])
+                del batch[:MAX_METRICS_PER_BATCH]
+            del self._pending[run_id]
+        self._last_flush = time.monotonic()
+
+    # --- artifacts and tags -----------------------------------------------------------------
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def log_dict(self, run_id: str, d: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(run_id, dict(d), artifact_file)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, v) for k, v in _str_values(without_secrets(tags)).items()]
+        for chunk in _chunks(items, MAX_PARAMS_OR_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, tags=chunk)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _get_run(self, run_id: str) -> Run | None:
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        return run if run.info.lifecycle_stage == "active" else None
+
+    def _reopen(self, run: Run) -> None:
+        if run.info.status != "RUNNING":
+            self.client.update_run(run.info.run_id, status="RUNNING")
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, v) for k, v in _str_values(without_secrets(params)).items()]
+        for chunk in _chunks(items, MAX_PARAMS_OR_TAGS_PER_BATCH):
+            self.client.log_batch(run_id, params=chunk)
+
+    def _log_missing(self, run: Run, params: Mapping[str, Any], tags: Mapping[str, Any]) -> None:
+        """On a reopened run: log params it lacks (MLflow params are immutable, so a changed value
+        is left as first logged) and refresh the tags (those may change)."""
+        have = run.data.params
+        self._log_params(run.info.run_id, {k: v for k, v in params.items() if k not in have})
+        if tags:
+            self.set_tags(run.info.run_id, tags)
+
+    def _search(self, filter_string: str, max_results: int | None = None) -> list[Run]:
+        found: list[Run] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=min(max_results or 1000, 1000),
+                                           order_by=["attributes.start_time ASC"], page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token or (max_results and len(found) >= max_results):
+                return found[:max_results] if max_results else found
+
+
+def _str_values(values: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in values.items()}

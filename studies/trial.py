@@ -1,0 +1,107 @@
+"""One trial of a study, independent of Ray: build its config, resume from its latest
+checkpoint, train with `textvae_core.fit`, and hand each report to a `report` function
+(the Ray adapter passes one that calls `tune.report`).
+
+A trial is identified by its key (a hash of its sweep point), so a retried or resumed
+trial finds its checkpoint and its MLflow run again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+from textvae_core import DivergenceError, Trainer, fit, history_table
+from textvae_core.sampling import reconstruct, sample_prior
+
+from .spec import Study, trial_key
+from .store import StudyStore
+
+# Report fields that are not metrics.
+STEP, KEY, STATUS, REASON, FINAL, SAMPLES = "step", "trial_key", "status", "reason", "final", "samples"
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sweep point; shipped to workers once."""
+
+    study: Study
+    preset: str
+    storage: str  # the study folder URI
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # --set values
+    seed: int = 0
+    threads: int = 1
+
+    def config(self, params: Mapping[str, Any]):
+        extra = {**self.overrides, "threads": self.threads}
+        if "seed" not in params:
+            extra["seed"] = self.seed
+        return self.study.trial_config(self.preset, params, extra)
+
+
+Report = Callable[[dict, Path | None], None]  # (result, checkpoint folder or None)
+
+
+def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
+              restored_checkpoint: Path | None = None) -> None:
+    """Train one trial to its last step (or continue it), reporting every evaluation."""
+    key = trial_key(params)
+    config = ctx.config(params)
+    store = StudyStore(ctx.storage)
+    work = Path(tempfile.mkdtemp(prefix=f"vaestudy-{key}-"))
+    try:
+        resume = restored_checkpoint
+        if resume is None and store.exists(f"trials/{key}/checkpoint.pt"):
+            resume = store.download(f"trials/{key}/checkpoint.pt", work / "resume.pt")
+        sent = {"step": -1}
+
+        def on_report(rep, trainer: Trainer) -> None:
+            ckpt_dir = work / f"ckpt-{rep.step}"
+            trainer.save(ckpt_dir / "checkpoint.pt")
+            store.upload(ckpt_dir / "checkpoint.pt", f"trials/{key}/checkpoint.pt")
+            store.write_table(f"trials/{key}/history.parquet", history_table(trainer.history))
+            result = {**rep.metrics, STEP: rep.step, KEY: key, FINAL: rep.final, STATUS: "running"}
+            if rep.final:
+                result.update(final_extras(trainer), **{STATUS: "completed"})
+            report(result, ckpt_dir)
+            sent["step"] = rep.step
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+
+        try:
+            trainer = fit(config, on_report=on_report, resume_from=resume)
+        except DivergenceError as exc:
+            metric = ctx.study.metric
+            names = [metric] if isinstance(metric, str) else list(metric)
+            report({**{n: math.nan for n in names}, STEP: -1, KEY: key, FINAL: True,
+                    STATUS: "failed", REASON: str(exc)}, None)
+            return
+        if sent["step"] < 0 and trainer.history:
+            # Resumed at its last step (the driver died after the final checkpoint): the
+            # last report is re-sent so the study records the trial as complete.
+            rep = trainer.history[-1]
+            report({**rep.metrics, STEP: rep.step, KEY: key, FINAL: True, STATUS: "completed",
+                    **final_extras(trainer)}, None)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def final_extras(trainer: Trainer) -> dict[str, str]:
+    """Decoded samples from the prior and reconstructions of validation fragments."""
+    model, vocab, cfg = trainer.model.eval(), trainer.vocab, trainer.config
+    with torch.no_grad():
+        prior = sample_prior(model, vocab, 8, temperature=0.0, seed=cfg.seed)
+        x = trainer.validation_batches()[0][:6].cpu()
+        originals = [vocab.decode(row) for row in x]
+        recon = reconstruct(model, vocab, originals)
+    show = lambda s: s.replace("\n", "\\n")  # noqa: E731
+    lines = ["# samples from the prior (greedy)"] + [show(s) for s in prior]
+    lines += ["", "# reconstructions of validation fragments (input -> output)"]
+    lines += [f"{show(a)}  ->  {show(b)}" for a, b in zip(originals, recon)]
+    return {SAMPLES: "\n".join(lines) + "\n", "config_json": json.dumps(cfg.to_dict(), indent=1)}
