@@ -14,6 +14,7 @@ EXPECTED = {
     "textvae_core.config": "ConfigError",
     "textvae_core.data": "DataError",
     "studies.errors": "StudyError",
+    "studies.tracking": "TrackingError",
 }
 
 

@@ -275,6 +275,7 @@ def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent:
                 f"sweep.{k}": v for k, v in params.items()}}, tags)
             store.update_trial(key, params=params, config=config.to_dict(), status="running",
                                mlflow_run_id=runs[key], started=time.time())
+            _backfill(store, tracker, key, runs[key])
         return key, runs[key]
 
     def on_start(params: dict) -> None:
@@ -301,6 +302,20 @@ def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent:
         store.sync_up()
 
     return TrialEvents(on_start, on_result, on_end)
+
+
+def _backfill(store: StudyStore, tracker, key: str, run_id: str) -> None:
+    """Log reports a resumed trial made before the driver died but MLflow never received
+    (metrics are flushed in batches); steps MLflow already has are skipped."""
+    if not store.exists(f"trials/{key}/history.parquet"):
+        return
+    by_step: dict[int, dict[str, float]] = {}
+    for row in store.read_table(f"trials/{key}/history.parquet").to_pylist():
+        split, step = row.pop("split"), int(row.pop("step"))
+        by_step.setdefault(step, {}).update({f"{split}/{k}": v for k, v in row.items()})
+    for step in sorted(by_step):
+        tracker.log_metrics(run_id, step, by_step[step])
+    tracker.flush()
 
 
 def resume_options(folder: str) -> tuple[str, RunOptions]:

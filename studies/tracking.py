@@ -63,6 +63,8 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         _check_server(uri, timeout)
     elif scheme == "sqlite":
         _check_sqlite(uri)
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        return  # an MLflow database backend; the driver reports connection errors when it opens it
     elif scheme == "file" or not scheme:
         # MLflow 3.17 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (deprecated).
         raise TrackingError(f"tracking URI {uri!r}: MLflow's file store is deprecated; use {ALLOWED_URIS}")
