@@ -196,7 +196,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
         if grid is not None and len({p.get("seed") for p in points}) > 1:
             grid = {**grid, "seed": tuple(sorted({p["seed"] for p in points}))}
         sampler = search.make_sampler(study, grid, opts.seed)
-        ostudy = search.open_study(ostorage, study.name, study, sampler)
+        ostudy = search.open_study(ostorage, study.name, study)
         done = store.finished_trials()
         plan = search.reconcile(ostudy, study, done, trial_key, points, target)
         echo(f"[{study.name}] {target} trials, {len(done)} already finished, {plan.num_samples} to run"
@@ -220,6 +220,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
                                                    sampler, ostorage, study.name)
             ray_adapter.run_tuner(ctx, searcher, settings, events, lambda s: echo(f"[{study.name}] {s}"),
                                   total=target, done_before=len(done))
+        search.close_running(ostudy, study, store.finished_trials(), trial_key)
         statuses = _finish(store, study, tracker, parent, target)
         table = trials_table(store, study.name)
         store.write_table("trials.parquet", table)

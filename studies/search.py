@@ -74,9 +74,10 @@ def distributions(study: Study, grid: Mapping[str, tuple] | None) -> dict[str, A
     return out
 
 
-def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study,
-               sampler: optuna.samplers.BaseSampler) -> optuna.Study:
-    return optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study) -> optuna.Study:
+    """The study for bookkeeping (create, reconcile). Its sampler is a plain one on purpose:
+    GridSampler.after_trial calls study.stop(), which raises outside study.optimize."""
+    return optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(),
                                directions=directions(study), load_if_exists=True)
 
 
@@ -87,15 +88,14 @@ class Plan:
     closed_stale: int  # RUNNING trials of a dead driver that were closed
 
 
-def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str],
-              points: list[dict] | None, target: int) -> Plan:
-    """Close a dead driver's RUNNING trials and enqueue what is left to run (see module doc).
-
-    done: trial key -> trial-store state of finished trials (with `final` metric values).
-    points: every grid point (None for search studies); target: trials wanted in all.
-    """
+def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
+                  key_of: Callable[[dict], str]) -> dict[str, dict]:
+    """Close trials left RUNNING (by a dead driver, or by a tell Ray could not complete, e.g.
+    a NaN value): COMPLETE with the values the trial store recorded if it finished, FAIL
+    otherwise. Only call it when no Tune run is live. Returns key -> params of the trials
+    closed that still have to run."""
     names = metric_names(study)
-    closed, stale_keys = 0, {}
+    unfinished = {}
     for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         key = key_of(t.params)
         values = [done.get(key, {}).get("final", {}).get(n) for n in names]
@@ -104,8 +104,19 @@ def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_
         else:
             ostudy.tell(t.number, state=optuna.trial.TrialState.FAIL)
             if key not in done:
-                stale_keys[key] = dict(t.params)
-        closed += 1
+                unfinished[key] = dict(t.params)
+    return unfinished
+
+
+def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str],
+              points: list[dict] | None, target: int) -> Plan:
+    """Close a dead driver's RUNNING trials and enqueue what is left to run (see module doc).
+
+    done: trial key -> trial-store state of finished trials (with `final` metric values).
+    points: every grid point (None for search studies); target: trials wanted in all.
+    """
+    running = len(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    stale = close_running(ostudy, study, done, key_of)
     waiting = {key_of(t.params) for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
     if points is not None:
         todo = [p for p in points if key_of(p) not in done]
@@ -113,8 +124,8 @@ def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_
         enqueue = [p for p in todo if key_of(p) in seen and key_of(p) not in waiting]
         num = len(todo)
     else:
-        enqueue = [p for k, p in stale_keys.items() if k not in waiting]
+        enqueue = [p for k, p in stale.items() if k not in waiting]
         num = max(target - len(done), 0)
     for p in enqueue:
         ostudy.enqueue_trial(p)
-    return Plan(num_samples=num, enqueued=len(enqueue), closed_stale=closed)
+    return Plan(num_samples=num, enqueued=len(enqueue), closed_stale=running)

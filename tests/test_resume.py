@@ -1,0 +1,177 @@
+"""Studies survive a SIGKILLed driver, diverging trials and collapsing trials.
+
+Each test runs `vaestudy` as a subprocess against a real local Ray, a real SQLite MLflow
+store and a real Optuna database in a tmp folder.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from studies.spec import trial_key
+
+VAESTUDY = [sys.executable, "-m", "cli.main"]
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+
+
+def vaestudy(*args, timeout=300):
+    return subprocess.run([*VAESTUDY, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def trial_states(folder: Path) -> dict[str, dict]:
+    out = {}
+    for f in (folder / "trials").glob("*/trial.json"):
+        try:
+            out[f.parent.name] = json.loads(f.read_text())
+        except ValueError:  # being written
+            pass
+    return out
+
+
+def client(folder: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{folder}/mlflow.db")
+
+
+def children(folder: Path, experiment: str):
+    c = client(folder)
+    exp = c.get_experiment_by_name(experiment)
+    runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return c, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
+    folder = tmp_path / "alpha"
+    steps, every = 300, 30
+    args = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--set", f"steps={steps}",
+            "--set", f"eval_every={every}", "--max-concurrent", "2"]
+    driver = subprocess.Popen([*VAESTUDY, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def mid_study():
+        states = trial_states(folder)
+        done = [k for k, s in states.items() if s.get("status") == "completed"]
+        started = [k for k, s in states.items() if s.get("status") == "running"
+                   and (folder / "trials" / k / "checkpoint.pt").exists()]
+        return len(done) >= 1 and len(started) >= 1
+
+    try:
+        wait_for(mid_study, 240, "one finished and one half-trained trial")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        log = driver.communicate()[0]
+    before = trial_states(folder)
+    completed_before = {k: s for k, s in before.items() if s.get("status") == "completed"}
+    interrupted = {k: s for k, s in before.items() if s.get("status") == "running"}
+    assert completed_before and interrupted, (before, log[-3000:])
+    history_mtimes = {k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before}
+    _, parents_before, _ = children(folder, "alpha-sweep")
+    time.sleep(3)  # Ray's reaper takes down the killed driver's cluster
+
+    res = vaestudy("resume", str(folder), timeout=400)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert f"{len(completed_before)} already finished" in res.stderr, res.stderr[-2000:]
+
+    after = trial_states(folder)
+    assert len(after) == 4 and all(s["status"] == "completed" for s in after.values()), after
+    for k in completed_before:  # completed trials were not rerun
+        assert after[k]["ended"] == completed_before[k]["ended"]
+        assert (folder / "trials" / k / "history.parquet").stat().st_mtime_ns == history_mtimes[k]
+    # Ray's second attempt ran only the unfinished trials; interrupted ones continued from a checkpoint.
+    attempt2 = [json.loads(line) for f in (folder / "ray" / "attempt-2").glob("*/result.json")
+                for line in f.read_text().splitlines() if line.strip()]
+    keys2 = {r["trial_key"] for r in attempt2}
+    assert keys2 == set(after) - set(completed_before), keys2
+    for k in interrupted:
+        first = min(r["step"] for r in attempt2 if r["trial_key"] == k)
+        assert first > every, f"trial {k} restarted from scratch (first step {first})"
+
+    # MLflow: the same parent, one child per grid point, nothing RUNNING, no duplicated steps.
+    c, parents, runs = children(folder, "alpha-sweep")
+    assert [p.info.run_id for p in parents] == [p.info.run_id for p in parents_before]
+    assert parents[0].info.status == "FINISHED"
+    assert sorted(r.data.tags["vaestudy.trial_key"] for r in runs) == sorted(after)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    expected_steps = list(range(every, steps + 1, every))
+    for r in runs:
+        steps_logged = [m.step for m in c.get_metric_history(r.info.run_id, "valid/total_bpc")]
+        assert sorted(steps_logged) == expected_steps, (r.data.tags["vaestudy.trial_key"], steps_logged)
+
+    # trials.parquet: every grid point exactly once per step and split.
+    table = pq.read_table(folder / "trials.parquet").to_pylist()
+    rows = [(t["trial_key"], t["step"], t["split"]) for t in table]
+    assert len(rows) == len(set(rows)) == 4 * len(expected_steps) * 2
+    # Optuna: nothing left RUNNING or WAITING.
+    study = optuna.load_study(study_name="alpha-sweep", storage=f"sqlite:///{folder}/optuna.db")
+    states = {t.state.name for t in study.trials}
+    assert states <= {"COMPLETE", "FAIL"}, states
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 4
+
+
+STOPPER_STUDY = '''
+from studies.spec import Preset, Study
+
+SIZE = dict(steps=360, eval_every=30, eval_batches=2, batch_size=16, length=32, latent=16, lr=3e-3,
+            conv_channels=(32, 64), deconv_out=64, anneal=False)
+P = Preset(size="tiny", corpus="synthetic", overrides=SIZE)
+STUDY = Study(
+    name="stopper-check", title="a collapsing, a healthy and a diverging trial", reproduces="test",
+    model="hybrid-bytenet",
+    variants={"collapse": dict(alpha=0.0, depth=6), "healthy": dict(alpha=1.0, depth=6),
+              "diverge": dict(model="hybrid-lstm", lr=1e6)},
+    grid={"variant": ("collapse", "healthy", "diverge")},
+    presets={"smoke": P, "cpu": P, "paper": P},
+)
+'''
+
+
+@pytest.mark.slow
+def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_path):
+    study_file = tmp_path / "stopper_check.py"
+    study_file.write_text(textwrap.dedent(STOPPER_STUDY))
+    folder = tmp_path / "stopper"
+    res = vaestudy("run", str(study_file), "--storage", str(folder), "--collapse-threshold", "0.01",
+                   "--collapse-patience", "2", timeout=400)
+    assert res.returncode == 0, res.stderr[-4000:]
+    by_variant = {s["params"]["variant"]: s for s in trial_states(folder).values()}
+
+    diverged = by_variant["diverge"]
+    assert diverged["status"] == "failed" and "nan" in diverged["reason"], diverged
+    collapsed = by_variant["collapse"]
+    assert collapsed["status"] == "collapsed" and "KL collapsed" in collapsed["reason"], collapsed
+    healthy = by_variant["healthy"]
+    assert healthy["status"] == "completed" and healthy["last_step"] == 360, healthy
+    hist = pq.read_table(folder / "trials" / trial_key(collapsed["params"]) / "history.parquet").to_pylist()
+    assert max(r["step"] for r in hist) < 360, "the collapsed trial should have been stopped early"
+
+    c, parents, runs = children(folder, "stopper-check")
+    status = {r.data.tags["vaestudy.trial_key"]: r for r in runs}
+    key = {v: trial_key(s["params"]) for v, s in by_variant.items()}
+    assert status[key["diverge"]].info.status == "FAILED"
+    assert "nan" in status[key["diverge"]].data.tags["vaestudy.status_reason"]
+    assert status[key["collapse"]].data.tags["vaestudy.status"] == "collapsed"
+    assert status[key["healthy"]].info.status == "FINISHED"
+    assert parents[0].info.status == "FINISHED"
+    study = optuna.load_study(study_name="stopper-check", storage=f"sqlite:///{folder}/optuna.db")
+    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
