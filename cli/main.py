@@ -313,6 +313,30 @@ def bench_throughput(threads: int, seconds: float, length: int, as_json: bool) -
                f"(FLOP ratio lstm / hybrid-lstm {r['flop_ratio_lstm_over_hybrid_lstm']:.2f}x)")
 
 
+@bench.command("overhead")
+@click.option("--study", default="alpha-sweep", show_default=True)
+@click.option("--concurrency", default=2, show_default=True, help="Trials at once in both runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
+def bench_overhead(study: str, concurrency: int, as_json: bool) -> None:
+    """Wall time of a smoke study through `vaestudy run` vs bare fit calls, side by side.
+
+    \b
+    Example:
+      vaestudy bench overhead --json
+    """
+    from studies.bench import measure_overhead
+
+    r = measure_overhead(study, "smoke", concurrency, echo=_echo_err)
+    if as_json:
+        click.echo(json.dumps(r, indent=1))
+        return
+    click.echo(f"{r['trials']} smoke trials of {study}, {concurrency} at a time")
+    click.echo(f"bare fit calls   {r['bare_wall_s']:7.1f} s  (mean fit {r['mean_fit_s']:.1f} s)")
+    click.echo(f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)")
+    click.echo(f"ratio {r['ratio_platform_over_bare']:.2f}x; start-up per trial {r['per_trial_startup_s']:.2f} s; "
+               f"reporting/checkpointing {r['report_share_of_trial']:.1%} of trial time")
+
+
 def main() -> None:
     cli(prog_name="vaestudy")
 

@@ -27,7 +27,7 @@ from .errors import StudyError
 from .records import trials_table
 from .spec import Study, load_study, trial_key, trial_name, validate_study
 from .store import FINAL_STATUSES, StudyStore, is_remote
-from .trial import FINAL, SAMPLES, STEP, TrialContext
+from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
 
 DEFAULT_ROOT = Path("vaestudy-runs")
 METRIC_PREFIXES = ("train/", "valid/")
@@ -293,7 +293,8 @@ def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent:
             if result.get("config_json"):
                 tracker.log_text(run_id, result["config_json"], "config.json")
             final = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES)}
-            store.update_trial(key, final=final, last_step=result.get(STEP))
+            store.update_trial(key, final=final, last_step=result.get(STEP), report_overhead_s=result.get(OVERHEAD),
+                               trial_wall_s=result.get(TRIAL_WALL))
 
     def on_end(params: dict, status: str, reason: str | None) -> None:
         key, run_id = run_of(params)

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -26,6 +27,7 @@ from .store import StudyStore
 
 # Report fields that are not metrics.
 STEP, KEY, STATUS, REASON, FINAL, SAMPLES = "step", "trial_key", "status", "reason", "final", "samples"
+OVERHEAD, TRIAL_WALL = "overhead/report_s", "overhead/trial_wall_s"  # cumulative seconds in this process
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,11 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         if resume is None and store.exists(f"trials/{key}/checkpoint.pt"):
             resume = store.download(f"trials/{key}/checkpoint.pt", work / "resume.pt")
         sent = {"step": -1}
+        started = time.perf_counter()
+        overhead = [0.0]  # seconds spent saving, uploading and reporting (not training or evaluating)
 
         def on_report(rep, trainer: Trainer) -> None:
+            t0 = time.perf_counter()
             ckpt_dir = work / f"ckpt-{rep.step}"
             trainer.save(ckpt_dir / "checkpoint.pt")
             store.upload(ckpt_dir / "checkpoint.pt", f"trials/{key}/checkpoint.pt")
@@ -70,9 +75,12 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             result = {**rep.metrics, STEP: rep.step, KEY: key, FINAL: rep.final, STATUS: "running"}
             if rep.final:
                 result.update(final_extras(trainer), **{STATUS: "completed"})
+            result[OVERHEAD] = overhead[0] + (time.perf_counter() - t0)
+            result[TRIAL_WALL] = time.perf_counter() - started
             report(result, ckpt_dir)
             sent["step"] = rep.step
             shutil.rmtree(ckpt_dir, ignore_errors=True)
+            overhead[0] += time.perf_counter() - t0
 
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
