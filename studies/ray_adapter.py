@@ -87,7 +87,9 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     if ray.is_initialized():
         return cluster_info()
     if address is None:
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+        # address="local": always a fresh Ray of our own, even when a `ray start` cluster runs
+        # on this machine (plain ray.init() would join that one).
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
                  log_to_driver=True, logging_level="WARNING")
     else:
         check_address(address)
