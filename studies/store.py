@@ -128,14 +128,14 @@ class StudyStore:
         return out
 
     # --- local databases of a remote study ----------------------------------------------------
-    def sync_down(self, names: tuple[str, ...] = ("optuna.db",)) -> None:
+    def sync_down(self, names: tuple[str, ...] = ("optuna.db", "mlflow.db")) -> None:
         if not self.remote:
             return
         for name in names:
             if not (self.local_dir / name).exists() and self.exists(f"local/{name}"):
                 self.download(f"local/{name}", self.local_dir / name)
 
-    def sync_up(self, names: tuple[str, ...] = ("optuna.db",)) -> None:
+    def sync_up(self, names: tuple[str, ...] = ("optuna.db", "mlflow.db")) -> None:
         if not self.remote:
             return
         for name in names:

@@ -1,0 +1,107 @@
+"""The CLI outside the study runs: train/sample round trip, `vaestudy ui`, and a plain
+(non-editable) install that finds its built-in studies from any directory."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def test_train_then_sample_round_trip(tmp_path):
+    out = tmp_path / "run"
+    runner = CliRunner()
+    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
+                              "--set", "steps=30", "--set", "eval_every=10", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "checkpoint.pt").exists() and (out / "metrics.parquet").exists()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "metrics.parquet").to_pylist()
+    assert sorted({(r["step"], r["split"]) for r in table}) == [(s, sp) for s in (10, 20, 30) for sp in ("train", "valid")]
+    # resume to more steps continues from the checkpoint
+    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
+                              "--set", "steps=40", "--set", "eval_every=10", "--out", str(out), "--resume"])
+    assert res.exit_code == 0, res.output
+    assert [r["step"] for r in pq.read_table(out / "metrics.parquet").to_pylist() if r["split"] == "valid"] == [10, 20, 30, 40]
+
+    res = runner.invoke(cli, ["sample", str(out / "checkpoint.pt"), "-n", "2", "--reconstruct", "the topic of",
+                              "--interpolate", "alpha", "omega", "--steps", "3"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("# 2 samples from the prior") and len(lines) == 1 + 2 + 1 + 1 + 1 + 3
+
+
+def test_train_bad_inputs_are_one_line_exit_2(tmp_path):
+    runner = CliRunner()
+    for args, text in [(["train", "lstm", "--set", "dropout=2"], "dropout=2.0 is not allowed"),
+                       (["train", "lstm", "--set", "nope=1"], "unknown key 'nope'"),
+                       (["train", "lstm", "--preset", "huge"], "preset='huge' is not allowed"),
+                       (["train", "lstm", "--resume", "--out", str(tmp_path / "none")], "no checkpoint")]:
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert text in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_the_study_store_on_loopback(tmp_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{folder}/mlflow.db").create_experiment("probe")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+                                            "?experiment_name=probe", timeout=2) as r:
+                    assert b"probe" in r.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "UI did not come up"
+                time.sleep(0.5)
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        assert listening.strip() and all("127.0.0.1:" in line for line in listening.strip().splitlines()), listening
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_plain_install_runs_from_any_directory(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT)], check=True, env=ENV, capture_output=True)
+    assert (target / "studies" / "definitions" / "alpha_sweep.py").exists()
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    env = {**ENV, "PYTHONPATH": str(target)}
+    res = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "list"], cwd=workdir, env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "alpha-sweep" in res.stdout and "kl-frontier" in res.stdout
+    res = subprocess.run([sys.executable, "-c", "import studies, sys; print(studies.__file__)"], cwd=workdir, env=env,
+                         capture_output=True, text=True)
+    assert res.stdout.startswith(str(target)), res.stdout
