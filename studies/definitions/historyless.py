@@ -14,6 +14,7 @@ STUDY = Study(
     name="historyless",
     title="Historyless decoders without a KL term: conv vs LSTM (p=1)",
     reproduces="Fig 3",
+    metric="valid/rec_bpc",
     base=dict(kl=False),
     variants={
         "conv": dict(model="conv"),
