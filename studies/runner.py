@@ -149,7 +149,8 @@ def prepare(study_ref: str, opts: RunOptions):
     store = StudyStore(ctx.storage)
     tracking_uri = opts.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store.local_dir)
     check_tracking_uri(tracking_uri)
-    address = opts.address or os.environ.get("VAESTUDY_ADDRESS") or None
+    # RAY_ADDRESS is set for a driver started by `ray job submit`: join that cluster.
+    address = opts.address or os.environ.get("VAESTUDY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
     if address:
         from .ray_adapter import check_address
 
@@ -174,8 +175,10 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
     tracker = parent = None
     try:
         store.sync_down()
+        # The default store keeps artifacts beside the study: in the folder, or in the same
+        # object store for a remote study. A tracking server chooses its own.
         artifacts = None if (opts.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")) else \
-            (store.local_dir / "mlartifacts").as_uri()
+            (store.uri_of("mlartifacts") if store.remote else (store.local_dir / "mlartifacts").as_uri())
         tracker = StudyTracker(tracking_uri, experiment=study.name, artifact_location=artifacts)
         parent = tracker.start_parent(
             state.get("parent_run_id"), name=f"{study.name} [{opts.preset}]",
@@ -281,6 +284,7 @@ def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent:
 
     def on_start(params: dict) -> None:
         run_of(params)
+        store.sync_up()  # a remote study's databases stay current enough to resume elsewhere
 
     def on_result(params: dict, result: dict) -> None:
         key, run_id = run_of(params)
