@@ -30,14 +30,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(tmp_path: Path) -> Iterator[str]:
-    """Start a server storing into `tmp_path`, yield its URL, and stop its whole process group."""
+def running_mlflow_server(tmp_path: Path, backend_store_uri: str | None = None) -> Iterator[str]:
+    """Start a server storing into `tmp_path` (or `backend_store_uri`, e.g. PostgreSQL), yield
+    its URL, and stop its whole process group."""
     root = Path(tmp_path) / "mlflow-server"
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
     cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root.resolve()}/mlflow.db",
+           "--backend-store-uri", backend_store_uri or f"sqlite:///{root.resolve()}/mlflow.db",
            "--default-artifact-root", str(root.resolve() / "art"), "--workers", "1"]
     log_path = root / "server.log"
     with open(log_path, "wb") as log:
