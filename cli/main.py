@@ -38,6 +38,10 @@ def cli() -> None:
 
 cli.add_command(data)
 
+from .report_cmd import report  # noqa: E402 - registered beside the other commands
+
+cli.add_command(report)
+
 
 def _set_option(f):
     return click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE",

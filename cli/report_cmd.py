@@ -22,11 +22,12 @@ DEFAULT_REPORTS = Path("vaestudy-reports")
 @click.option("--out", default=None,
               help="Folder to write into [default: the study folder; for an experiment ./vaestudy-reports/NAME].")
 def report(path: str, tracking_uri: str | None, experiment: str | None, out: str | None) -> None:
-    """Redraw the study's paper figure, write trials.parquet, summary.parquet, claims.json
-    and report.md, and log them to the study's parent MLflow run under report/.
+    """Check a study against the paper: its figure, Parquet tables and claim verdicts.
 
-    Each claim the study declares is PASS, FAIL or INCONCLUSIVE (a trial it needs is
-    missing or failed), against thresholds fixed in the study file.
+    Writes trials.parquet, summary.parquet, the paper's figure redrawn (PNG), claims.json
+    and report.md into the study folder, and logs them under report/ of the study's
+    parent MLflow run. Each claim the study declares is PASS, FAIL or INCONCLUSIVE (a
+    trial it needs is missing or failed), against thresholds fixed in the study file.
 
     \b
     Example:
@@ -47,7 +48,7 @@ def report(path: str, tracking_uri: str | None, experiment: str | None, out: str
             path = out or path
         written = write_report(path, tracking_uri=tracking_uri, experiment=experiment,
                                out=None if experiment else out)
-        verdicts = StudyStore(written["claims.json"].rsplit("/", 1)[0]).read_json("claims.json")
+        verdicts = StudyStore(path if experiment else out or path).read_json("claims.json")
     for c in verdicts["claims"]:
         click.echo(f"{c['verdict']:13}{c['id']}" + (f"  ({c['note']})" if c["note"] else ""))
     click.echo(f"report: {written['report.md']} ({len(written)} files)")

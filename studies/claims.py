@@ -339,7 +339,8 @@ def max_vs(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any
     pts = look.select(others)
     rivals = {_describe({k: p[k] for k in others}): look.value_of(p) for p in pts}
     best = max(rivals.values(), default=math.nan)
-    return look.result(value > best, {f"{y} at {_describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}},
+    measured = {f"{y} at {_describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}}
+    return look.result(value > best, measured,
                        f"{y}[{_describe(subject)}] > max {y} over {_describe(others)}")
 
 

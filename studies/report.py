@@ -99,20 +99,22 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
                                    trial.get("status", "unknown"), trial.get("reason"), history, wall,
                                    trial.get("mlflow_run_id")))
     preset = identity["preset"]
-    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study.name, preset),
+    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
                         trials_table(store, study.name), state.get("parent_run_id"),
                         tracking_uri or state.get("tracking_uri"), store.uri)
 
 
 def _definition(ref: str | None, name: str) -> Study:
-    """The study's definition: by the reference it was run with, else by its name."""
+    """The study's definition: by the reference it was run with (a name or a study file), else
+    by its name; a study file that exists but does not load is an error in its own words."""
     for candidate in (ref, name):
         if not candidate:
             continue
         try:
             return load_study(candidate)
         except StudyError:
-            continue
+            if Path(candidate).is_file():
+                raise
     raise StudyError(f"cannot load the definition of study {name!r} (run as {ref!r}): neither a built-in study "
                      "nor an existing study file")
 
@@ -136,8 +138,11 @@ def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], 
     return row
 
 
-def _with_identity(rows: list[dict], study: str, preset: str) -> list[dict]:
-    return [{"study": study, "preset": preset, **r} for r in rows]
+def _with_identity(rows: list[dict], study: Study, preset: str) -> list[dict]:
+    """Rows with the study and preset first, in the order of the study's grid."""
+    swept = _swept(study, preset)
+    rows = sorted(rows, key=lambda r: tuple(_rank(study, k, r.get(k)) for k in swept))
+    return [{"study": study.name, "preset": preset, **r} for r in rows]
 
 
 def _corpus(rows: Sequence[Mapping[str, Any]], study: Study, preset: str) -> str:
@@ -165,9 +170,7 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
-    from .tracking import check_tracking_uri
-
-    check_tracking_uri(tracking_uri)
+    _check_existing_store(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None or exp.lifecycle_stage != "active":
@@ -204,7 +207,7 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
             tables.append(pa.Table.from_pylist([{**head, **h} for h in history]))
     trials = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table(
         {"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
-    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study.name, preset),
+    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
                         trials, parent.info.run_id, tracking_uri, f"MLflow experiment {experiment!r} at {tracking_uri}")
 
 
@@ -293,7 +296,8 @@ def _title(results: StudyResults, what: str) -> str:
 
 
 def _panels(results: StudyResults, rows: Sequence[Mapping[str, Any]], panel: str | None) -> list[Any]:
-    return _ordered(results.study, panel, [r.get(panel) for r in rows]) if panel else [None]
+    values = _ordered(results.study, panel, [r.get(panel) for r in rows]) if panel else []
+    return values or [None]
 
 
 def _ordered(study: Study, name: str | None, values: Sequence[Any]) -> list[Any]:
@@ -302,13 +306,16 @@ def _ordered(study: Study, name: str | None, values: Sequence[Any]) -> list[Any]
     for v in values:
         if v is not None and v not in distinct:
             distinct.append(v)
-    declared = list(study.grid.get(name, ())) + list(study.variants) if name else []
-    rank = {v: i for i, v in enumerate(declared)}
-    return sorted(distinct, key=lambda v: (rank.get(v, len(rank)), not isinstance(v, (int, float)), _sort_key(v)))
+    return sorted(distinct, key=lambda v: _rank(study, name, v))
 
 
-def _sort_key(value: Any) -> Any:
-    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+def _rank(study: Study, name: str | None, value: Any) -> tuple:
+    """Sort key: position in the study's grid (or variants) first, then numbers, then text."""
+    declared = list(study.grid.get(name, ())) + (list(study.variants) if name == "variant" else [])
+    position = next((i for i, d in enumerate(declared) if d == value and type(d) is type(value)), len(declared))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (position, 0, value, "")
+    return (position, 1, 0, str(value))
 
 
 def _label(name: str | None, value: Any) -> str:
@@ -412,7 +419,7 @@ def _draw_curves(results: StudyResults, spec: FigureSpec):
     for r in results.trials.to_pylist():
         if r.get("trial_key") in by_key and "split" in r:
             history.setdefault(r["trial_key"], []).append(r)
-    trials = [by_key[k] for k in history]
+    trials = [r for r in results.summary if r["trial_key"] in history]  # in the study's grid order
     panels = _panels(results, trials, spec.panel)
     fig, axes = _new_figure(len(panels))
     series = _ordered(study, spec.series, [t.get(spec.series) for t in trials]) if spec.series else [None]
@@ -446,17 +453,25 @@ def _draw_curves(results: StudyResults, spec: FigureSpec):
     return fig
 
 
-def optuna_study(results: StudyResults):
+def optuna_study(results: StudyResults, lower_is_better: bool = False):
     """An in-memory Optuna study of the usable trials (the trial store is the source of
-    truth, so collapsed trials count with their last metrics, as in the claims)."""
+    truth, so collapsed trials count with their last metrics, as in the claims).
+
+    lower_is_better: negate maximised metrics (named "... (high)") and minimise everything,
+    for Optuna's default importance evaluator, which rates parameters for low values only.
+    """
     import optuna
 
     from . import search
 
     study = results.study
-    names = search.metric_names(study)
-    ostudy = optuna.create_study(directions=search.directions(study))
-    ostudy.set_metric_names(names)
+    names, directions = search.metric_names(study), search.directions(study)
+    signs = [-1.0 if lower_is_better and d == "maximize" else 1.0 for d in directions]
+    ostudy = optuna.create_study(directions=["minimize"] * len(names) if lower_is_better else directions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy.set_metric_names([f"{n} ({'high' if s < 0 else 'low'})" if lower_is_better else n
+                                 for n, s in zip(names, signs)])
     dists = search.distributions(study, study.grid_for(results.preset) if study.is_grid else None)
     for row in results.summary:
         values = [row.get(n.split("/", 1)[-1]) for n in names]
@@ -465,37 +480,43 @@ def optuna_study(results: StudyResults):
         params = {k: row[k] for k in dists if k in row}
         try:
             ostudy.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
-                                                       values=values))
+                                                       values=[s * v for s, v in zip(signs, values)]))
         except ValueError:  # a value outside the declared space (an edited study file)
             continue
     return ostudy
 
 
 def _draw_pareto(results: StudyResults, out: Path) -> tuple[list[str], list[str]]:
+    import matplotlib
     import matplotlib.pyplot as plt
     import optuna
     from optuna.visualization import matplotlib as ovm
 
-    ostudy = optuna_study(results)
-    names = [f"{n} ({BPC.lower()})" for n in ostudy.metric_names]
+    front, ranked = optuna_study(results), optuna_study(results, lower_is_better=True)
+    names = [f"{n} ({BPC.lower()})" for n in front.metric_names]
     files, notes = [], []
     title = f"study {results.study.name}, preset {results.preset}, corpus {results.corpus}"
-    plots = (("pareto_front.png", lambda: ovm.plot_pareto_front(ostudy, target_names=names), "Pareto front"),
-             ("param_importances.png", lambda: ovm.plot_param_importances(ostudy), "Parameter importances"))
+    plots = (("pareto_front.png", lambda: ovm.plot_pareto_front(front, target_names=names), "Pareto front"),
+             ("param_importances.png", lambda: ovm.plot_param_importances(ranked),
+              "Parameter importances (for a low or a high value of each metric)"))
     for name, plot, what in plots:
-        with warnings.catch_warnings():
+        # Optuna's plots switch pyplot to its "ggplot" style globally; rc_context undoes that.
+        with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")  # handled: see `ranked`
+            warnings.filterwarnings("ignore", "No artists with labels")  # a study without completed trials
             try:
                 ax = plot()
             except (ValueError, RuntimeError) as exc:  # too few trials for Optuna's analysis
                 notes.append(f"{what} not drawn: {exc}")
-                plt.close("all")
                 continue
-        ax.set_title(f"{what}\n{title}", fontsize="medium")
-        ax.figure.set_size_inches(7.5, 5.5)
-        ax.figure.savefig(out / name, dpi=110, bbox_inches="tight")
-        plt.close(ax.figure)
-        files.append(name)
+            for loc in ("left", "right"):  # Optuna's own title, replaced by ours
+                ax.set_title("", loc=loc)
+            ax.set_title(f"{what}\n{title}", fontsize="medium")
+            ax.figure.set_size_inches(7.5, 5.5)
+            ax.figure.savefig(out / name, dpi=110, bbox_inches="tight")
+            files.append(name)
+        plt.close("all")
     return files, notes
 
 
@@ -531,7 +552,9 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
     counts: dict[str, int] = {}
     for r in results.summary:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    lines = [f"# {study.reproduces}: {study.title}", "",
+    lines = [f"# {study.name}: {study.title}", "",
+             *([f"Reproduces {study.reproduces} of Semeniuta et al. (2017).  "]
+               if study.reproduces != "search" else []),
              f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: {len(results.summary)} "
              f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
              f"Read from {results.source}"
@@ -544,20 +567,32 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
             verdict = f"**{v['verdict']}**" + (f" ({v['note']})" if v["note"] else "")
             lines.append(f"| `{v['id']}`: {_cell(v['text'])} | {_cell(measured)} | {_cell(v['threshold'])} "
                          f"| {_cell(verdict)} |")
+        lines += ["", "Thresholds come from the study file and were fixed before any run. INCONCLUSIVE means a "
+                  "trial the claim needs is missing or failed."]
     else:
         lines.append(f"Study `{study.name}` declares no claims.")
-    lines += ["", "Thresholds come from the study file and were fixed before any run. INCONCLUSIVE means a trial "
-              "the claim needs is missing or failed.", "", "## Figure", ""]
+    lines += ["", "## Figure", ""]
     lines += [f"![{name}]({name})" for name in figures] + [f"- {n}" for n in notes]
     lines += ["", "## Trials", "", "Final validation metrics in bits per character.", "",
               "| trial | status | total | rec | KL | aux | active units | MI | IW bound | steps | wall s | chars/s |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    swept = _swept(study, results.preset)
+    if len({r.get("seed") for r in results.summary}) < 2:
+        swept = [k for k in swept if k != "seed"]
     for r in results.summary:
         speed = round(r["chars_per_s"]) if _finite(r["chars_per_s"]) else None
-        cells = [r["name"] or r["trial_key"], r["status"], *(r[m] for m in SUMMARY_MEASURES), r["steps"],
+        name = ", ".join(f"{k}={_fmt(r[k])}" for k in swept if k in r) or r["trial_key"]
+        cells = [name, r["status"], *(r[m] for m in SUMMARY_MEASURES), r["steps"],
                  r["wall_s"], speed]
         lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _swept(study: Study, preset: str) -> list[str]:
+    if not study.is_grid:
+        return list(study.space)
+    grid = study.grid_for(preset) if preset in study.presets else study.grid
+    return [*grid, "seed"]
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -567,19 +602,19 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
                  out: str | None = None) -> dict[str, str]:
     """Write a study's report and log it to its parent MLflow run; returns file name -> URI.
 
-    folder: a study folder (read, and written into unless `out` is given); with `experiment`,
-        the folder to write into, the trials being read from that MLflow experiment at
-        `tracking_uri`.
+    folder: a study folder, read and written into; with `experiment`, only the folder to
+        write into, the trials being read from that MLflow experiment at `tracking_uri`.
     tracking_uri: where the parent run is [default: the one in study.json].
+    out: write here instead of into `folder`.
+    Raises StudyError (or TrackingError) before writing anything when an input is bad.
     """
     if experiment is not None:
         if not tracking_uri:
             raise StudyError(f"reading MLflow experiment {experiment!r} needs --tracking-uri")
         results = read_experiment(tracking_uri, experiment)
-        target = StudyStore(out or folder)
     else:
         results = read_folder(folder, tracking_uri)
-        target = StudyStore(out or folder)
+    target = StudyStore(out or folder)
     parse_figure(results.study.figure)  # a malformed spec fails before anything is written
     client = _parent_run_client(results)
     verdicts = claims_mod.evaluate(results.study, results.summary, results.preset)
@@ -618,9 +653,7 @@ def _parent_run_client(results: StudyResults):
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from .tracking import check_tracking_uri
-
-    check_tracking_uri(results.tracking_uri)
+    _check_existing_store(results.tracking_uri)
     client = MlflowClient(tracking_uri=results.tracking_uri)
     try:
         client.get_run(results.parent_run_id)
@@ -628,3 +661,15 @@ def _parent_run_client(results: StudyResults):
         raise StudyError(f"the study's parent MLflow run {results.parent_run_id} is not at {results.tracking_uri}; "
                          "give the tracking URI it was logged to with --tracking-uri") from None
     return client
+
+
+def _check_existing_store(uri: str) -> None:
+    """Like `check_tracking_uri`, and an SQLite store must exist: a report reads runs, so a
+    mistyped path is an error, not a new empty database."""
+    from .tracking import check_tracking_uri
+
+    check_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.split("?", 1)[0][len("sqlite:///"):])
+        if not path.is_file():
+            raise StudyError(f"tracking URI {uri!r}: no MLflow database at {path}")

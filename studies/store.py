@@ -6,6 +6,8 @@ Layout (relative to the root):
     trials/<key>/checkpoint.pt the latest checkpoint (every report)
     trials/<key>/history.parquet every report of the trial so far
     trials.parquet             one row per trial per report per split (written at the end)
+    summary.parquet, claims.json, report.md, fig*.png   `vaestudy report` (one row per trial,
+                               the paper's claims checked, the figure redrawn)
     ray/                       Ray Tune's experiment state and checkpoints
 Files that must be local (the SQLite databases of Optuna and MLflow, the driver lock) live
 in `local_dir`: the root itself for a local study, a cache folder for a remote one, whose

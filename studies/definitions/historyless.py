@@ -21,7 +21,7 @@ STUDY = Study(
         "lstm p=1": dict(model="lstm", dropout=1.0),
     },
     grid={"variant": ("conv", "lstm p=1"), "length": (10, 20, 30, 50)},
-    figure="length|variant",
+    figure="step|variant/length",
     presets={
         "smoke": smoke(grid={"variant": ("conv", "lstm p=1"), "length": (10, 30)}, cost="~30 s, 4 trials"),
         "cpu": cpu(steps=1500, anneal=(300, 900), cost="~20 min on 2 cores, 8 trials"),

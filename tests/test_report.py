@@ -1,0 +1,259 @@
+"""`vaestudy report`: one real smoke study (Ray, SQLite MLflow, Optuna) reported from its
+folder and from its MLflow experiment, checked against MLflow's runs; every figure kind
+drawn from synthetic tables."""
+
+import dataclasses
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported
+
+from cli.report_cmd import report  # noqa: E402
+from studies import claims  # noqa: E402
+from studies.report import (  # noqa: E402
+    StudyResults, draw_figures, figure_files, parse_figure, summary_row,
+)
+from studies.spec import builtin_studies, load_study, trial_key, trial_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+REPORT_FILES = {"trials.parquet", "summary.parquet", "fig5.png", "claims.json", "report.md"}
+SUMMARY_COLUMNS = {"study", "preset", "trial_key", "status", "alpha", "anneal", "total_bpc", "rec_bpc", "kl_bpc",
+                   "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "steps", "wall_s", "chars_per_s"}
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report") / "alpha"
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke",
+                          "--storage", str(folder)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reported(study_dir):
+    res = CliRunner().invoke(report, [str(study_dir)])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.fixture(scope="module")
+def mlflow_runs(study_dir):
+    from mlflow.tracking import MlflowClient
+
+    state = json.loads((study_dir / "study.json").read_text())
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_experiment_by_name("alpha-sweep")
+    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'")
+    return client, state["parent_run_id"], {r.data.tags["vaestudy.trial_key"]: r for r in children}
+
+
+def test_report_writes_every_file(study_dir, reported):
+    assert REPORT_FILES <= {p.name for p in study_dir.iterdir()}
+    lines = reported.strip().splitlines()
+    assert lines[-1].startswith("report: ") and lines[-1].endswith("(5 files)")
+    assert {line.split()[1] for line in lines[:-1]} == {c.id for c in load_study("alpha-sweep").claims}
+
+
+def test_summary_has_one_row_per_trial_with_the_listed_columns(study_dir, reported, mlflow_runs):
+    summary = pq.read_table(study_dir / "summary.parquet")
+    assert SUMMARY_COLUMNS <= set(summary.column_names)
+    rows = summary.to_pylist()
+    assert len(rows) == 4 and {(r["alpha"], r["anneal"]) for r in rows} == {(a, b) for a in (0.2, 0.8) for b in (True, False)}
+    assert all(r["status"] == "completed" and r["steps"] == 40 and r["wall_s"] > 0 and r["chars_per_s"] > 0
+               for r in rows)
+    assert all(math.isfinite(r[m]) for r in rows for m in ("total_bpc", "kl_bpc", "aux_bpc", "iw_nll_bpc"))
+
+
+def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
+    client, _, runs = mlflow_runs
+    summary = {r["trial_key"]: r for r in pq.read_table(study_dir / "summary.parquet").to_pylist()}
+    trials = pq.read_table(study_dir / "trials.parquet").to_pylist()
+    assert set(summary) == set(runs) == {r["trial_key"] for r in trials}
+    for key, run in runs.items():
+        assert summary[key]["mlflow_run_id"] == run.info.run_id
+        assert summary[key]["status"] == run.data.tags["vaestudy.status"]
+        for metric in ("total_bpc", "kl_bpc", "rec_bpc"):
+            history = sorted(client.get_metric_history(run.info.run_id, f"valid/{metric}"), key=lambda m: m.step)
+            assert summary[key][metric] == history[-1].value
+            parquet = sorted((r["step"], r[metric]) for r in trials if r["trial_key"] == key and r["split"] == "valid")
+            assert parquet == [(m.step, m.value) for m in history]
+
+
+def test_files_are_logged_to_the_parent_run(study_dir, reported, mlflow_runs):
+    client, parent, _ = mlflow_runs
+    logged = {Path(a.path).name: a.file_size for a in client.list_artifacts(parent, "report")}
+    assert set(logged) == REPORT_FILES
+    assert logged["summary.parquet"] == (study_dir / "summary.parquet").stat().st_size
+    tags = client.get_run(parent).data.tags
+    verdicts = json.loads((study_dir / "claims.json").read_text())["claims"]
+    assert all(tags[f"vaestudy.claim.{c['id']}"] == c["verdict"] for c in verdicts)
+
+
+def test_report_from_the_mlflow_experiment_matches_the_folder(study_dir, reported, mlflow_runs, tmp_path):
+    state = json.loads((study_dir / "study.json").read_text())
+    out = tmp_path / "from-mlflow"
+    res = CliRunner().invoke(report, ["alpha-sweep", "--tracking-uri", state["tracking_uri"], "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert REPORT_FILES == {p.name for p in out.iterdir()}
+    a = {r["trial_key"]: r for r in pq.read_table(study_dir / "summary.parquet").to_pylist()}
+    b = {r["trial_key"]: r for r in pq.read_table(out / "summary.parquet").to_pylist()}
+    assert set(a) == set(b)
+    for key in a:
+        for col, value in a[key].items():
+            if col != "wall_s" and not (isinstance(value, float) and math.isnan(value)):
+                assert b[key][col] == value, (key, col)
+    ta, tb = pq.read_table(study_dir / "trials.parquet"), pq.read_table(out / "trials.parquet")
+    assert ta.column_names == tb.column_names and ta.num_rows == tb.num_rows
+    assert json.loads((out / "claims.json").read_text())["claims"] == \
+        json.loads((study_dir / "claims.json").read_text())["claims"]
+    client, parent, _ = mlflow_runs  # this report was logged to the same parent run, replacing the first
+    logged = {Path(a.path).name: a.file_size for a in client.list_artifacts(parent, "report")}
+    assert logged["summary.parquet"] == (out / "summary.parquet").stat().st_size
+
+
+def assert_nontrivial_png(path: Path) -> None:
+    import matplotlib.image as mpimg
+
+    assert path.stat().st_size > 10_000, path
+    pixels = mpimg.imread(path)
+    assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 200
+    assert pixels[..., :3].var() > 1e-3, path
+
+
+def test_figure_is_a_nontrivial_png(study_dir, reported):
+    assert_nontrivial_png(study_dir / "fig5.png")
+
+
+def test_claims_json_has_a_verdict_per_declared_claim(study_dir, reported):
+    data = json.loads((study_dir / "claims.json").read_text())
+    assert (data["study"], data["preset"], data["corpus"]) == ("alpha-sweep", "smoke", "synthetic")
+    study = load_study("alpha-sweep")
+    assert [c["id"] for c in data["claims"]] == [c.id for c in study.claims]
+    for c in data["claims"]:
+        assert c["verdict"] in claims.VERDICTS and c["threshold"] and "measured" in c
+    md = (study_dir / "report.md").read_text()
+    assert "| claim | measured | threshold | verdict |" in md and "![fig5.png](fig5.png)" in md
+    assert all(c["id"] in md for c in data["claims"]) and md.count("| completed |") == 4
+
+
+def test_bad_inputs_are_one_line_exit_2(study_dir, reported, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path}/other.db").search_experiments()  # a store without the study's runs
+    runner = CliRunner()
+    for args, text in [([str(tmp_path / "none")], "is not a study folder"),
+                       (["no-such-experiment", "--tracking-uri", f"sqlite:///{study_dir}/mlflow.db"],
+                        "no MLflow experiment 'no-such-experiment'"),
+                       ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/other.db"], "is not at"),
+                       ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/typo.db"], "no MLflow database"),
+                       ([str(tmp_path), "--experiment", "alpha-sweep"], "needs --tracking-uri")]:
+        res = runner.invoke(report, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert text in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "typo.db").exists()
+
+
+def test_help_has_an_example():
+    res = CliRunner().invoke(report, ["--help"])
+    assert res.exit_code == 0 and "Example:" in res.output and "vaestudy report" in res.output
+
+
+# --- every figure kind from synthetic tables ----------------------------------------------------
+
+
+def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyResults:
+    """A study's trials with made-up but plausible metrics and histories (no training)."""
+    rng = random.Random(0)
+    study = dataclasses.replace(study, figure=figure) if figure is not None else study
+    if study.is_grid:
+        points = [{**p, "seed": s} for s in seeds for p in study.points(preset)]
+    else:
+        space = study.space
+        points = [{"model": rng.choice(space["model"][1]), "alpha": rng.random(), "dropout": rng.uniform(0, 0.9),
+                   "length": rng.randint(12, 60), "depth": rng.randint(1, 10), "latent": rng.randint(8, 128),
+                   "lr": 10 ** rng.uniform(-4, -2.6)} for _ in range(12)]
+    summary, history_rows = [], []
+    for i, params in enumerate(points):
+        key = trial_key(params)
+        status = "failed" if i == 3 else "completed"
+        history = []
+        for step in (250, 500, 750, 1000):
+            for split in ("train", "valid"):
+                rec = 1.0 + 2.0 / (1 + step / 300) + 0.3 * rng.random() + (0.1 if split == "valid" else 0.0)
+                kl = 0.05 + 0.2 * rng.random()
+                history.append({"step": step, "split": split, "total_bpc": rec + kl, "rec_bpc": rec, "kl_bpc": kl,
+                                "aux_bpc": rec + 0.5, "kl_weight": 1.0, "chars_per_s": 5000.0 if split == "train"
+                                else math.nan, "active_units": 5.0, "mutual_info": 1.0, "iw_nll_bpc": rec + kl})
+        config = {"corpus": "ptb", **{k: v for k, v in params.items() if k != "variant"}}
+        summary.append({"study": study.name, "preset": preset,
+                        **summary_row(key, params, config, status, None, history, 60.0, None)})
+        history_rows += [{"study": study.name, "trial_key": key, "status": status, **h} for h in history]
+    return StudyResults(study, preset, "ptb", summary, pa.Table.from_pylist(history_rows), None, None, "synthetic")
+
+
+FIGURES = [("alpha-sweep", None), ("fragment-length", None), ("bytenet-depth", None), ("dropout", None),
+           ("historyless", "step|variant/length"), ("kl-frontier", None), ("fragment-length", "variant|/length"),
+           ("fragment-length", "length|variant/variant")]
+
+
+@pytest.mark.parametrize("name,figure", FIGURES)
+def test_every_figure_kind_draws_from_synthetic_tables(tmp_path, name, figure):
+    results = synthetic_results(load_study(name), figure=figure)
+    files, notes = draw_figures(results, tmp_path)
+    assert files == figure_files(results.study) and not notes, notes
+    for f in files:
+        assert_nontrivial_png(tmp_path / f)
+
+
+def test_figure_specs():
+    assert parse_figure("alpha|anneal").kind == "lines"
+    assert parse_figure("variant|").kind == "bars"
+    spec = parse_figure("step|variant/length")
+    assert (spec.kind, spec.x, spec.series, spec.panel) == ("curves", "step", "variant", "length")
+    assert parse_figure("pareto").kind == "pareto" and parse_figure("").kind == "none"
+    for bad in ("alpha", "alpha|anneal|x", "|anneal", "alpha|anneal/"):
+        with pytest.raises(Exception, match="expected"):
+            parse_figure(bad)
+    for name in builtin_studies():  # every study's figure string parses
+        parse_figure(load_study(name).figure)
+
+
+def test_summary_rows_name_their_trials():
+    results = synthetic_results(load_study("dropout"), seeds=(0,))
+    assert [r["name"] for r in results.summary] == [trial_name({**p, "seed": 0})
+                                                    for p in load_study("dropout").points("cpu")]
+
+
+@pytest.mark.parametrize("name,figure", [("alpha-sweep", None), ("dropout", None), ("kl-frontier", None),
+                                         ("historyless", "step|variant/length")])
+def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, figure):
+    results = synthetic_results(load_study(name), figure=figure, seeds=(0,))
+    for r in results.summary:
+        r["status"] = "failed"
+    files, _ = draw_figures(results, tmp_path)
+    assert files == figure_files(results.study) and all((tmp_path / f).stat().st_size > 5000 for f in files)
+
+
+def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
+    r = summary_row("k", {"alpha": 0.2}, {"corpus": "ptb"}, "failed", "loss became nan", [], None, None)
+    assert r["status"] == "failed" and r["steps"] is None and math.isnan(r["total_bpc"]) and math.isnan(r["wall_s"])
+    results = synthetic_results(load_study("alpha-sweep"), seeds=(0,))
+    results.summary.append({"study": "alpha-sweep", "preset": "cpu", **r})
+    assert claims.evaluate(results.study, results.summary, "cpu")  # no error on NaN rows
+    from studies.report import summary_table
+
+    assert summary_table(results.summary).num_rows == len(results.summary)
