@@ -17,11 +17,29 @@ from .errors import UserError, user_errors
 
 
 class Group(click.Group):
-    """Turns the project's expected errors into one clean line and exit code 2."""
+    """Turns the project's expected errors, and click's own usage errors, into one clean
+    line and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         with user_errors():
             return super().invoke(ctx)
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            click.echo(f"Error: {' '.join(exc.format_message().split())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        if standalone_mode:
+            sys.exit(rv if isinstance(rv, int) else 0)
+        return rv
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -287,7 +305,13 @@ def ui(path: str, port: int, host: str) -> None:
 
 @cli.group()
 def bench() -> None:
-    """Benchmarks that print ratios measured side by side in one run."""
+    """Benchmarks that print ratios measured side by side in one run.
+
+    \b
+    Example:
+      vaestudy bench throughput --threads 1
+      vaestudy bench overhead --json
+    """
 
 
 @bench.command("throughput")

@@ -74,9 +74,27 @@ def check_address(address: str, timeout: float = 3.0) -> None:
                          "start one with `ray start --head` or leave --address out for a local Ray") from None
 
 
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host.startswith("127.") or host in ("localhost", "[::1]", "::1")
+
+
+def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the connected cluster can run at once (at least 1)."""
+    import ray
+
+    res = ray.cluster_resources()
+    slots = int(res.get("CPU", 0) // cpus_per_trial) if cpus_per_trial else 10**6
+    if gpus_per_trial:
+        slots = min(slots, int(res.get("GPU", 0) // gpus_per_trial))
+    return max(slots, 1)
+
+
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = True) -> dict:
     """ray.init for a study; returns facts about the cluster (nodes, CPUs, GPUs, dashboard)."""
-    if address is None:
+    if address is None or _is_loopback(address):
+        # A cluster on loopback (tests, one machine) needs the same setting in the driver, or
+        # ray.init rewrites 127.0.0.1 to the host's address and never reaches it.
         for k, v in LOCAL_ENV.items():
             os.environ.setdefault(k, v)
     for k, v in QUIET_ENV.items():

@@ -170,6 +170,8 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
 
     start = time.monotonic()
     study, points, target, ctx, corpora, store, tracking_uri, address, identity, state = prepare(study_ref, opts)
+    if address:  # join a named cluster before anything is written: a failure leaves nothing behind
+        ray_adapter.connect(address, dashboard=opts.dashboard)
     lock = DriverLock(store.local_dir / "driver.lock")
     lock.acquire()
     tracker = parent = None
@@ -213,7 +215,10 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
             first = ctx.config(points[0] if points else {})
             settings = ray_adapter.TuneSettings(
                 num_samples=plan.num_samples, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                max_concurrent=opts.max_concurrent, max_failures=opts.max_failures, asha=opts.asha,
+                # With a searcher, Tune keeps one trial pending unless told how many may run at
+                # once, which serialises a study: default to the slots the cluster has now.
+                max_concurrent=opts.max_concurrent or ray_adapter.trial_slots(opts.cpus_per_trial, opts.gpus_per_trial),
+                max_failures=opts.max_failures, asha=opts.asha,
                 asha_max_t=first.steps, asha_grace=first.eval_every,
                 collapse_threshold=opts.collapse_threshold, collapse_patience=opts.collapse_patience,
                 experiment_name=f"attempt-{attempt}", storage_path=store.uri_of("ray"))

@@ -294,16 +294,22 @@ def fetch_ptb(dest: str | Path | None = None, base_url: str | None = None, timeo
     """
     dest = Path(dest).expanduser() if dest is not None else default_data_dir() / "ptb"
     base = (base_url or os.environ.get("VAESTUDY_PTB_URL", "").strip() or PTB_URL).rstrip("/")
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create {dest} ({_one_line(exc)}): choose another folder with --dir "
                         "or VAESTUDY_DATA") from None
-    for name, expected in PTB_SHA256.items():
-        target = dest / name
-        if target.is_file() and _sha256_file(target) == expected:
-            continue
-        _download(f"{base}/{name}", target, expected, timeout)
+    try:
+        for name, expected in PTB_SHA256.items():
+            target = dest / name
+            if target.is_file() and _sha256_file(target) == expected:
+                continue
+            _download(f"{base}/{name}", target, expected, timeout)
+    except DataError:
+        if created and not any(dest.iterdir()):
+            dest.rmdir()  # leave nothing behind, not even the folder this call made
+        raise
     return dest
 
 
