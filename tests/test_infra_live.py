@@ -58,28 +58,53 @@ def child_runs(tracking_uri: str, experiment: str):
 
 # --- 1. ray job submit to a head and a worker ----------------------------------------------------
 
+# `ray start --address ...` refuses a worker node when Ray is kept on loopback
+# (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: "Multi-node Ray clusters are not supported"), and without
+# that setting Ray rewrites 127.0.0.1 to the host's address and listens on every interface. Ray's
+# own multi-node helper, `ray.cluster_utils.Cluster`, starts a head (with the dashboard and its
+# job server) and a worker node as separate processes on 127.0.0.1; `ray job submit` then talks
+# to that dashboard exactly as it would to a cluster made by `ray start`.
+CLUSTER = """
+import json, signal, sys
+from ray.cluster_utils import Cluster
+
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+dashboard = int(sys.argv[1])
+cluster = Cluster(initialize_head=True, head_node_args=dict(
+    num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard))
+cluster.add_node(num_cpus=1)
+print(json.dumps({"address": cluster.address}), flush=True)
+try:
+    sys.stdin.read()
+finally:
+    cluster.shutdown()
+"""
+
 
 def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
     temp = Path(tempfile.mkdtemp(prefix="vsray-", dir="/tmp"))  # short: Ray's socket paths are limited
-    env = {**ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    port, dash = free_port(), free_port()
-    ray = str(BIN / "ray")
+    env = {**ENV, "RAY_TMPDIR": str(temp), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    dash = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(dash)], env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
-                        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                        f"--temp-dir={temp}", "--disable-usage-stats"], env=env, check=True, capture_output=True)
-        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", "--node-ip-address=127.0.0.1", "--num-cpus=1"],
-                       env=env, check=True, capture_output=True)
+        assert proc.stdout.readline(), "the Ray cluster did not start"
         storage, db = tmp_path / "study", tmp_path / "mlflow.db"
-        res = subprocess.run([ray, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
+        res = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
                               "vaestudy", "run", "alpha-sweep", "--preset", "smoke", "--storage", str(storage),
                               "--tracking-uri", f"sqlite:///{db}"],
                              env=env, capture_output=True, text=True, timeout=400)
         assert res.returncode == 0 and "succeeded" in res.stdout.lower(), (res.stdout[-3000:], res.stderr[-3000:])
-        assert "2 node(s)" in res.stdout, res.stdout[-3000:]  # the job's driver joined the started cluster
+        assert "2 node(s)" in res.stdout, res.stdout[-3000:]  # the job's driver joined the cluster
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
     finally:
+        try:
+            proc.stdin.close()
+            proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         kill_matching(str(temp))
         shutil.rmtree(temp, ignore_errors=True)
 
