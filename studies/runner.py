@@ -205,7 +205,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
         done = store.finished_trials()
         plan = search.reconcile(ostudy, study, done, trial_key, points, target)
         echo(f"[{study.name}] {target} trials, {len(done)} already finished, {plan.num_samples} to run"
-             + (f" ({plan.enqueued} resumed from checkpoints)" if plan.enqueued else "") + f" | folder {store.uri}")
+             + (f" ({plan.closed_stale} interrupted)" if plan.closed_stale else "") + f" | folder {store.uri}")
         if plan.num_samples:
             info = ray_adapter.connect(address, dashboard=opts.dashboard)
             echo(f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"

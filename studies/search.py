@@ -110,21 +110,29 @@ def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
 
 def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str],
               points: list[dict] | None, target: int) -> Plan:
-    """Close a dead driver's RUNNING trials and enqueue what is left to run (see module doc).
+    """Close a dead driver's RUNNING and WAITING trials and enqueue what is left to run.
 
     done: trial key -> trial-store state of finished trials (with `final` metric values).
     points: every grid point (None for search studies); target: trials wanted in all.
+
+    On a fresh study nothing is enqueued and the sampler hands out every point. Once a
+    study has history, every grid point still to run is enqueued with its exact parameters,
+    so the GridSampler's own bookkeeping (which a killed driver leaves behind) never
+    decides what runs; a search study re-enqueues its interrupted trials and samples the rest.
     """
-    running = len(ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+    existing = ostudy.get_trials(deepcopy=False)
+    running = sum(t.state == optuna.trial.TrialState.RUNNING for t in existing)
     stale = close_running(ostudy, study, done, key_of)
-    waiting = {key_of(t.params) for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))}
+    for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        # Enqueued by a driver that died before asking for it: drop it and enqueue afresh.
+        # (Optuna has no public call to close a WAITING trial; the storage has.)
+        ostudy._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)  # noqa: SLF001
     if points is not None:
         todo = [p for p in points if key_of(p) not in done]
-        seen = {key_of(t.params) for t in ostudy.get_trials(deepcopy=False) if t.state.is_finished()}
-        enqueue = [p for p in todo if key_of(p) in seen and key_of(p) not in waiting]
+        enqueue = todo if existing else []
         num = len(todo)
     else:
-        enqueue = [p for k, p in stale.items() if k not in waiting]
+        enqueue = list(stale.values())
         num = max(target - len(done), 0)
     for p in enqueue:
         ostudy.enqueue_trial(p)

@@ -23,7 +23,7 @@ from textvae_core import DivergenceError, Trainer, fit, history_table
 from textvae_core.sampling import reconstruct, sample_prior
 
 from .spec import Study, trial_key
-from .store import StudyStore
+from .store import FINAL_STATUSES, StudyStore
 
 # Report fields that are not metrics.
 STEP, KEY, STATUS, REASON, FINAL, SAMPLES = "step", "trial_key", "status", "reason", "final", "samples"
@@ -57,6 +57,12 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
     key = trial_key(params)
     config = ctx.config(params)
     store = StudyStore(ctx.storage)
+    state = store.trial(key)
+    if state.get("status") in FINAL_STATUSES and state.get("final"):
+        # Handed out again (a searcher replaying a finished point): report what it measured.
+        report({**state["final"], STEP: state.get("last_step", -1), KEY: key, FINAL: True,
+                STATUS: state["status"], REASON: "already finished"}, None)
+        return
     work = Path(tempfile.mkdtemp(prefix=f"vaestudy-{key}-"))
     try:
         resume = restored_checkpoint

@@ -167,14 +167,15 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
                              text=True, timeout=400, env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-2")})
         assert res.returncode == 0, res.stderr[-4000:]
         st, keys = states()
-        assert len(st) == 4 and all(s["status"] == "completed" for s in st.values()), st
+        progress = [ln for ln in res.stderr.splitlines() if ln.startswith("[alpha-sweep]")]
+        assert len(st) == 4 and all(s["status"] == "completed" for s in st.values()), (progress, st)
         assert "studies/alpha/trials.parquet" in {o["Key"] for o in s3.list_objects_v2(
             Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]}
         db = tmp_path / "mlflow.db"
         db.write_bytes(s3.get_object(Bucket="vaestudy-test", Key="studies/alpha/local/mlflow.db")["Body"].read())
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
         assert sorted(r.data.tags["vaestudy.trial_key"] for r in runs) == sorted(st), "one run per trial, no duplicates"
-        assert all(r.info.status == "FINISHED" for r in runs)
+        assert all(r.info.status == "FINISHED" for r in runs), [(r.info.status, r.data.tags) for r in runs]
         artifacts = [o["Key"] for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/mlartifacts/")
                      .get("Contents", [])]
         assert sum(k.endswith("samples.txt") for k in artifacts) == 4, artifacts
