@@ -85,3 +85,14 @@ def test_unknown_model_and_key_and_bad_value():
         parse_assignments(["anneal=maybe"])
     assert parse_assignments(["anneal=off", "length=30", "alpha=0.3", "channels=64,128"]) == {
         "anneal": False, "length": 30, "alpha": 0.3, "channels": (64, 128)}
+
+
+def test_core_imports_no_platform_packages():
+    """textvae_core is pure PyTorch: importing it loads none of ray, optuna, mlflow, click."""
+    import subprocess
+    import sys
+
+    code = ("import sys, textvae_core, textvae_core.bench, textvae_core.sampling; "
+            "print(sorted(m for m in ('ray', 'optuna', 'mlflow', 'click') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
