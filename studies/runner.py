@@ -203,6 +203,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
         sampler = search.make_sampler(study, grid, opts.seed)
         ostudy = search.open_study(ostorage, study.name, study)
         done = store.finished_trials()
+        _settle_finished_runs(store, tracker, done)
         plan = search.reconcile(ostudy, study, done, trial_key, points, target)
         echo(f"[{study.name}] {target} trials, {len(done)} already finished, {plan.num_samples} to run"
              + (f" ({plan.closed_stale} interrupted)" if plan.closed_stale else "") + f" | folder {store.uri}")
@@ -313,6 +314,19 @@ def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent:
         store.sync_up()
 
     return TrialEvents(on_start, on_result, on_end)
+
+
+def _settle_finished_runs(store: StudyStore, tracker, done: dict[str, dict]) -> None:
+    """A driver killed between recording a trial as finished and closing (or syncing) its
+    MLflow run leaves the run open: close it as the trial store says, with every report."""
+    for key, state in done.items():
+        run_id = state.get("mlflow_run_id")
+        run = tracker.get_run(run_id) if run_id else None
+        if run is None or run.info.status in ("FINISHED", "FAILED"):
+            continue
+        _backfill(store, tracker, key, run_id)
+        tracker.set_tags(run_id, {"vaestudy.status": state["status"]})
+        tracker.finish(run_id, "FAILED" if state["status"] == "failed" else "FINISHED", state.get("reason"))
 
 
 def _backfill(store: StudyStore, tracker, key: str, run_id: str) -> None:

@@ -283,6 +283,10 @@ class StudyTracker:
 
     # --- helpers ----------------------------------------------------------------------------
 
+    def get_run(self, run_id: str) -> Run | None:
+        """The active run with this id, or None if there is none."""
+        return self._get_run(run_id)
+
     def _get_run(self, run_id: str) -> Run | None:
         try:
             run = self.client.get_run(run_id)
