@@ -91,10 +91,15 @@ def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
     try:
         assert proc.stdout.readline(), "the Ray cluster did not start"
         storage, db = tmp_path / "study", tmp_path / "mlflow.db"
-        res = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
-                              "vaestudy", "run", "alpha-sweep", "--preset", "smoke", "--storage", str(storage),
-                              "--tracking-uri", f"sqlite:///{db}"],
-                             env=env, capture_output=True, text=True, timeout=400)
+        deadline = time.monotonic() + 120
+        while True:  # the head's job agent comes up a little after the dashboard
+            res = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
+                                  "vaestudy", "run", "alpha-sweep", "--preset", "smoke", "--storage", str(storage),
+                                  "--tracking-uri", f"sqlite:///{db}"],
+                                 env=env, capture_output=True, text=True, timeout=400)
+            if "No available agent" not in res.stderr + res.stdout or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert res.returncode == 0 and "succeeded" in res.stdout.lower(), (res.stdout[-3000:], res.stderr[-3000:])
         assert "2 node(s)" in res.stdout, res.stdout[-3000:]  # the job's driver joined the cluster
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
@@ -213,7 +218,7 @@ def test_postgresql_backs_mlflow_server_and_optuna(tmp_path):
         for name in ("mlflow", "optuna"):
             subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "vaestudy", name],
                            check=True, capture_output=True)
-        pg = f"postgresql://vaestudy@127.0.0.1:{port}"
+        pg = f"postgresql+psycopg2://vaestudy@127.0.0.1:{port}"  # SQLAlchemy 2.1 defaults to psycopg 3
         with running_mlflow_server(tmp_path, backend_store_uri=f"{pg}/mlflow") as url:
             res = subprocess.run([sys.executable, "-m", "cli.main", "run", "historyless", "--preset", "smoke",
                                   "--storage", str(tmp_path / "study"), "--tracking-uri", url,

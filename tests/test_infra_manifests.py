@@ -365,7 +365,7 @@ def test_mlflow_server_checks_hosts_and_reads_its_database_from_secrets():
     hosts = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--allowed-hosts=")]
     assert hosts and "*" not in hosts[0].split(","), c["args"]
     env = {e["name"]: e for e in c["env"]}
-    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("postgresql://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@")
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@")
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-postgres"
     compose_mlflow = yaml.safe_load(COMPOSE.read_text())["services"]["mlflow"]
     assert "--allowed-hosts" in " ".join(compose_mlflow["command"])

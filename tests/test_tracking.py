@@ -154,7 +154,7 @@ def test_check_tracking_uri_accepts_sqlite_and_creates_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("uri", ["file:///x", "/some/folder", "sqlite://", "postgresql://h/db"])
+@pytest.mark.parametrize("uri", ["file:///x", "/some/folder", "sqlite://", "mongodb://h/db"])
 def test_check_tracking_uri_rejects_other_stores(uri):
     with pytest.raises(TrackingError, match=r"sqlite:///PATH .* http\(s\)://HOST:PORT"):
         check_tracking_uri(uri)
