@@ -32,19 +32,19 @@ def _log_gaussian(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> to
 
 def mutual_information(mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> float:
-    """I(x; z) = E_x E_q(z|x)[log q(z|x)] - E_q(z)[log q(z)], q(z) = mean_x q(z|x).
+    """I(x; z) = E_x E_q(z|x)[log q(z|x) - log q(z)], q(z) = mean_x q(z|x) (He et al. 2019).
 
-    One z per x, and the batch as the sample of the aggregate posterior (He et al. 2019).
-    mu, logvar: (N, Z) -> nats.
+    One z per x, and the batch as the sample of the aggregate posterior. Both terms use the
+    same sampled z (He et al. take the first analytically), so the estimate is exactly 0 when
+    every posterior is the same and never exceeds log N. mu, logvar: (N, Z) -> nats.
     """
     mu, logvar = mu.float(), logvar.float()
-    N, Z = mu.shape
-    neg_entropy = (-0.5 * Z * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    N = mu.shape[0]
     eps = torch.randn(mu.shape, generator=generator, device=mu.device)
     z = mu + eps * (0.5 * logvar).exp()  # (N, Z)
-    log_q = _log_gaussian(z[:, None, :], mu[None, :, :], logvar[None, :, :])  # (N, N)
+    log_q = _log_gaussian(z[:, None, :], mu[None, :, :], logvar[None, :, :])  # (N, N): log q(z_i | x_j)
     log_qz = torch.logsumexp(log_q, dim=1) - math.log(N)
-    return float(neg_entropy - log_qz.mean())
+    return float((log_q.diagonal() - log_qz).mean())
 
 
 @torch.no_grad()
