@@ -22,10 +22,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from .errors import StudyError
-from .trial import FINAL, KEY, REASON, STATUS, STEP, TrialContext, run_trial
+from .trial import FINAL, REASON, STATUS, STEP, TrialContext, run_trial
 
 LOCAL_ENV = {
     # With this, Ray takes the loopback address as the node IP, and its GCS, raylet,

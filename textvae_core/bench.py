@@ -7,7 +7,6 @@ layers and LSTM gates. One-hot inputs are counted as dense, as the paper's model
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 

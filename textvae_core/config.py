@@ -12,7 +12,7 @@ Short keys (`length`, `alpha`, `dropout`, ...) are the names used on the command
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 MODELS = ("conv", "hybrid-lstm", "hybrid-bytenet", "lstm")
