@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -122,10 +121,9 @@ def cluster_info() -> dict:
     import ray
 
     res = ray.cluster_resources()
-    ctx = ray.get_runtime_context()
     return {"nodes": len([n for n in ray.nodes() if n.get("Alive")]), "cpus": res.get("CPU", 0),
-            "gpus": res.get("GPU", 0), "dashboard": getattr(ray.get_runtime_context(), "dashboard_url", None)
-            or _dashboard_url(), "gcs_address": ctx.gcs_address}
+            "gpus": res.get("GPU", 0), "dashboard": _dashboard_url(),
+            "gcs_address": ray.get_runtime_context().gcs_address}
 
 
 def _dashboard_url() -> str | None:
@@ -353,6 +351,3 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
     )
     tuner.fit()
 
-
-def print_line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)

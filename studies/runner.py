@@ -230,7 +230,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
             ray_adapter.run_tuner(ctx, searcher, settings, events, lambda s: echo(f"[{study.name}] {s}"),
                                   total=target, done_before=len(done))
         search.close_running(ostudy, study, store.finished_trials(), trial_key)
-        statuses = _finish(store, study, tracker, parent, target)
+        statuses = _finish(store, tracker, parent)
         table = trials_table(store, study.name)
         store.write_table("trials.parquet", table)
         complete = sum(statuses.get(s, 0) for s in FINAL_STATUSES) >= target
@@ -255,7 +255,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
         lock.release()
 
 
-def _finish(store: StudyStore, study: Study, tracker, parent: str, target: int) -> dict[str, int]:
+def _finish(store: StudyStore, tracker, parent: str) -> dict[str, int]:
     """Close any run a crashed worker left open and count trial statuses."""
     tracker.flush()
     tracker.finish_open_children(parent, "KILLED")
