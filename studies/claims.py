@@ -299,23 +299,22 @@ def value_at(rows, *, where: Mapping[str, Any], y: str, at_most: float | None = 
 def all_below(rows, *, where: Mapping[str, Any], y: str, threshold: float, x: str | None = None,
               x_min: float | None = None) -> dict:
     """Every point matching `where` (and x >= x_min when given): y < threshold."""
-    look = Lookup(rows, y)
-    pts = look.select(where, *_from(x, x_min))
-    measured = {_describe(_label(p, where, x)): look.value_of(p) for p in pts}
-    scope = _describe(where) + (f", {x} >= {x_min}" if x is not None else "")
-    return look.result(bool(pts) and all(v < threshold for v in measured.values()), measured,
-                       f"{y} < {threshold} at every point with {scope}")
+    return _every_point(rows, where, y, x, x_min, lambda v: v < threshold, f"{y} < {threshold}")
 
 
 def all_above(rows, *, where: Mapping[str, Any], y: str, threshold: float, x: str | None = None,
               x_min: float | None = None) -> dict:
     """Every point matching `where` (and x >= x_min when given): y >= threshold."""
+    return _every_point(rows, where, y, x, x_min, lambda v: v >= threshold, f"{y} >= {threshold}")
+
+
+def _every_point(rows, where, y, x, x_min, holds, condition: str) -> dict:
     look = Lookup(rows, y)
     pts = look.select(where, *_from(x, x_min))
     measured = {_describe(_label(p, where, x)): look.value_of(p) for p in pts}
     scope = _describe(where) + (f", {x} >= {x_min}" if x is not None else "")
-    return look.result(bool(pts) and all(v >= threshold for v in measured.values()), measured,
-                       f"{y} >= {threshold} at every point with {scope}")
+    return look.result(bool(pts) and all(holds(v) for v in measured.values()), measured,
+                       f"{condition} at every point with {scope}")
 
 
 def mean_greater(rows, *, group: str, y: str, greater: Any, lesser: Any) -> dict:
