@@ -311,9 +311,10 @@ def all_above(rows, *, where: Mapping[str, Any], y: str, threshold: float, x: st
 def _every_point(rows, where, y, x, x_min, holds, condition: str) -> dict:
     look = Lookup(rows, y)
     pts = look.select(where, *_from(x, x_min))
-    measured = {_describe(_label(p, where, x)): look.value_of(p) for p in pts}
+    # each point labelled by everything that tells it apart, so no two share a key
+    measured = {_describe(_distinct(p, pts, {**where, **({x: None} if x else {})})): look.value_of(p) for p in pts}
     scope = _describe(where) + (f", {x} >= {x_min}" if x is not None else "")
-    return look.result(bool(pts) and all(holds(v) for v in measured.values()), measured,
+    return look.result(bool(pts) and all(holds(look.value_of(p)) for p in pts), measured,
                        f"{condition} at every point with {scope}")
 
 
@@ -336,8 +337,8 @@ def max_vs(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any
     look = Lookup(rows, y)
     value = look.one(subject)
     pts = look.select(others)
-    rivals = {_describe({k: p[k] for k in others}): look.value_of(p) for p in pts}
-    best = max(rivals.values(), default=math.nan)
+    rivals = {_describe(_distinct(p, pts, others)): look.value_of(p) for p in pts}
+    best = max((look.value_of(p) for p in pts), default=math.nan)
     measured = {f"{y} at {_describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}}
     return look.result(value > best, measured,
                        f"{y}[{_describe(subject)}] > max {y} over {_describe(others)}")
@@ -354,11 +355,6 @@ def _from(x: str | None, x_min: Any) -> tuple[Callable[[Mapping[str, Any]], bool
     if x is None or x_min is None:
         return None, ""
     return (lambda p: _is_number(p.get(x)) and p[x] >= x_min), f" and {x} >= {x_min}"
-
-
-def _label(point: Mapping[str, Any], where: Mapping[str, Any], x: str | None) -> dict:
-    keys = list(where) + ([x] if x else [])
-    return {k: point[k] for k in keys if k in point}
 
 
 CHECKS: dict[str, Callable[..., dict]] = {f.__name__: f for f in (

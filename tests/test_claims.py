@@ -158,6 +158,7 @@ def test_all_below():
     grid = {(0.0, 1): 0.3, (0.0, 3): 0.01, (0.0, 5): 0.0}
     assert verdict(claims.all_below(bytenet(grid), **BELOW)) == "PASS"  # depth 1 is not in scope
     assert verdict(claims.all_below(bytenet({**grid, (0.0, 5): 0.02}), **BELOW)) == "FAIL"  # strict <
+    assert verdict(claims.all_below(bytenet({**grid, (0.0, 3): 0.05}), **BELOW)) == "FAIL"
     # a failed trial outside the scope does not matter; one inside does
     assert verdict(claims.all_below(bytenet(grid, status={(0.0, 1): "failed"}), **BELOW)) == "PASS"
     assert verdict(claims.all_below(bytenet(grid, status={(0.0, 3): "failed"}), **BELOW)) == "INCONCLUSIVE"
@@ -169,6 +170,10 @@ def test_all_above():
     grid = {(0.2, 1): 0.1, (0.2, 4): 0.06, (0.5, 1): 0.2, (0.5, 4): 0.3, (0.0, 4): 0.0}
     assert verdict(claims.all_above(bytenet(grid), **ABOVE)) == "PASS"  # alpha=0 is not in scope
     assert verdict(claims.all_above(bytenet({**grid, (0.2, 4): 0.04}), **ABOVE)) == "FAIL"
+    # every depth counts, not only the last one listed per alpha, and each is reported
+    low_first = claims.all_above(bytenet({**grid, (0.2, 1): 0.04}), **ABOVE)
+    assert verdict(low_first) == "FAIL"
+    assert low_first["measured"]["alpha=0.2, depth=1"] == 0.04 and len(low_first["measured"]) == 4
     missing = claims.all_above(bytenet({k: v for k, v in grid.items() if k[0] != 0.2}), **ABOVE)
     assert verdict(missing) == "INCONCLUSIVE" and "no trial with alpha=0.2" in missing["note"]
     failed = claims.all_above(bytenet(grid, status={(0.5, 4): "failed"}), **ABOVE)
@@ -202,6 +207,11 @@ def test_max_vs():
     assert verdict(claims.max_vs(dropout(0.08), **MAX_VS)) == "FAIL"
     assert verdict(claims.max_vs(dropout(0.3)[1:], **MAX_VS)) == "INCONCLUSIVE"
     assert verdict(claims.max_vs(dropout(0.3, status={3: "failed"}), **MAX_VS)) == "INCONCLUSIVE"
+    # several rival points per listed value: each is kept and the largest counts, wherever it sits
+    rows = [row(variant="lstm p=0.2", length=12, kl=0.5), row(variant="lstm p=0.2", length=60, kl=0.01),
+            row(variant="hybrid a=0.2", kl=0.3)]
+    result = claims.max_vs(rows, y="kl_bpc", subject={"variant": "hybrid a=0.2"}, others={"variant": "lstm p=0.2"})
+    assert verdict(result) == "FAIL" and len(result["measured"]) == 3
 
 
 def test_several_seeds_of_a_point_are_one_point_not_ambiguous():
