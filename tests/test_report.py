@@ -85,6 +85,10 @@ def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
     for key, run in runs.items():
         assert summary[key]["mlflow_run_id"] == run.info.run_id
         assert summary[key]["status"] == run.data.tags["vaestudy.status"]
+        # MI is estimated on batch_size x eval_batches validation fragments, so it is at most log of that
+        n = int(run.data.params["batch_size"]) * int(run.data.params["eval_batches"])
+        assert summary[key]["mi_max"] == pytest.approx(math.log(n))
+        assert summary[key]["mutual_info"] <= summary[key]["mi_max"] + 1e-6
         for metric in ("total_bpc", "kl_bpc", "rec_bpc"):
             history = sorted(client.get_metric_history(run.info.run_id, f"valid/{metric}"), key=lambda m: m.step)
             assert summary[key][metric] == history[-1].value
