@@ -3,7 +3,7 @@ L=56: decoder depth 1..10 (receptive field depth + 1) x alpha in {0, 0.2, 0.5}. 
 auxiliary term the KL collapses once the decoder sees more than 3 characters.
 
     vaestudy run bytenet-depth --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run bytenet-depth --preset cpu     # 15 trials on real PTB (depths 1,3,5,7,9)
+    vaestudy run bytenet-depth --preset cpu     # 15 trials on real PTB (depths 1,3,5,7,9), 18 min on 2 cores
     vaestudy run bytenet-depth --preset paper   # 30 trials x 100k steps: GPUs
 """
 
@@ -21,7 +21,7 @@ STUDY = Study(
     presets={
         "smoke": smoke(grid={"depth": (1, 4), "alpha": (0.0, 0.5)}, cost="~30 s, 4 trials"),
         "cpu": cpu(steps=1500, anneal=(300, 900), grid={"depth": (1, 3, 5, 7, 9), "alpha": (0.0, 0.2, 0.5)},
-                   cost="~28 min on 2 cores, 15 trials"),
+                   cost="~18 min on 2 cores, 15 trials"),
         "paper": paper(cost="30 trials x 100k steps"),
     },
     claims=(

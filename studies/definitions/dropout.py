@@ -3,7 +3,7 @@ dropout p in {0.2, 0.5, 0.8} against the hybrid VAE with alpha=0.2: how much inf
 each puts in z (KL) and at what reconstruction cost.
 
     vaestudy run dropout --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run dropout --preset cpu     # 4 trials on real PTB
+    vaestudy run dropout --preset cpu     # 4 trials on real PTB, 9 min on 2 cores
     vaestudy run dropout --preset paper   # 4 trials x 100k steps: GPUs
 """
 
@@ -25,7 +25,7 @@ STUDY = Study(
     figure="variant|",
     presets={
         "smoke": smoke(cost="~30 s, 4 trials"),
-        "cpu": cpu(steps=3000, anneal=(600, 1800), cost="~20 min on 2 cores, 4 trials"),
+        "cpu": cpu(steps=3000, anneal=(600, 1800), cost="~9 min on 2 cores, 4 trials"),
         "paper": paper(cost="4 trials x 100k steps",
                        model_overrides={"lstm": dict(anneal_start=10_000, anneal_end=17_000)}),
     },

@@ -3,7 +3,7 @@ the LSTM VAE with input dropout p in {0.2, 0.5}, as fragments grow from 12 to 60
 characters: the hybrid keeps its KL share, the LSTM VAE's KL falls towards 0.
 
     vaestudy run fragment-length --preset smoke   # 6 trials, ~45 s on 2 CPU cores
-    vaestudy run fragment-length --preset cpu     # 15 trials on real PTB
+    vaestudy run fragment-length --preset cpu     # 15 trials on real PTB, 12 min on 2 cores
     vaestudy run fragment-length --preset paper   # 15 trials x 100k steps: GPUs
 """
 
@@ -24,7 +24,7 @@ STUDY = Study(
     presets={
         "smoke": smoke(grid={"variant": ("hybrid a=0.2", "lstm p=0.2", "lstm p=0.5"), "length": (12, 24)},
                        cost="~45 s, 6 trials"),
-        "cpu": cpu(steps=1500, anneal=(300, 900), cost="~28 min on 2 cores, 15 trials"),
+        "cpu": cpu(steps=1500, anneal=(300, 900), cost="~12 min on 2 cores, 15 trials"),
         "paper": paper(cost="15 trials x 100k steps",
                        model_overrides={"lstm": dict(anneal_start=10_000, anneal_end=17_000)}),
     },
