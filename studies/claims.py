@@ -312,7 +312,8 @@ def _every_point(rows, where, y, x, x_min, holds, condition: str) -> dict:
     look = Lookup(rows, y)
     pts = look.select(where, *_from(x, x_min))
     # each point labelled by everything that tells it apart, so no two share a key
-    measured = {_describe(_distinct(p, pts, {**where, **({x: None} if x else {})})): look.value_of(p) for p in pts}
+    shown = {**where, x: None} if x else where
+    measured = {_describe(_distinct(p, pts, shown)): look.value_of(p) for p in pts}
     scope = _describe(where) + (f", {x} >= {x_min}" if x is not None else "")
     return look.result(bool(pts) and all(holds(look.value_of(p)) for p in pts), measured,
                        f"{condition} at every point with {scope}")
