@@ -350,12 +350,11 @@ def _style_legend(ax, handles_first: list, styles: Sequence[tuple[str, str]]) ->
 
 
 def _dress_axes(ax, spec: FigureSpec, panel: Any, xlabel: str, ylabel: str, empty: str | None,
-                grid_axis: str = "both", floor: bool = True) -> None:
-    """The axis labels, grid, panel title and an "empty" notice every figure shares."""
+                grid_axis: str = "both") -> None:
+    """The axis labels, y from 0, grid, panel title and an "empty" notice every figure shares."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if floor:
-        ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, axis=grid_axis)
     if panel is not None:
         ax.set_title(_label(spec.panel, panel), fontsize="medium")
@@ -409,7 +408,7 @@ def _draw_bars(results: StudyResults, spec: FigureSpec):
             ax.annotate(f"{r + k:.3f}", (i, r + k), ha="center", va="bottom", fontsize="small")
         ax.set_xticks(pos, [_label(spec.x, c) for c in cats], rotation=15 if len(cats) > 3 else 0)
         _dress_axes(ax, spec, panel, AXIS_LABELS.get(spec.x, spec.x), BPC, None if cats else "no completed trials",
-                    grid_axis="y", floor=False)
+                    grid_axis="y")
         ax.legend(fontsize="small", title="full cost = sum", title_fontsize="small")
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
     return fig
