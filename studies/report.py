@@ -409,7 +409,10 @@ def _draw_bars(results: StudyResults, spec: FigureSpec):
         ax.set_xticks(pos, [_label(spec.x, c) for c in cats], rotation=15 if len(cats) > 3 else 0)
         _dress_axes(ax, spec, panel, AXIS_LABELS.get(spec.x, spec.x), BPC, None if cats else "no completed trials",
                     grid_axis="y")
-        ax.legend(fontsize="small", title="full cost = sum", title_fontsize="small")
+        top = max((r + k for r, k in zip(rec, kl) if _finite(r + k)), default=0.0)
+        if top > 0:  # headroom for the totals written above the bars and for the legend
+            ax.set_ylim(top=top * 1.3)
+        ax.legend(fontsize="small", title="full cost = sum", title_fontsize="small", loc="upper center", ncols=2)
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
     return fig
 
