@@ -184,9 +184,13 @@ def show(study: str, as_json: bool) -> None:
     for k, v in (d["grid"] or d["space"]).items():
         click.echo(f"  {'grid' if d['grid'] else 'space'} {k}: {v}")
     for name, p in d["presets"].items():
-        click.echo(f"  preset {name:6} {p['trials']:>3} trials  size {p['size']:5} corpus {p['corpus']:10} {p['cost']}")
+        seeds = f"  {len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}" if p["seeds"] else ""
+        click.echo(f"  preset {name:6} {p['trials']:>3} trials{seeds}  size {p['size']:5} corpus {p['corpus']:10} "
+                   f"{p['cost']}")
     for c in d["claims"]:
         click.echo(f"  claim {c['id']}: {c['text']}")
+        for k in c["controls"]:
+            click.echo(f"    control: {k['text']}")
 
 
 def _run_options(f):

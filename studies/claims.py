@@ -1,410 +1,140 @@
-"""The paper's claims, checked against a study's measured trials.
+"""The paper's claims, judged per seed against a study's measured trials.
 
-A study file declares each claim as data: `Claim(id, text, check, params)`, where `check`
-names one of the functions below and `params` holds its thresholds, fixed before any run.
-A check reads summary rows (one per trial: the swept hyperparameters under their own
-names, `status`, and the final validation metrics without the `valid/` prefix) and answers
+A claim (`studies.spec.Claim`) names a check of `studies.checks` with thresholds fixed
+before any run, and may carry controls: checks that must hold for the claim to be testable
+at all ("the LSTM VAE is not collapsed at L=12"). For each seed of the study:
 
-    {"verdict": "PASS" | "FAIL" | "INCONCLUSIVE", "measured": {...}, "threshold": "...", "note": "..."}
+* a control that FAILs makes the seed's verdict INCONCLUSIVE, with the control's text and
+  values as the reason (a control that is itself INCONCLUSIVE does too);
+* otherwise the seed's verdict is the check's: PASS, FAIL or INCONCLUSIVE.
 
-Rules shared by every check:
-* rows with the same hyperparameters and different seeds are averaged into one point;
-* only trials whose status is `completed` or `collapsed` count (a collapsed trial was stopped
-  early, and its last metrics are valid data); a point whose trials all failed, or that has
-  no trial at all, is missing;
-* a claim that needs a missing point, or a value that is not a number, is INCONCLUSIVE and
-  its note says which;
-* `kl_share` is derived: kl_bpc / total_bpc.
-
-`evaluate(study, rows, preset)` runs every claim of a study; given the preset, a grid point
-of that preset with no row at all counts as missing too.
+Over the seeds: all PASS is PASS, all FAIL is FAIL, all INCONCLUSIVE is INCONCLUSIVE, and
+any mix is UNSTABLE, whose note counts the seeds of each verdict. `measured` is the mean of
+each value over the seeds that have it and `spread` its [min, max].
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from .checks import CHECKS, USABLE, _clean, _is_number, _matches
 from .errors import StudyError
-from .spec import Study
+from .spec import Claim, Study
 
-VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
-USABLE = ("completed", "collapsed")
-# Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
-# training-only ones), and what a check may derive from them.
-MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc")
-DERIVED = {"kl_share": lambda m: m["kl_bpc"] / m["total_bpc"] if m.get("total_bpc") else math.nan}
-# Keys of a summary row that are neither hyperparameters nor measures.
-BOOKKEEPING = ("study", "preset", "corpus", "trial_key", "name", "status", "reason", "seed", "steps", "wall_s",
-               "chars_per_s", "mlflow_run_id")
-_NOT_HYPERPARAMETERS = frozenset(MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
+SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
+VERDICTS = (*SEED_VERDICTS, "UNSTABLE")
 
+__all__ = ["VERDICTS", "SEED_VERDICTS", "USABLE", "evaluate", "expected_rows", "overall"]
 
-# --- points: rows averaged over seeds ----------------------------------------------------------
 
-
-def hyperparameters(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in _NOT_HYPERPARAMETERS}
-
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def average(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One point per set of hyperparameters: its measures averaged over the usable seeds.
-
-    Each point holds the hyperparameters, every measure (NaN where no usable seed has it),
-    `seeds` (usable trials averaged) and `status`: "ok" if at least one trial is usable,
-    else the statuses of its trials ("failed", "missing", ...).
-    """
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        key = tuple(sorted((k, _hashable(v)) for k, v in hyperparameters(row).items()))
-        groups.setdefault(key, []).append(row)
-    points = []
-    for members in groups.values():
-        usable = [r for r in members if r.get("status") in USABLE]
-        point = hyperparameters(members[0])
-        for m in MEASURES:
-            values = [float(r[m]) for r in usable if _is_number(r.get(m))]
-            point[m] = sum(values) / len(values) if values else math.nan
-        point["seeds"] = len(usable)
-        point["status"] = "ok" if usable else "+".join(sorted({str(r.get("status", "unknown")) for r in members}))
-        points.append(point)
-    return points
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _matches(point: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    """`where` maps a name to a value, or to a tuple/list of allowed values."""
-    for name, wanted in where.items():
-        if name not in point:
-            return False
-        options = wanted if isinstance(wanted, (tuple, list)) else (wanted,)
-        if not any(_same(point[name], w) for w in options):
-            return False
-    return True
-
-
-def _describe(where: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in where.items()) or "all trials"
-
-
-class Lookup:
-    """The points of a set of rows, and the reasons any requested value could not be found.
-
-    A check asks for values; whatever is missing, failed or not a number is remembered, and
-    `result` turns a PASS/FAIL condition into INCONCLUSIVE if anything was.
-    """
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]], y: str):
-        if y not in MEASURES and y not in DERIVED:
-            raise StudyError(f"y={y!r} is not a measure: expected one of {', '.join(MEASURES + tuple(DERIVED))}")
-        self.points = average(rows)
-        self.y = y
-        self.problems: list[str] = []
-
-    def value_of(self, point: Mapping[str, Any]) -> float:
-        value = DERIVED[self.y](point) if self.y in DERIVED else point[self.y]
-        return float(value)
-
-    def select(self, where: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None = None,
-               scope: str = "") -> list[dict[str, Any]]:
-        """Every usable point matching `where` (and `keep`, described by `scope`). Each value
-        listed in `where` must have a point; a matching point that is unusable, or whose y is
-        not a number, is a problem."""
-        found = [p for p in self.points if _matches(p, where) and (keep is None or keep(p))]
-        for name, wanted in where.items():
-            for w in (wanted if isinstance(wanted, (tuple, list)) else (wanted,)):
-                if not any(_same(p[name], w) for p in found):
-                    self.problems.append(f"no trial with {_describe({**where, name: w})}{scope}")
-        if not where and not found:
-            self.problems.append(f"no trial{scope}")
-        good = []
-        for p in found:
-            if p["status"] != "ok":
-                self.problems.append(f"{_describe(_distinct(p, self.points, where))}: {p['status']}")
-            elif not math.isfinite(self.value_of(p)):
-                self.problems.append(f"{_describe(_distinct(p, self.points, where))}: {self.y} is not a number")
-            else:
-                good.append(p)
-        return good
-
-    def one(self, where: Mapping[str, Any]) -> float:
-        """The y of the one point matching `where` (NaN, and a problem noted, if none)."""
-        found = [p for p in self.points if _matches(p, where)]
-        if len(found) > 1:
-            self.problems.append(f"{len(found)} trials with different hyperparameters match {_describe(where)}")
-            return math.nan
-        good = self.select(where)
-        return self.value_of(good[0]) if good else math.nan
-
-    def result(self, passed: bool, measured: Mapping[str, Any], threshold: str, note: str = "") -> dict[str, Any]:
-        if self.problems:
-            verdict = "INCONCLUSIVE"
-            note = "; ".join(dict.fromkeys(self.problems)) + (f"; {note}" if note else "")
-        else:
-            verdict = "PASS" if passed else "FAIL"
-        return {"verdict": verdict, "measured": {k: _clean(v) for k, v in measured.items()},
-                "threshold": threshold, "note": note}
-
-
-def _distinct(point: Mapping[str, Any], among: Sequence[Mapping[str, Any]], where: Mapping[str, Any]) -> dict:
-    """`where`'s keys plus the hyperparameters that tell `point` apart from the others (for notes)."""
-    shown = {k: point[k] for k in where}
-    for k, v in point.items():
-        if k in ("status", "seeds") or k in MEASURES or k in shown:
-            continue
-        if any(k in o and not _same(o[k], v) for o in among):
-            shown[k] = v
-    return shown
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan
-
-
-# --- rank correlation -------------------------------------------------------------------------
-
-
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks; tied values share the average of the ranks they span."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (NaN if either side is constant)."""
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError("spearman needs two sequences of equal length >= 2")
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
-
-
-# --- checks -------------------------------------------------------------------------------------
-
-
-MIN_SPEARMAN_POINTS = 3  # with two points a rank correlation is +-1 whatever the data
-
-
-def spearman_by_group(rows, *, x: str, y: str, group: str, threshold: float) -> dict:
-    """In every value of `group`, Spearman(x, y) over the points >= threshold. Every point of a
-    group is needed; fewer than 3 distinct x values in a group is INCONCLUSIVE."""
-    look = Lookup(rows, y)
-    groups = []
-    for p in look.points:
-        if group in p and not any(_same(p[group], g) for g in groups):
-            groups.append(p[group])
-    if not groups:
-        look.problems.append(f"no trial has a value of {group}")
-    rhos: dict[str, float] = {}
-    for g in sorted(groups, key=str):
-        pts = look.select({group: g})
-        xs = [p[x] for p in pts if x in p]
-        if len(set(xs)) < MIN_SPEARMAN_POINTS:
-            look.problems.append(f"{group}={g}: Spearman needs >= {MIN_SPEARMAN_POINTS} values of {x}, "
-                                 f"has {len(set(xs))}")
-            continue
-        rhos[f"{group}={g}"] = spearman(xs, [look.value_of(p) for p in pts if x in p])
-    constant = [k for k, r in rhos.items() if math.isnan(r)]
-    passed = bool(rhos) and all(r >= threshold for r in rhos.values())  # NaN compares False
-    return look.result(passed, {f"spearman({x}, {y}) at {k}": r for k, r in rhos.items()},
-                       f"spearman({x}, {y}) >= {threshold} in every {group} group",
-                       f"{y} is constant at {', '.join(constant)}" if constant else "")
-
-
-def compare_at(rows, *, at: Mapping[str, Any], y: str, group: str, greater: Any, lesser: Any) -> dict:
-    """At the point `at`: y with group=greater >= y with group=lesser."""
-    look = Lookup(rows, y)
-    hi, lo = look.one({**at, group: greater}), look.one({**at, group: lesser})
-    where = _describe(at)
-    return look.result(hi >= lo, {f"{y} at {where}, {group}={greater}": hi, f"{y} at {where}, {group}={lesser}": lo},
-                       f"{y}[{group}={greater}] >= {y}[{group}={lesser}] at {where}")
-
-
-def ratio_between(rows, *, where: Mapping[str, Any], x: str, lo: Any, hi: Any, y: str,
-                  below: float | None = None, at_least: float | None = None) -> dict:
-    """Within `where`: y at x=hi compared with y at x=lo, as y_hi < below * y_lo or
-    y_hi >= at_least * y_lo (exactly one of the two bounds)."""
-    _one_bound(below=below, at_least=at_least)
-    look = Lookup(rows, y)
-    y_lo, y_hi = look.one({**where, x: lo}), look.one({**where, x: hi})
-    measured = {f"{y} at {x}={lo}": y_lo, f"{y} at {x}={hi}": y_hi, f"ratio {x}={hi} / {x}={lo}": _ratio(y_hi, y_lo)}
-    if below is not None:
-        return look.result(y_hi < below * y_lo, measured,
-                           f"{y}[{x}={hi}] < {below} x {y}[{x}={lo}] for {_describe(where)}")
-    return look.result(y_hi >= at_least * y_lo, measured,
-                       f"{y}[{x}={hi}] >= {at_least} x {y}[{x}={lo}] for {_describe(where)}")
-
-
-def ratio_vs(rows, *, x: str, at: Sequence[Any], y: str, numerator: Mapping[str, Any],
-             denominator: Mapping[str, Any], at_least: float) -> dict:
-    """At every x in `at`: y of `numerator` >= at_least * y of `denominator`."""
-    look = Lookup(rows, y)
-    measured, passed = {}, True
-    for value in at:
-        num, den = look.one({**numerator, x: value}), look.one({**denominator, x: value})
-        measured[f"{y} ratio at {x}={value}"] = _ratio(num, den)
-        passed = passed and num >= at_least * den
-    return look.result(passed, measured, f"{y}[{_describe(numerator)}] >= {at_least} x {y}[{_describe(denominator)}] "
-                                         f"at {x} in {tuple(at)}")
-
-
-def value_at(rows, *, where: Mapping[str, Any], y: str, at_most: float | None = None,
-             at_least: float | None = None) -> dict:
-    """The y of the point `where` <= at_most, or >= at_least (exactly one of the two)."""
-    _one_bound(at_most=at_most, at_least=at_least)
-    look = Lookup(rows, y)
-    value = look.one(where)
-    measured = {f"{y} at {_describe(where)}": value}
-    if at_most is not None:
-        return look.result(value <= at_most, measured, f"{y} <= {at_most}")
-    return look.result(value >= at_least, measured, f"{y} >= {at_least}")
-
-
-def all_below(rows, *, where: Mapping[str, Any], y: str, threshold: float, x: str | None = None,
-              x_min: float | None = None) -> dict:
-    """Every point matching `where` (and x >= x_min when given): y < threshold."""
-    return _every_point(rows, where, y, x, x_min, lambda v: v < threshold, f"{y} < {threshold}")
-
-
-def all_above(rows, *, where: Mapping[str, Any], y: str, threshold: float, x: str | None = None,
-              x_min: float | None = None) -> dict:
-    """Every point matching `where` (and x >= x_min when given): y >= threshold."""
-    return _every_point(rows, where, y, x, x_min, lambda v: v >= threshold, f"{y} >= {threshold}")
-
-
-def _every_point(rows, where, y, x, x_min, holds, condition: str) -> dict:
-    look = Lookup(rows, y)
-    pts = look.select(where, *_from(x, x_min))
-    # each point labelled by everything that tells it apart, so no two share a key
-    shown = {**where, x: None} if x else where
-    measured = {_describe(_distinct(p, pts, shown)): look.value_of(p) for p in pts}
-    scope = _describe(where) + (f", {x} >= {x_min}" if x is not None else "")
-    return look.result(bool(pts) and all(holds(look.value_of(p)) for p in pts), measured,
-                       f"{condition} at every point with {scope}")
-
-
-def mean_greater(rows, *, group: str, y: str, greater: Any, lesser: Any) -> dict:
-    """The mean y over the points with group=greater > the mean over those with group=lesser.
-    Every point of both groups is needed."""
-    look = Lookup(rows, y)
-    means = {}
-    for g in (greater, lesser):
-        pts = look.select({group: g})
-        means[g] = sum(look.value_of(p) for p in pts) / len(pts) if pts else math.nan
-    return look.result(means[greater] > means[lesser],
-                       {f"mean {y} at {group}={g}": v for g, v in means.items()},
-                       f"mean {y}[{group}={greater}] > mean {y}[{group}={lesser}]")
-
-
-def max_vs(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any]) -> dict:
-    """The y of the point `subject` > the largest y among the points matching `others`
-    (each value listed in `others` must be present)."""
-    look = Lookup(rows, y)
-    value = look.one(subject)
-    pts = look.select(others)
-    rivals = {_describe(_distinct(p, pts, others)): look.value_of(p) for p in pts}
-    best = max((look.value_of(p) for p in pts), default=math.nan)
-    measured = {f"{y} at {_describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}}
-    return look.result(value > best, measured,
-                       f"{y}[{_describe(subject)}] > max {y} over {_describe(others)}")
-
-
-def _one_bound(**bounds: float | None) -> None:
-    given = [k for k, v in bounds.items() if v is not None]
-    if len(given) != 1:
-        raise StudyError(f"give exactly one of {', '.join(bounds)} (got {', '.join(given) or 'none'})")
-
-
-def _from(x: str | None, x_min: Any) -> tuple[Callable[[Mapping[str, Any]], bool] | None, str]:
-    """A `keep` filter (and its description) for the points with x >= x_min."""
-    if x is None or x_min is None:
-        return None, ""
-    return (lambda p: _is_number(p.get(x)) and p[x] >= x_min), f" and {x} >= {x_min}"
-
-
-CHECKS: dict[str, Callable[..., dict]] = {f.__name__: f for f in (
-    spearman_by_group, compare_at, ratio_between, ratio_vs, value_at, all_below, all_above, mean_greater, max_vs)}
-
-
-# --- a study's claims ---------------------------------------------------------------------------
-
-
-def expected_rows(study: Study, preset: str) -> list[dict[str, Any]]:
+def expected_rows(study: Study, preset: str, seed: int | None = None) -> list[dict[str, Any]]:
     """The grid points of a preset, each as a row with status "missing" (search studies: none)."""
     if not study.is_grid:
         return []
-    return [{**p, "status": "missing"} for p in study.points(preset)]
+    extra = {} if seed is None else {"seed": seed}
+    return [{**p, **extra, "status": "missing"} for p in study.points(preset)]
 
 
-def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None = None) -> list[dict[str, Any]]:
-    """Every claim of `study` checked against the summary `rows`: a list of
-    {id, text, check, params, verdict, measured, threshold, note}."""
+def overall(verdicts: Sequence[str]) -> tuple[str, str]:
+    """The verdict over seeds and, for UNSTABLE, a note with how many seeds gave which."""
+    kinds = list(dict.fromkeys(verdicts))
+    if len(kinds) == 1:
+        return kinds[0], ""
+    counts = ", ".join(f"{sum(v == k for v in verdicts)} {k}" for k in SEED_VERDICTS if k in kinds)
+    return "UNSTABLE", f"seeds disagree: {counts} of {len(verdicts)}"
+
+
+def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None = None,
+             seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Every claim of `study` judged per seed against the summary `rows`: a list of
+    {id, text, check, params, controls, verdict, note, threshold, measured, spread, seeds}.
+
+    seeds: the seeds the study ran [default: those in `rows`]; with `preset`, a grid point of
+    that preset with no row for a seed counts as missing in that seed.
+    """
     rows = list(rows)
-    if preset is not None:
-        rows += [e for e in expected_rows(study, preset)
-                 if not any(_matches(r, {k: v for k, v in e.items() if k != "status"}) for r in rows)]
+    if seeds is None:
+        seeds = sorted({r["seed"] for r in rows if _is_number(r.get("seed"))}) or [0]
+    by_seed = {}
+    for s in seeds:
+        mine = [r for r in rows if r.get("seed", s) == s]
+        if preset is not None:
+            mine += [e for e in expected_rows(study, preset, s)
+                     if not any(_matches(r, {k: v for k, v in e.items() if k != "status"}) for r in mine)]
+        by_seed[s] = mine
     out = []
     for claim in study.claims:
-        check = CHECKS.get(claim.check)
-        if check is None:
-            raise StudyError(f"study {study.name}, claim {claim.id}: unknown check {claim.check!r}; expected one of "
-                             f"{', '.join(CHECKS)}")
-        _check_params(study, claim.id, check, claim.params)
-        try:
-            result = check(rows, **claim.params)
-        except StudyError as exc:
-            raise StudyError(f"study {study.name}, claim {claim.id}: {exc}") from None
-        out.append({"id": claim.id, "text": claim.text, "check": claim.check,
-                    "params": _jsonable(claim.params), **result})
+        check = _resolve(study, claim.id, claim.check, claim.params)
+        controls = [(c, _resolve(study, claim.id, c.check, c.params)) for c in claim.controls]
+        per_seed = [{"seed": s, **_judge(study, claim, check, controls, by_seed[s])} for s in seeds]
+        verdict, note = overall([p["verdict"] for p in per_seed])
+        if verdict != "UNSTABLE":
+            note = "; ".join(dict.fromkeys(p["note"] for p in per_seed if p["note"]))
+        measured, spread = _over_seeds([p["measured"] for p in per_seed])
+        out.append({"id": claim.id, "text": claim.text, "check": claim.check, "params": _jsonable(claim.params),
+                    "controls": [{"text": c.text, "check": c.check, "params": _jsonable(c.params)}
+                                 for c in claim.controls],
+                    "verdict": verdict, "note": note, "threshold": per_seed[0]["threshold"],
+                    "measured": measured, "spread": spread, "seeds": per_seed})
     return out
 
 
-def _check_params(study: Study, claim: str, check: Callable, params: Mapping[str, Any]) -> None:
+def _judge(study: Study, claim: Claim, check: Callable, controls, rows) -> dict[str, Any]:
+    """One seed's verdict: the controls first, then the claim's own check."""
+    reasons, control_results = [], []
+    for control, fn in controls:
+        r = _call(study, claim.id, fn, rows, control.params)
+        control_results.append({"text": control.text, "verdict": r["verdict"], "measured": r["measured"],
+                                "note": r["note"]})
+        if r["verdict"] == "FAIL":
+            shown = ", ".join(f"{k} {_short(v)}" for k, v in r["measured"].items())
+            reasons.append(f"control failed: {control.text} ({shown}): this preset cannot test the claim")
+        elif r["verdict"] == "INCONCLUSIVE":
+            reasons.append(f"control not testable: {r['note']}")
+    result = _call(study, claim.id, check, rows, claim.params)
+    if reasons:
+        result = {**result, "verdict": "INCONCLUSIVE", "note": "; ".join(reasons)}
+    return {**result, "controls": control_results}
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _over_seeds(measured: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    keys = list(dict.fromkeys(k for m in measured for k in m))
+    mean, spread = {}, {}
+    for k in keys:
+        values = [m[k] for m in measured if _is_number(m.get(k))]
+        mean[k] = sum(values) / len(values) if values else None
+        spread[k] = [min(values), max(values)] if values else None
+    return mean, spread
+
+
+def _resolve(study: Study, claim: str, name: str, params: Mapping[str, Any]) -> Callable:
+    check = CHECKS.get(name)
+    if check is None:
+        raise StudyError(f"study {study.name}, claim {claim}: unknown check {name!r}; expected one of "
+                         f"{', '.join(CHECKS)}")
     sig = inspect.signature(check)
     names = [n for n in sig.parameters if n != "rows"]
     required = [n for n in names if sig.parameters[n].default is inspect.Parameter.empty]
     unknown = sorted(set(params) - set(names))
     missing = [n for n in required if n not in params]
     if unknown or missing:
-        raise StudyError(f"study {study.name}, claim {claim}: check {check.__name__} takes {', '.join(names)}"
+        raise StudyError(f"study {study.name}, claim {claim}: check {name} takes {', '.join(names)}"
                          + (f"; unknown {', '.join(unknown)}" if unknown else "")
                          + (f"; missing {', '.join(missing)}" if missing else ""))
+    return check
+
+
+def _call(study: Study, claim: str, check: Callable, rows, params: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return check(rows, **params)
+    except StudyError as exc:
+        raise StudyError(f"study {study.name}, claim {claim}: {exc}") from None
 
 
 def _jsonable(value: Any) -> Any:
@@ -412,4 +142,6 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return _clean(value)

@@ -40,18 +40,17 @@ from typing import Any, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import claims as claims_mod
+from textvae_core.train import METRIC_NAMES as METRICS, SPLITS  # the columns of a trial's history
+
+from . import checks, claims as claims_mod
 from .errors import StudyError
 from .records import CONFIG_COLUMNS, trials_table
 from .spec import Study, load_study, trial_name
 from .store import StudyStore
 
-METRICS = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s", "active_units", "mutual_info",
-           "iw_nll_bpc")  # textvae_core.train.METRIC_NAMES, the columns of a trial's history
-SPLITS = ("train", "valid")
 # Config values a summary row carries beside the swept ones (`steps` is the steps trained).
 SUMMARY_CONFIG = tuple(c for c in CONFIG_COLUMNS if c != "steps")
-SUMMARY_MEASURES = claims_mod.MEASURES
+SUMMARY_MEASURES = checks.MEASURES
 PARENT_TAG, TRIAL_KEY_TAG, STATUS_TAG = "mlflow.parentRunId", "vaestudy.trial_key", "vaestudy.status"
 BPC = "Bits per character"
 AXIS_LABELS = {"length": "Text fragment size, characters", "alpha": "α, weight of the auxiliary cost",
@@ -70,6 +69,7 @@ class StudyResults:
     parent_run_id: str | None
     tracking_uri: str | None
     source: str  # where the trials were read from, said plainly
+    seeds: tuple[int, ...] | None = None  # the seeds the study ran (None: those in the rows)
 
 
 # --- reading a study folder ------------------------------------------------------------------
@@ -101,7 +101,16 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     preset = identity["preset"]
     return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
                         trials_table(store, study.name), state.get("parent_run_id"),
-                        tracking_uri or state.get("tracking_uri"), store.uri)
+                        tracking_uri or state.get("tracking_uri"), store.uri, _seeds(study, identity))
+
+
+def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """A grid study's seeds: `trials` repeats of its points from seed `seed` on."""
+    if not study.is_grid or identity["preset"] not in study.presets:
+        return None
+    points = len(study.points(identity["preset"]))
+    first, repeats = int(identity.get("seed", 0)), max(1, int(identity.get("trials", points)) // max(points, 1))
+    return tuple(range(first, first + repeats))
 
 
 def _definition(ref: str | None, name: str) -> Study:
@@ -138,6 +147,10 @@ def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], 
     # mutual_info is estimated on the validation fragments, so it never exceeds log of their number
     n = (config.get("batch_size") or 0) * (config.get("eval_batches") or 0)
     row["mi_max"] = math.log(n) if n else math.nan
+    pool = config.get("mi_pool") or 0  # the final MI over a larger pool, capped at its own log N
+    row["mi_pool_max"] = math.log(pool) if pool else math.nan
+    # the validation reports by step, for claims that read a trial's history (not in summary.parquet)
+    row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in SUMMARY_MEASURES} for r in valid}
     return row
 
 
@@ -196,7 +209,8 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
                       key=lambda r: r.info.start_time):
         p = run.data.params
         params = {k.removeprefix("sweep."): _parse(v) for k, v in p.items() if k.startswith("sweep.")}
-        config = {k: _parse(p[k]) for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches") if k in p}
+        config = {k: _parse(p[k]) for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches", "mi_pool")
+                  if k in p}
         key = run.data.tags.get(TRIAL_KEY_TAG, run.info.run_id)
         status = run.data.tags.get(STATUS_TAG) or run.info.status.lower()
         history = _metric_history(client, run)
@@ -363,7 +377,7 @@ def _dress_axes(ax, spec: FigureSpec, panel: Any, xlabel: str, ylabel: str, empt
 
 
 def _usable_points(results: StudyResults) -> list[dict[str, Any]]:
-    return [p for p in claims_mod.average(results.summary) if p["status"] == "ok"]
+    return [p for p in checks.average(results.summary) if p["status"] == "ok"]
 
 
 def _draw_lines(results: StudyResults, spec: FigureSpec):
@@ -475,7 +489,7 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
     dists = search.distributions(study, study.grid_for(results.preset) if study.is_grid else None)
     for row in results.summary:
         values = [row.get(n.split("/", 1)[-1]) for n in names]
-        if row.get("status") not in claims_mod.USABLE or not all(_finite(v) for v in values):
+        if row.get("status") not in checks.USABLE or not all(_finite(v) for v in values):
             continue
         params = {k: row[k] for k in dists if k in row}
         try:
@@ -526,7 +540,7 @@ def _draw_pareto(results: StudyResults, out: Path) -> tuple[list[str], list[str]
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     columns: list[str] = []
     for r in rows:
-        columns += [k for k in r if k not in columns]
+        columns += [k for k in r if k not in columns and k != "history"]
     if not columns:
         columns = ["study", "preset", "trial_key", "status", *SUMMARY_MEASURES]
     if not rows:
@@ -559,27 +573,43 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
              f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
              f"Read from {results.source}"
              + (f"; MLflow parent run `{results.parent_run_id}`." if results.parent_run_id else "."), ""]
+    if results.preset == "smoke":
+        lines += ["> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models train for "
+                  "seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the claims.", ""]
     lines += ["## Claims", ""]
     if verdicts:
-        lines += ["| claim | measured | threshold | verdict |", "|---|---|---|---|"]
+        lines += ["| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |",
+                  "|---|---|---|---|---|"]
         for v in verdicts:
-            measured = "<br>".join(f"{k}: {_fmt(x)}" for k, x in v["measured"].items()) or "-"
-            verdict = f"**{v['verdict']}**" + (f" ({v['note']})" if v["note"] else "")
-            lines.append(f"| `{v['id']}`: {_cell(v['text'])} | {_cell(measured)} | {_cell(v['threshold'])} "
-                         f"| {_cell(verdict)} |")
-        lines += ["", "Thresholds come from the study file and were fixed before any run. INCONCLUSIVE means a "
-                  "trial the claim needs is missing or failed."]
+            measured = "<br>".join(f"{k}: {_fmt(x)}" + (f" [{_fmt(v['spread'][k][0])}, {_fmt(v['spread'][k][1])}]"
+                                                        if len(v["seeds"]) > 1 and v["spread"].get(k) else "")
+                                   for k, x in v["measured"].items()) or "-"
+            seeds = "<br>".join(f"seed {p['seed']}: {p['verdict']}" + (f" ({p['note']})" if p["note"] else "")
+                                for p in v["seeds"])
+            verdict = f"**{v['verdict']}**" + (f" ({v['note']})" if v["verdict"] == "UNSTABLE" else "")
+            controls = "".join(f"<br>control: {c['text']}" for c in v["controls"])
+            lines.append(f"| `{v['id']}`: {_cell(v['text'])}{_cell(controls)} | {_cell(measured)} "
+                         f"| {_cell(v['threshold'])} | {_cell(seeds)} | {_cell(verdict)} |")
+        lines += ["", "Thresholds come from the study file and were fixed before any run. Each seed is judged on "
+                  "its own: INCONCLUSIVE means a trial the claim needs is missing or failed, or a control failed "
+                  "(the preset cannot test the claim). Over seeds, agreement gives that verdict and any mix is "
+                  "UNSTABLE."]
     else:
         lines.append(f"Study `{study.name}` declares no claims.")
     lines += ["", "## Figure", ""]
     lines += [f"![{name}]({name})" for name in figures] + [f"- {n}" for n in notes]
     ceilings = sorted({round(r["mi_max"], 3) for r in results.summary if _finite(r.get("mi_max"))})
-    mi_note = ("MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments and never above "
-               f"log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that much."
-               if ceilings else "MI is I(x; z) in nats (He et al. 2019).")
+    pools = sorted({round(r["mi_pool_max"], 3) for r in results.summary if _finite(r.get("mi_pool_max"))})
+    mi_note = ("MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
+               f"never above log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that "
+               "much." if ceilings else "MI is I(x; z) in nats (He et al. 2019).")
+    if pools:
+        mi_note += (" MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
+                    f"({', '.join(map(str, pools))}).")
     lines += ["", "## Trials", "", f"Final validation metrics in bits per character, but for MI. {mi_note}", "",
-              "| trial | status | total | rec | KL | aux | active units | MI | IW bound | steps | wall s | chars/s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| trial | status | total | rec | KL | aux | active units | MI | IW bound | MI pool | unigram | steps "
+              "| wall s | chars/s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     swept = _swept(study, results.preset)
     if len({r.get("seed") for r in results.summary}) < 2:
         swept = [k for k in swept if k != "seed"]
@@ -623,7 +653,7 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
     target = StudyStore(out or folder)
     parse_figure(results.study.figure)  # a malformed spec fails before anything is written
     client = _parent_run_client(results)
-    verdicts = claims_mod.evaluate(results.study, results.summary, results.preset)
+    verdicts = claims_mod.evaluate(results.study, results.summary, results.preset, results.seeds)
 
     work = Path(tempfile.mkdtemp(prefix="vaestudy-report-"))
     try:

@@ -40,13 +40,24 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Control:
+    """A condition without which a claim cannot be tested (judged like a claim's check)."""
+
+    text: str
+    check: str  # name of a check function in studies/checks.py
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A statement of the paper a study checks; thresholds are fixed before any run."""
+    """A statement of the paper a study checks; thresholds are fixed before any run. When a
+    control fails, the claim is INCONCLUSIVE for that seed, never PASS or FAIL."""
 
     id: str
     text: str
-    check: str  # name of a check function in studies/claims.py
+    check: str  # name of a check function in studies/checks.py
     params: Mapping[str, Any] = field(default_factory=dict)
+    controls: tuple[Control, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,9 +140,14 @@ class Study:
             "space": {k: list(v) for k, v in self.space.items()},
             "variants": {k: dict(v) for k, v in self.variants.items()},
             "presets": {n: {"size": p.size, "corpus": p.corpus, "cost": p.cost, "num_samples": p.num_samples,
-                            "trials": self.trial_count(n), "overrides": dict(p.overrides)}
+                            "trials": self.trial_count(n), "overrides": _plain(p.overrides),
+                            "model_overrides": _plain(p.model_overrides),
+                            "grid": {k: list(v) for k, v in self.grid_for(n).items()} if self.is_grid else None,
+                            "seeds": list(range(p.num_samples)) if self.is_grid else None}
                         for n, p in self.presets.items()},
-            "claims": [{"id": c.id, "text": c.text} for c in self.claims],
+            "claims": [{"id": c.id, "text": c.text, "check": c.check, "params": _plain(c.params),
+                        "controls": [{"text": k.text, "check": k.check, "params": _plain(k.params)}
+                                     for k in c.controls]} for c in self.claims],
         }
 
     def trial_count(self, preset: str, num_samples: int | None = None) -> int:
@@ -139,6 +155,15 @@ class Study:
         if not self.is_grid:
             return n
         return len(self.points(preset)) * n
+
+
+def _plain(value: Any) -> Any:
+    """Study-file data as JSON-ready values (tuples become lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def trial_key(params: Mapping[str, Any]) -> str:

@@ -58,6 +58,7 @@ class TrainConfig:
     eval_every: int = 1000  # steps between reports (train and valid metrics)
     eval_batches: int = 4  # validation batches per report
     iw_samples: int = 0  # importance samples for the final NLL bound; 0 skips it
+    mi_pool: int = 1024  # validation fragments of the final MI estimate (ceiling log N); 0 skips it
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
     device: str = "auto"  # "auto" uses CUDA (with bf16 autocast) when present
@@ -93,6 +94,7 @@ class TrainConfig:
         _check(self.eval_every >= 1, "eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_batches >= 1, "eval_batches", "an integer >= 1", self.eval_batches)
         _check(self.iw_samples >= 0, "iw_samples", "an integer >= 0", self.iw_samples)
+        _check(self.mi_pool == 0 or self.mi_pool >= 2, "mi_pool", "0 (off) or an integer >= 2", self.mi_pool)
         _check(self.threads >= 0, "threads", "an integer >= 0", self.threads)
 
     @property
@@ -133,7 +135,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         m: dict(conv_channels=(16, 32), deconv_out=32, latent=8, hidden=64, bytenet_width=32,
                 depth=2, batch_size=16, steps=60, eval_every=20, eval_batches=2,
-                anneal_start=10, anneal_end=40)
+                anneal_start=10, anneal_end=40, mi_pool=256)
         for m in MODELS
     },
 }

@@ -25,16 +25,18 @@ import torch
 
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import active_units, importance_weighted_nll, mutual_information
+from .diagnostics import active_units, importance_weighted_nll, mutual_information, unigram_entropy_bpc
 from .losses import bits_per_char, kl_weight_at, vae_objective
 from .models import TextVAE, build_model
 
 CHECKPOINT_FORMAT = 1
 # Fields a resumed run may change; everything else must match the checkpoint.
-RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches"})
+RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
 SPLITS = ("train", "valid")
 METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
-                "active_units", "mutual_info", "iw_nll_bpc")
+                "active_units", "mutual_info", "iw_nll_bpc", "mi_pool", "unigram_bpc")
+# Final-report only: mi_pool is I(x; z) over `mi_pool` validation fragments (ceiling log N),
+# unigram_bpc the entropy of the training characters (a constant of the corpus).
 
 
 class DivergenceError(RuntimeError):
@@ -176,9 +178,31 @@ class Trainer:
             m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)
         return m
 
+    @torch.no_grad()
+    def final_diagnostics(self) -> dict[str, float]:
+        """Once, at the end: MI against a pool of `mi_pool` validation fragments (encoder-only
+        passes, a batch at a time) and the unigram entropy of the training characters."""
+        cfg = self.config
+        m = {"unigram_bpc": unigram_entropy_bpc(self.corpus.train, self.vocab.size)}
+        if cfg.mi_pool:
+            self.model.eval()
+            sampler = FragmentSampler(self.corpus.valid, cfg.length, cfg.batch_size, seed=cfg.seed + 2_000_003)
+            mus, logvars, n = [], [], 0
+            while n < cfg.mi_pool:
+                with self.autocast():
+                    mu, logvar = self.model.encode(sampler.sample().to(self.device))
+                mus.append(mu.float())
+                logvars.append(logvar.float())
+                n += mu.shape[0]
+            gen = torch.Generator(self.device).manual_seed(cfg.seed + 29)
+            m["mi_pool"] = mutual_information(torch.cat(mus)[:cfg.mi_pool], torch.cat(logvars)[:cfg.mi_pool], gen)
+        return m
+
     def report(self, final: bool = False) -> Report:
         metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
         valid = self.evaluate(self.config.iw_samples if final else 0)
+        if final:
+            valid.update(self.final_diagnostics())
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
         metrics["lr"] = lr_at(self.step, self.config)
         rep = Report(self.step, metrics, final)
