@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
 REPORT_FILES = {"trials.parquet", "summary.parquet", "fig5.png", "claims.json", "report.md"}
 SUMMARY_COLUMNS = {"study", "preset", "trial_key", "status", "alpha", "anneal", "total_bpc", "rec_bpc", "kl_bpc",
-                   "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "steps", "wall_s", "chars_per_s"}
+                   "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "mi_pool", "mi_pool_max", "unigram_bpc",
+                   "steps", "wall_s", "chars_per_s"}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,10 @@ def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
         n = int(run.data.params["batch_size"]) * int(run.data.params["eval_batches"])
         assert summary[key]["mi_max"] == pytest.approx(math.log(n))
         assert summary[key]["mutual_info"] <= summary[key]["mi_max"] + 1e-6
+        # the final MI over the larger pool states its own ceiling
+        pool = int(run.data.params["mi_pool"])
+        assert summary[key]["mi_pool_max"] == pytest.approx(math.log(pool)) and pool > n
+        assert summary[key]["mi_pool"] <= summary[key]["mi_pool_max"] + 1e-6
         for metric in ("total_bpc", "kl_bpc", "rec_bpc"):
             history = sorted(client.get_metric_history(run.info.run_id, f"valid/{metric}"), key=lambda m: m.step)
             assert summary[key][metric] == history[-1].value
@@ -147,9 +152,13 @@ def test_claims_json_has_a_verdict_per_declared_claim(study_dir, reported):
     study = load_study("alpha-sweep")
     assert [c["id"] for c in data["claims"]] == [c.id for c in study.claims]
     for c in data["claims"]:
-        assert c["verdict"] in claims.VERDICTS and c["threshold"] and "measured" in c
+        assert c["verdict"] in claims.VERDICTS and c["threshold"] and "measured" in c and "spread" in c
+        assert [s["seed"] for s in c["seeds"]] == [0] and c["seeds"][0]["verdict"] in claims.SEED_VERDICTS
     md = (study_dir / "report.md").read_text()
-    assert "| claim | measured | threshold | verdict |" in md and "![fig5.png](fig5.png)" in md
+    assert "| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |" in md
+    assert "![fig5.png](fig5.png)" in md
+    # a smoke report says at the top that it checks plumbing, not the paper
+    assert md.index("check the plumbing, not the paper") < md.index("## Claims")
     assert all(c["id"] in md for c in data["claims"]) and md.count("| completed |") == 4
 
 

@@ -1,0 +1,85 @@
+"""Every study's trial configs, built for every preset: per-model KL ramps (the LSTM VAE's
+later than a hybrid's), the paper's LayerNorm LSTM, equal footing for compared baselines,
+and three seeds for each grid study's cpu preset."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from studies.spec import PRESET_NAMES, builtin_studies, load_study
+
+STUDIES = list(builtin_studies())
+LSTM_MODELS = ("lstm", "hybrid-lstm")
+
+
+def configs(study, preset):
+    """Every trial config of a preset (a search study: one per model it can sample)."""
+    if study.is_grid:
+        return [study.trial_config(preset, p) for p in study.points(preset)]
+    models = study.space["model"][1] if "model" in study.space else (study.model,)
+    return [study.trial_config(preset, {"model": m}) for m in models]
+
+
+@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_the_lstm_vae_ramps_later_than_a_hybrid_in_every_preset(name, preset):
+    study = load_study(name)
+    lstm = study.trial_config(preset, {"model": "lstm"})
+    for hybrid in ("hybrid-lstm", "hybrid-bytenet"):
+        other = study.trial_config(preset, {"model": hybrid})
+        assert lstm.anneal_start > other.anneal_start and lstm.anneal_end > other.anneal_end
+        assert other.anneal_end - other.anneal_start >= 0.2 * other.anneal_start
+    assert lstm.anneal_end - lstm.anneal_start >= 0.2 * lstm.anneal_start
+    # each trial's ramp is its own model's, whatever the study
+    for config in configs(study, preset):
+        own = study.trial_config(preset, {"model": config.model})
+        assert (config.anneal_start, config.anneal_end) == (own.anneal_start, own.anneal_end)
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_lstm_of_the_paper_preset_is_the_layernorm_cell(name):
+    study = load_study(name)
+    found = [c for c in configs(study, "paper") if c.model in LSTM_MODELS]
+    assert all(c.lstm_cell == "layernorm" for c in found)
+    for model in LSTM_MODELS:
+        assert study.trial_config("paper", {"model": model}).lstm_cell == "layernorm"
+
+
+@pytest.mark.parametrize("name", STUDIES)
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_every_trial_of_a_study_trains_the_same_number_of_steps(name, preset):
+    study = load_study(name)
+    assert len({c.steps for c in configs(study, preset)}) == 1
+    # and every model it could train would too
+    assert len({study.trial_config(preset, {"model": m}).steps for m in LSTM_MODELS + ("conv",)}) == 1
+
+
+@pytest.mark.parametrize("preset", PRESET_NAMES)
+def test_historyless_conv_and_lstm_have_the_same_latent_size(preset):
+    study = load_study("historyless")
+    sizes = {c.model: c.latent for c in configs(study, preset)}
+    assert set(sizes) == {"conv", "lstm"} and sizes["conv"] == sizes["lstm"]
+    if preset != "smoke":  # as released; smoke shrinks both alike
+        assert sizes["conv"] == 100
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_show_json_lists_grid_seeds_overrides_and_claims_with_controls(name):
+    result = CliRunner().invoke(cli, ["show", name, "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    study = load_study(name)
+    for preset in PRESET_NAMES:
+        p = shown["presets"][preset]
+        assert set(p["model_overrides"]) >= {"lstm", "hybrid-lstm", "hybrid-bytenet"}
+        assert p["model_overrides"]["lstm"]["anneal_start"] > p["model_overrides"]["hybrid-lstm"]["anneal_start"]
+        if study.is_grid:
+            assert p["grid"] == {k: list(v) for k, v in study.grid_for(preset).items()}
+            assert p["trials"] == len(study.points(preset)) * len(p["seeds"])
+    if study.is_grid:
+        assert shown["presets"]["cpu"]["seeds"] == [0, 1, 2]
+    assert [c["id"] for c in shown["claims"]] == [c.id for c in study.claims]
+    for c, declared in zip(shown["claims"], study.claims):
+        assert [k["text"] for k in c["controls"]] == [k.text for k in declared.controls]
