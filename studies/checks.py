@@ -23,222 +23,14 @@ Rules shared by every check:
 
 from __future__ import annotations
 
-import inspect
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import StudyError
-from .spec import Study
+from .points import (DERIVED, MEASURES, MIN_ACTIVE_UNITS, MIN_MI, USABLE, VERDICTS, Lookup, average, clean,
+                     describe, distinct, is_number, matches, ranks, ratio, same, spearman)
 
-VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
-USABLE = ("completed", "collapsed")
-# Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
-# training-only ones), and what a check may derive from them.
-MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "mi_pool",
-            "unigram_bpc")
-
-
-def _final_mi(m: Mapping[str, Any]) -> float:
-    pool = m.get("mi_pool")
-    return pool if _is_number(pool) else m.get("mutual_info", math.nan)
-
-
-DERIVED = {"kl_share": lambda m: m["kl_bpc"] / m["total_bpc"] if m.get("total_bpc") else math.nan,
-           "mi": _final_mi}
-# "Not collapsed" (the controls): at least this many active units and this much MI (nats).
-MIN_ACTIVE_UNITS, MIN_MI = 1, 0.1
-# Keys of a summary row that are neither hyperparameters nor measures.
-BOOKKEEPING = ("study", "preset", "corpus", "trial_key", "name", "status", "reason", "seed", "steps", "wall_s",
-               "chars_per_s", "mlflow_run_id", "mi_max", "mi_pool_max", "history")
-_NOT_HYPERPARAMETERS = frozenset(MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
-
-
-# --- points: rows averaged over seeds ----------------------------------------------------------
-
-
-def hyperparameters(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in _NOT_HYPERPARAMETERS}
-
-
-def _hashable(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def average(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One point per set of hyperparameters: its measures averaged over the usable seeds.
-
-    Each point holds the hyperparameters, every measure (NaN where no usable seed has it),
-    `seeds` (usable trials averaged) and `status`: "ok" if at least one trial is usable,
-    else the statuses of its trials ("failed", "missing", ...).
-    """
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for row in rows:
-        key = tuple(sorted((k, _hashable(v)) for k, v in hyperparameters(row).items()))
-        groups.setdefault(key, []).append(row)
-    points = []
-    for members in groups.values():
-        usable = [r for r in members if r.get("status") in USABLE]
-        point = hyperparameters(members[0])
-        for m in MEASURES:
-            values = [float(r[m]) for r in usable if _is_number(r.get(m))]
-            point[m] = sum(values) / len(values) if values else math.nan
-        point["seeds"] = len(usable)
-        point["status"] = "ok" if usable else "+".join(sorted({str(r.get("status", "unknown")) for r in members}))
-        points.append(point)
-    return points
-
-
-def at_step_rows(rows: Iterable[Mapping[str, Any]], step: int) -> list[dict[str, Any]]:
-    """The rows with every measure read from the trial's validation report at `step`; a
-    usable trial without that report becomes unusable, its status saying why."""
-    out = []
-    for row in rows:
-        report = (row.get("history") or {}).get(step)
-        new = {k: v for k, v in row.items() if k not in MEASURES}
-        new.update({m: (report or {}).get(m, math.nan) for m in MEASURES})
-        if report is None and row.get("status") in USABLE:
-            new["status"] = f"no report at step {step}"
-        out.append(new)
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-    return a == b
-
-
-def _matches(point: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
-    """`where` maps a name to a value, or to a tuple/list of allowed values."""
-    for name, wanted in where.items():
-        if name not in point:
-            return False
-        options = wanted if isinstance(wanted, (tuple, list)) else (wanted,)
-        if not any(_same(point[name], w) for w in options):
-            return False
-    return True
-
-
-def _describe(where: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in where.items()) or "all trials"
-
-
-class Lookup:
-    """The points of a set of rows, and the reasons any requested value could not be found.
-
-    A check asks for values; whatever is missing, failed or not a number is remembered, and
-    `result` turns a PASS/FAIL condition into INCONCLUSIVE if anything was.
-    """
-
-    def __init__(self, rows: Iterable[Mapping[str, Any]], y: str, at_step: int | None = None):
-        if y not in MEASURES and y not in DERIVED:
-            raise StudyError(f"y={y!r} is not a measure: expected one of {', '.join(MEASURES + tuple(DERIVED))}")
-        self.points = average(rows if at_step is None else at_step_rows(rows, at_step))
-        self.y = y
-        self.problems: list[str] = []
-
-    def value_of(self, point: Mapping[str, Any]) -> float:
-        value = DERIVED[self.y](point) if self.y in DERIVED else point[self.y]
-        return float(value)
-
-    def select(self, where: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None = None,
-               scope: str = "") -> list[dict[str, Any]]:
-        """Every usable point matching `where` (and `keep`, described by `scope`). Each value
-        listed in `where` must have a point; a matching point that is unusable, or whose y is
-        not a number, is a problem."""
-        found = [p for p in self.points if _matches(p, where) and (keep is None or keep(p))]
-        for name, wanted in where.items():
-            for w in (wanted if isinstance(wanted, (tuple, list)) else (wanted,)):
-                if not any(_same(p[name], w) for p in found):
-                    self.problems.append(f"no trial with {_describe({**where, name: w})}{scope}")
-        if not where and not found:
-            self.problems.append(f"no trial{scope}")
-        good = []
-        for p in found:
-            if p["status"] != "ok":
-                self.problems.append(f"{_describe(_distinct(p, self.points, where))}: {p['status']}")
-            elif not math.isfinite(self.value_of(p)):
-                self.problems.append(f"{_describe(_distinct(p, self.points, where))}: {self.y} is not a number")
-            else:
-                good.append(p)
-        return good
-
-    def one(self, where: Mapping[str, Any]) -> float:
-        """The y of the one point matching `where` (NaN, and a problem noted, if none)."""
-        found = [p for p in self.points if _matches(p, where)]
-        if len(found) > 1:
-            self.problems.append(f"{len(found)} trials with different hyperparameters match {_describe(where)}")
-            return math.nan
-        good = self.select(where)
-        return self.value_of(good[0]) if good else math.nan
-
-    def result(self, passed: bool, measured: Mapping[str, Any], threshold: str, note: str = "") -> dict[str, Any]:
-        if self.problems:
-            verdict = "INCONCLUSIVE"
-            note = "; ".join(dict.fromkeys(self.problems)) + (f"; {note}" if note else "")
-        else:
-            verdict = "PASS" if passed else "FAIL"
-        return {"verdict": verdict, "measured": {k: _clean(v) for k, v in measured.items()},
-                "threshold": threshold, "note": note}
-
-
-def _distinct(point: Mapping[str, Any], among: Sequence[Mapping[str, Any]], where: Mapping[str, Any]) -> dict:
-    """`where`'s keys plus the hyperparameters that tell `point` apart from the others (for notes)."""
-    shown = {k: point[k] for k in where}
-    for k, v in point.items():
-        if k in ("status", "seeds") or k in MEASURES or k in shown:
-            continue
-        if any(k in o and not _same(o[k], v) for o in among):
-            shown[k] = v
-    return shown
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else math.nan
-
-
-# --- rank correlation -------------------------------------------------------------------------
-
-
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks; tied values share the average of the ranks they span."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Spearman's rho: the Pearson correlation of the ranks (NaN if either side is constant)."""
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError("spearman needs two sequences of equal length >= 2")
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx = sum((a - mx) ** 2 for a in rx)
-    vy = sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else math.nan
+__all__ = ["CHECKS", "VERDICTS", "USABLE", "MEASURES", "DERIVED", "average", "ranks", "spearman", "clean"]
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -255,8 +47,8 @@ def spearman_by_group(rows, *, x: str, y: str, group: str, threshold: float,
     look = Lookup(rows, y)
     where = dict(where or {})
     groups = []
-    for p in (q for q in look.points if _matches(q, where)):
-        if group in p and not any(_same(p[group], g) for g in groups):
+    for p in (q for q in look.points if matches(q, where)):
+        if group in p and not any(same(p[group], g) for g in groups):
             groups.append(p[group])
     if not groups:
         look.problems.append(f"no trial has a value of {group}")
@@ -280,7 +72,7 @@ def compare_at(rows, *, at: Mapping[str, Any], y: str, group: str, greater: Any,
     """At the point `at`: y with group=greater >= y with group=lesser."""
     look = Lookup(rows, y)
     hi, lo = look.one({**at, group: greater}), look.one({**at, group: lesser})
-    where = _describe(at)
+    where = describe(at)
     return look.result(hi >= lo, {f"{y} at {where}, {group}={greater}": hi, f"{y} at {where}, {group}={lesser}": lo},
                        f"{y}[{group}={greater}] >= {y}[{group}={lesser}] at {where}")
 
@@ -299,17 +91,17 @@ def ratio_between(rows, *, where: Mapping[str, Any], x: str, lo: Any, y: str, hi
         pts = look.select(where, *_from(x, hi_from, None))
         highs = {p[x]: look.value_of(p) for p in sorted(pts, key=lambda p: p[x])}
         if not highs:
-            look.problems.append(f"no trial with {_describe(where)} and {x} >= {hi_from}")
+            look.problems.append(f"no trial with {describe(where)} and {x} >= {hi_from}")
     measured = {f"{y} at {x}={lo}": y_lo}
     for value, y_hi in highs.items():
         measured[f"{y} at {x}={value}"] = y_hi
-        measured[f"ratio {x}={value} / {x}={lo}"] = _ratio(y_hi, y_lo)
+        measured[f"ratio {x}={value} / {x}={lo}"] = ratio(y_hi, y_lo)
     scope = f"{x}={hi}" if hi is not None else f"every {x} >= {hi_from}"
     if below is not None:
         return look.result(bool(highs) and all(v < below * y_lo for v in highs.values()), measured,
-                           f"{y} at {scope} < {below} x {y}[{x}={lo}] for {_describe(where)}")
+                           f"{y} at {scope} < {below} x {y}[{x}={lo}] for {describe(where)}")
     return look.result(bool(highs) and all(v >= at_least * y_lo for v in highs.values()), measured,
-                       f"{y} at {scope} >= {at_least} x {y}[{x}={lo}] for {_describe(where)}")
+                       f"{y} at {scope} >= {at_least} x {y}[{x}={lo}] for {describe(where)}")
 
 
 def ratio_vs(rows, *, x: str, at: Sequence[Any], y: str, numerator: Mapping[str, Any],
@@ -319,9 +111,9 @@ def ratio_vs(rows, *, x: str, at: Sequence[Any], y: str, numerator: Mapping[str,
     measured, passed = {}, True
     for value in at:
         num, den = look.one({**numerator, x: value}), look.one({**denominator, x: value})
-        measured[f"{y} ratio at {x}={value}"] = _ratio(num, den)
+        measured[f"{y} ratio at {x}={value}"] = ratio(num, den)
         passed = passed and num >= at_least * den
-    return look.result(passed, measured, f"{y}[{_describe(numerator)}] >= {at_least} x {y}[{_describe(denominator)}] "
+    return look.result(passed, measured, f"{y}[{describe(numerator)}] >= {at_least} x {y}[{describe(denominator)}] "
                                          f"at {x} in {tuple(at)}")
 
 
@@ -331,7 +123,7 @@ def value_at(rows, *, where: Mapping[str, Any], y: str, at_most: float | None = 
     _one_bound(at_most=at_most, at_least=at_least)
     look = Lookup(rows, y)
     value = look.one(where)
-    measured = {f"{y} at {_describe(where)}": value}
+    measured = {f"{y} at {describe(where)}": value}
     if at_most is not None:
         return look.result(value <= at_most, measured, f"{y} <= {at_most}")
     return look.result(value >= at_least, measured, f"{y} >= {at_least}")
@@ -359,8 +151,8 @@ def _every_point(rows, where, y, x, x_min, x_max, holds, condition: str, at_step
     pts = look.select(where, keep, scope_x)
     # each point labelled by everything that tells it apart, so no two share a key
     shown = {**where, x: None} if x else where
-    measured = {_describe(_distinct(p, pts, shown)): look.value_of(p) for p in pts}
-    scope = _describe(where) + scope_x.replace(" and", ",") + (f", at step {at_step}" if at_step else "")
+    measured = {describe(distinct(p, pts, shown)): look.value_of(p) for p in pts}
+    scope = describe(where) + scope_x.replace(" and", ",") + (f", at step {at_step}" if at_step else "")
     return look.result(bool(pts) and all(holds(look.value_of(p)) for p in pts), measured,
                        f"{condition} at every point with {scope}")
 
@@ -384,11 +176,11 @@ def max_vs(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any
     look = Lookup(rows, y)
     value = look.one(subject)
     pts = look.select(others)
-    rivals = {_describe(_distinct(p, pts, others)): look.value_of(p) for p in pts}
+    rivals = {describe(distinct(p, pts, others)): look.value_of(p) for p in pts}
     best = max((look.value_of(p) for p in pts), default=math.nan)
-    measured = {f"{y} at {_describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}}
+    measured = {f"{y} at {describe(subject)}": value, **{f"{y} at {k}": v for k, v in rivals.items()}}
     return look.result(value > best, measured,
-                       f"{y}[{_describe(subject)}] > max {y} over {_describe(others)}")
+                       f"{y}[{describe(subject)}] > max {y} over {describe(others)}")
 
 
 def _one_bound(**bounds: float | None) -> None:
@@ -405,7 +197,7 @@ def _from(x: str | None, x_min: Any, x_max: Any = None) -> tuple[Callable[[Mappi
     hi = math.inf if x_max is None else x_max
     text = "".join([f" and {x} >= {x_min}" if x_min is not None else "",
                     f" and {x} <= {x_max}" if x_max is not None else ""])
-    return (lambda p: _is_number(p.get(x)) and lo <= p[x] <= hi), text
+    return (lambda p: is_number(p.get(x)) and lo <= p[x] <= hi), text
 
 
 def difference_vs(rows, *, x: str, at: Sequence[Any], y: str, subject: Mapping[str, Any],
@@ -418,7 +210,7 @@ def difference_vs(rows, *, x: str, at: Sequence[Any], y: str, subject: Mapping[s
         measured[f"{y} difference at {x}={value}"] = a - b
         passed = passed and a - b >= at_least
     when = f" at step {at_step}" if at_step else ""
-    return look.result(passed, measured, f"{y}[{_describe(subject)}] >= {y}[{_describe(baseline)}] + {at_least} "
+    return look.result(passed, measured, f"{y}[{describe(subject)}] >= {y}[{describe(baseline)}] + {at_least} "
                                          f"at {x} in {tuple(at)}{when}")
 
 
@@ -427,7 +219,7 @@ def below_by(rows, *, where: Mapping[str, Any], y: str, ref: str, margin: float)
     look, ref_look = Lookup(rows, y), Lookup(rows, ref)
     value, reference = look.one(where), ref_look.one(where)
     look.problems += ref_look.problems
-    return look.result(value <= reference - margin, {f"{y} at {_describe(where)}": value, ref: reference},
+    return look.result(value <= reference - margin, {f"{y} at {describe(where)}": value, ref: reference},
                        f"{y} <= {ref} - {margin}")
 
 
@@ -443,7 +235,7 @@ def not_collapsed(rows, *, where: Mapping[str, Any], require: str = "every",
     units.problems += mi.problems
     alive = {}
     for p in pts:
-        label = _describe(_distinct(p, pts, where))
+        label = describe(distinct(p, pts, where))
         alive[label] = (units.value_of(p), mi.value_of(p))
     ok = [u >= min_units and m >= min_mi for u, m in alive.values()]
     measured = {**{f"active units at {k}": u for k, (u, _) in alive.items()},
@@ -452,7 +244,7 @@ def not_collapsed(rows, *, where: Mapping[str, Any], require: str = "every",
         units.problems = []  # one live trial is enough; a missing other does not matter
     passed = bool(ok) and (all(ok) if require == "every" else any(ok))
     return units.result(passed, measured, f"active units >= {min_units} and MI >= {min_mi} nats at {require} "
-                                          f"point with {_describe(where)}")
+                                          f"point with {describe(where)}")
 
 
 def first_reaching(rows, *, x: str, y: str, threshold: float, group: str, earlier: Any, later: Any) -> dict:
@@ -478,9 +270,9 @@ def greater_at_every(rows, *, x: str, y: str, group: str, greater: Any, lesser: 
     """At every x (among the points matching `where`): y with group=greater > y with group=lesser."""
     look = Lookup(rows, y)
     where = dict(where or {})
-    xs = sorted({p[x] for p in look.points if _matches(p, where) and x in p})
+    xs = sorted({p[x] for p in look.points if matches(p, where) and x in p})
     if not xs:
-        look.problems.append(f"no trial with {_describe(where)}")
+        look.problems.append(f"no trial with {describe(where)}")
     measured, passed = {}, bool(xs)
     for value in xs:
         hi, lo = look.one({**where, x: value, group: greater}), look.one({**where, x: value, group: lesser})
@@ -499,10 +291,10 @@ def increasing(rows, *, where: Mapping[str, Any], x: str, ys: Sequence[str]) -> 
         measured.update({f"{y} at {x}={p[x]}": v for p, v in zip(pts, values)})
         passed = passed and len(values) >= 2 and all(b > a for a, b in zip(values, values[1:]))
         if len(pts) < 2:
-            look.problems.append(f"{y}: needs >= 2 points with {_describe(where)}, has {len(pts)}")
+            look.problems.append(f"{y}: needs >= 2 points with {describe(where)}, has {len(pts)}")
     for other in looks[1:]:
         looks[0].problems += other.problems
-    return looks[0].result(passed, measured, f"{' and '.join(ys)} rise strictly with {x} for {_describe(where)}")
+    return looks[0].result(passed, measured, f"{' and '.join(ys)} rise strictly with {x} for {describe(where)}")
 
 
 def within_of_best(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any], rel: float) -> dict:
@@ -511,10 +303,10 @@ def within_of_best(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[
     value = look.one(subject)
     pts = look.select(others)
     best = min((look.value_of(p) for p in pts), default=math.nan)
-    gap = _ratio(value - best, best)
-    return look.result(abs(gap) <= rel, {f"{y} at {_describe(subject)}": value, f"best {y} over {_describe(others)}": best,
+    gap = ratio(value - best, best)
+    return look.result(abs(gap) <= rel, {f"{y} at {describe(subject)}": value, f"best {y} over {describe(others)}": best,
                                          "relative difference": gap},
-                       f"|{y}[{_describe(subject)}] - best| <= {rel} x best over {_describe(others)}")
+                       f"|{y}[{describe(subject)}] - best| <= {rel} x best over {describe(others)}")
 
 
 CHECKS: dict[str, Callable[..., dict]] = {f.__name__: f for f in (

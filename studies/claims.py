@@ -19,8 +19,9 @@ import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from .checks import CHECKS, USABLE, _clean, _is_number, _matches
+from .checks import CHECKS
 from .errors import StudyError
+from .points import USABLE, clean, is_number, matches
 from .spec import Claim, Study
 
 SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
@@ -56,13 +57,13 @@ def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None
     """
     rows = list(rows)
     if seeds is None:
-        seeds = sorted({r["seed"] for r in rows if _is_number(r.get("seed"))}) or [0]
+        seeds = sorted({r["seed"] for r in rows if is_number(r.get("seed"))}) or [0]
     by_seed = {}
     for s in seeds:
         mine = [r for r in rows if r.get("seed", s) == s]
         if preset is not None:
             mine += [e for e in expected_rows(study, preset, s)
-                     if not any(_matches(r, {k: v for k, v in e.items() if k != "status"}) for r in mine)]
+                     if not any(matches(r, {k: v for k, v in e.items() if k != "status"}) for r in mine)]
         by_seed[s] = mine
     out = []
     for claim in study.claims:
@@ -107,7 +108,7 @@ def _over_seeds(measured: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], 
     keys = list(dict.fromkeys(k for m in measured for k in m))
     mean, spread = {}, {}
     for k in keys:
-        values = [m[k] for m in measured if _is_number(m.get(k))]
+        values = [m[k] for m in measured if is_number(m.get(k))]
         mean[k] = sum(values) / len(values) if values else None
         spread[k] = [min(values), max(values)] if values else None
     return mean, spread
@@ -144,4 +145,4 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return _clean(value)
+    return clean(value)
