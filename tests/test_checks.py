@@ -1,12 +1,14 @@
 """Check functions on synthetic summary rows: each gives PASS, FAIL and INCONCLUSIVE (a missing
 point, a failed trial) where expected; rank correlation and seed averaging by hand."""
 
+import dataclasses
 import math
 
 import pytest
 
-from studies import checks
+from studies import checks, claims
 from studies.errors import StudyError
+from studies.spec import Claim, load_study
 
 
 def row(status="completed", kl=0.1, total=2.0, rec=None, **params):
@@ -213,10 +215,18 @@ def test_max_vs():
     assert verdict(result) == "FAIL" and len(result["measured"]) == 3
 
 
-def test_several_seeds_of_a_point_are_one_point_not_ambiguous():
+def test_several_seeds_of_a_point_are_judged_per_seed_not_averaged():
+    """A check given two seeds' rows sees one point (not two ambiguous ones), but a claim
+    never passes it more than one seed: 0.8 and 1.1 must not average into a PASS."""
     rows = [row(variant="conv", length=50, rec=0.8, seed=0), row(variant="conv", length=50, rec=1.1, seed=1)]
     result = checks.value_at(rows, where={"variant": "conv", "length": 50}, y="rec_bpc", at_most=1.0)
     assert verdict(result) == "PASS" and result["measured"]["rec_bpc at variant=conv, length=50"] == pytest.approx(0.95)
+    study = dataclasses.replace(load_study("historyless"), claims=(Claim(
+        "c", "conv rec_bpc at L=50 <= 1.0", "value_at",
+        dict(where={"variant": "conv", "length": 50}, y="rec_bpc", at_most=1.0)),))
+    (judged,) = claims.evaluate(study, rows)
+    assert [s["verdict"] for s in judged["seeds"]] == ["PASS", "FAIL"] and judged["verdict"] == "UNSTABLE"
+    assert judged["measured"]["rec_bpc at variant=conv, length=50"] == pytest.approx(0.95)
 
 
 # --- the checks of the trust issue: history, controls, onsets, every-x comparisons -----------
