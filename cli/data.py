@@ -39,7 +39,8 @@ def fetch(corpus: str, dest: Path | None, url: str | None) -> None:
       vaestudy data fetch ptb
       vaestudy data fetch ptb --dir /data/vaestudy/ptb --url http://mirror.local/ptb
     """
-    from textvae_core.data import PTB_SHA256, DataError, default_data_dir, fetch_ptb
+    from textvae_core.data import PTB_SHA256, default_data_dir, fetch_ptb
+    from textvae_core.errors import DataError
 
     dest = dest or default_data_dir() / corpus
     try:

@@ -12,7 +12,7 @@ import click
 # `vaestudy --help` never pays for importing torch.
 EXPECTED = {
     "textvae_core.config": "ConfigError",
-    "textvae_core.data": "DataError",
+    "textvae_core.errors": "DataError",
     "studies.errors": "StudyError",
     "studies.tracking": "TrackingError",
 }

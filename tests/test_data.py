@@ -22,10 +22,10 @@ import torch
 from click.testing import CliRunner
 
 from cli.data import data as data_cli
-from textvae_core.data import (
-    DUMMY, N_RESERVED, PAD, PTB_SHA256, START, UNK, Corpus, DataError, FragmentSampler,
-    Vocabulary, _SUBJECTS, fetch_ptb, load_corpus, split_train_valid, synthetic_probe_set, synthetic_text,
-)
+from textvae_core.data import PTB_SHA256, Corpus, FragmentSampler, Vocabulary, fetch_ptb, load_corpus, split_train_valid
+from textvae_core.errors import DataError
+from textvae_core.grammar import _SUBJECTS, synthetic_probe_set, synthetic_text
+from textvae_core.tokens import DUMMY, N_RESERVED, PAD, START, UNK
 
 SHARED_PTB = Path(os.environ.get("VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"))
 needs_ptb = pytest.mark.skipif(not (SHARED_PTB / "ptb.train.txt").is_file(),

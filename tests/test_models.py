@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from textvae_core import MODELS, build_model, make_config
-from textvae_core.data import DUMMY, N_RESERVED
+from textvae_core.tokens import DUMMY, N_RESERVED
 
 V = 54  # PTB: 50 characters + 4 reserved ids
 

