@@ -89,6 +89,10 @@ def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path |
     ckpt = out_dir / "checkpoint.pt"
     if resume and not ckpt.exists():
         raise UserError(f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run")
+    if resume:  # an unreadable checkpoint is one line before any progress is drawn
+        from textvae_core.train import check_checkpoint
+
+        check_checkpoint(ckpt)
 
     bar = click.progressbar(length=config.steps, label=f"{model}", show_pos=True, file=sys.stderr)
     last = [0]

@@ -41,6 +41,20 @@ def test_train_then_sample_round_trip(tmp_path):
     lines = res.output.splitlines()
     assert lines[0].startswith("# 2 samples from the prior") and len(lines) == 1 + 2 + 1 + 1 + 1 + 3
 
+    # a checkpoint of an older format (its parameter names differ) is refused in one line
+    import torch
+
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    torch.save({**state, "format": 1}, tmp_path / "old.pt")
+    for args in (["sample", str(tmp_path / "old.pt")],):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2 and "has format 1; this vaestudy reads format 2 only" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    (out / "checkpoint.pt").write_bytes((tmp_path / "old.pt").read_bytes())
+    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
+                              "--set", "steps=50", "--set", "eval_every=10", "--out", str(out), "--resume"])
+    assert res.exit_code == 2 and "has format 1" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+
 
 def test_train_bad_inputs_are_one_line_exit_2(tmp_path):
     runner = CliRunner()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from textvae_core import ConfigError, bits_per_char, gaussian_kl, kl_weight_at, make_config, sequence_nll
+from textvae_core import ConfigError, KLSchedule, bits_per_char, gaussian_kl, make_config, sequence_nll
 from textvae_core.config import parse_assignments
 from textvae_core.diagnostics import active_units, mutual_information
 
@@ -26,15 +26,15 @@ def test_closed_form_kl_matches_monte_carlo():
 
 def test_kl_weight_schedule_values():
     cfg = make_config("hybrid-lstm", "ptb")  # start 1000, end 8000, eps 0.001
-    assert kl_weight_at(0, cfg) == pytest.approx(0.001)
-    assert kl_weight_at(1000, cfg) == pytest.approx(0.001)
-    assert kl_weight_at(4500, cfg) == pytest.approx(0.5 + 0.001)
-    assert kl_weight_at(8000, cfg) == pytest.approx(1.0)
-    assert kl_weight_at(50_000, cfg) == pytest.approx(1.0)
+    assert KLSchedule.of(cfg).weight_at(0) == pytest.approx(0.001)
+    assert KLSchedule.of(cfg).weight_at(1000) == pytest.approx(0.001)
+    assert KLSchedule.of(cfg).weight_at(4500) == pytest.approx(0.5 + 0.001)
+    assert KLSchedule.of(cfg).weight_at(8000) == pytest.approx(1.0)
+    assert KLSchedule.of(cfg).weight_at(50_000) == pytest.approx(1.0)
     lstm = make_config("lstm", "ptb")  # start 10000, end 17000
-    assert kl_weight_at(13_500, lstm) == pytest.approx(0.501)
-    assert kl_weight_at(0, make_config("hybrid-lstm", "ptb", {"anneal": "off"})) == 1.0
-    assert kl_weight_at(9000, make_config("conv", "ptb", {"kl": "off"})) == 0.0
+    assert KLSchedule.of(lstm).weight_at(13_500) == pytest.approx(0.501)
+    assert KLSchedule.of(make_config("hybrid-lstm", "ptb", {"anneal": "off"})).weight_at(0) == 1.0
+    assert KLSchedule.of(make_config("conv", "ptb", {"kl": "off"})).weight_at(9000) == 0.0
 
 
 def test_bits_per_char_by_hand():

@@ -10,7 +10,7 @@ This package imports torch, numpy and pyarrow only: no Ray, Optuna, MLflow or cl
 from .config import MODELS, PRESETS, ConfigError, TrainConfig, make_config, parse_assignments
 from .data import Corpus, FragmentSampler, Vocabulary, fetch_ptb, load_corpus
 from .errors import DataError
-from .losses import bits_per_char, gaussian_kl, kl_weight_at, sequence_nll, vae_objective
+from .losses import KLSchedule, bits_per_char, gaussian_kl, sequence_nll, vae_objective
 from .models import VAEOutput, build_model, count_parameters
 from .train import DivergenceError, Report, Trainer, fit, history_table, load_checkpoint, write_history
 
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MODELS", "PRESETS", "ConfigError", "TrainConfig", "make_config", "parse_assignments",
     "Corpus", "DataError", "FragmentSampler", "Vocabulary", "fetch_ptb", "load_corpus",
-    "bits_per_char", "gaussian_kl", "kl_weight_at", "sequence_nll", "vae_objective",
+    "KLSchedule", "bits_per_char", "gaussian_kl", "sequence_nll", "vae_objective",
     "VAEOutput", "build_model", "count_parameters",
     "DivergenceError", "Report", "Trainer", "fit", "history_table", "load_checkpoint", "write_history",
 ]

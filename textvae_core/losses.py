@@ -10,6 +10,7 @@ fragment; `bits_per_char` converts them: nats / (L * ln 2).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,31 +39,44 @@ def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return nll.view(targets.shape).sum(dim=1)
 
 
-def kl_weight_at(step: int, config: TrainConfig) -> float:
-    """KL weight schedule: clip((step - start) / (end - start), 0, 1 - eps) + eps.
+@dataclass(frozen=True)
+class KLSchedule:
+    """The KL weight over training: clip((step - start) / (end - start), 0, 1 - eps) + eps.
 
-    "No annealing" is weight 1 from step 0; "no KL term" is weight 0 (a stochastic
+    anneal=False is weight 1 from step 0; kl=False is weight 0 throughout (a stochastic
     autoencoder, Fig 3).
     """
-    if not config.kl:
-        return 0.0
-    if not config.anneal:
-        return 1.0
-    ramp = (step - config.anneal_start) / (config.anneal_end - config.anneal_start)
-    return min(max(ramp, 0.0), 1.0 - config.kl_eps) + config.kl_eps
+
+    start: int
+    end: int
+    eps: float = 1e-3
+    anneal: bool = True
+    kl: bool = True
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> "KLSchedule":
+        return cls(config.anneal_start, config.anneal_end, config.kl_eps, config.anneal, config.kl)
+
+    def weight_at(self, step: int) -> float:
+        if not self.kl:
+            return 0.0
+        if not self.anneal:
+            return 1.0
+        ramp = (step - self.start) / (self.end - self.start)
+        return min(max(ramp, 0.0), 1.0 - self.eps) + self.eps
 
 
-def vae_objective(out: VAEOutput, x: torch.Tensor, config: TrainConfig, kl_weight: float
-                  ) -> dict[str, torch.Tensor]:
+def vae_objective(out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: float) -> dict[str, torch.Tensor]:
     """The training loss (Eq. 4) and its parts, batch-averaged nats per fragment.
 
-    Returns scalars: loss (what is minimised), rec, kl, aux (nan-free 0 for models
-    without an auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
+    out: the model's output for targets x (B, L); alpha weighs the auxiliary term.
+    Returns scalars: loss (what is minimised), rec, kl, aux (0 for models without an
+    auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
     """
     rec = sequence_nll(out.logits, x).mean()
     kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
     aux = sequence_nll(out.aux_logits, x).mean() if out.aux_logits is not None else rec.new_zeros(())
-    loss = kl_weight * kl + rec + config.alpha * aux
+    loss = kl_weight * kl + rec + alpha * aux
     return {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}
 
 

@@ -180,12 +180,42 @@ class ByteNetHead(nn.Module):
         self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
         self.out = nn.Linear(width, vocab_size)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, C_in, L)
-        a, b = self.entry_norm(self.entry(inputs)).chunk(2, dim=1)
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, L, C_in)
+        a, b = self.entry_norm(self.entry(inputs.transpose(1, 2))).chunk(2, dim=1)
         h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
         for layer in self.layers:
             h = layer(h)
         return self.out(h.transpose(1, 2))  # (B, L, V)
+
+
+class LSTMHead(nn.Module):
+    """An LSTM over [deconv features_t ; one-hot x_{t-1}], then Linear to V (Fig 2b)."""
+
+    def __init__(self, in_channels: int, cell: str, hidden: int, vocab_size: int):
+        super().__init__()
+        self.rnn = make_lstm(cell, in_channels, hidden)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, L, C_in) -> (B, L, V)
+        h, _ = self.rnn(inputs)  # (B, L, H)
+        return self.out(h)
+
+    def step(self, inputs: torch.Tensor, state=None):
+        """One step for generation: inputs (B, C_in) -> logits (B, V) and the new state."""
+        h, state = self.rnn(inputs.unsqueeze(1), state)
+        return self.out(h[:, 0]), state
+
+
+HEADS = ("lstm", "bytenet")  # the hybrid's autoregressive heads, by name
+
+
+def make_head(name: str, config: TrainConfig, in_channels: int, vocab_size: int) -> nn.Module:
+    """The hybrid's autoregressive head named `name`: (B, L, in_channels) -> logits (B, L, V)."""
+    if name == "lstm":
+        return LSTMHead(in_channels, config.lstm_cell, config.hidden, vocab_size)
+    if name == "bytenet":
+        return ByteNetHead(in_channels, config.bytenet_width, config.depth, vocab_size)
+    raise ValueError(f"head={name!r} is not allowed: expected one of {', '.join(HEADS)}")
 
 
 # --- the models ----------------------------------------------------------------------------
@@ -261,49 +291,14 @@ def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator |
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
-class ConvVAE(TextVAE):
-    """Fig 2a: conv encoder, deconv decoder, per-position softmax; no recurrence."""
+class ConvDeconvVAE(TextVAE):
+    """The conv encoder and deconv decoder (Fig 2a) that the conv and hybrid models share."""
 
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
-        lp = padded_length(config.length, len(config.conv_channels))
-        self.encoder = ConvEncoder(vocab_size, config.conv_channels, lp, config.latent)
-        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, lp)
-        self.head = nn.Linear(config.deconv_out, vocab_size)
-        self.padded_len = lp
-
-    def encode(self, x):
-        return self.encoder(F.pad(x, (0, self.padded_len - x.shape[1]), value=PAD))
-
-    def decode(self, z, x, generator=None):
-        feats = self.decoder(z)[:, :, : x.shape[1]].transpose(1, 2)  # (B, L, F)
-        return self.head(feats), None
-
-    @torch.no_grad()
-    def generate(self, z, length, temperature=0.0, generator=None):
-        logits, _ = self.decode(z, torch.zeros(z.shape[0], length, dtype=torch.long, device=z.device))
-        return torch.stack([_pick(logits[:, t], temperature, generator) for t in range(length)], 1)
-
-
-class HybridVAE(TextVAE):
-    """Fig 2b/2c: conv encoder, deconv decoder whose features feed (a) the auxiliary
-    historyless head (Eq. 2) and (b) an autoregressive head over [features ; x_{t-1}].
-    z reaches the autoregressive head only through the deconv features."""
-
-    def __init__(self, config: TrainConfig, vocab_size: int):
-        super().__init__(config, vocab_size)
-        lp = padded_length(config.length, len(config.conv_channels))
-        self.encoder = ConvEncoder(vocab_size, config.conv_channels, lp, config.latent)
-        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, lp)
-        self.aux_head = nn.Linear(config.deconv_out, vocab_size)
-        self.padded_len = lp
-        in_size = config.deconv_out + vocab_size
-        if config.model == "hybrid-lstm":
-            self.rnn = make_lstm(config.lstm_cell, in_size, config.hidden)
-            self.out = nn.Linear(config.hidden, vocab_size)
-            self.bytenet = None
-        else:
-            self.bytenet = ByteNetHead(in_size, config.bytenet_width, config.depth, vocab_size)
+        self.padded_len = padded_length(config.length, len(config.conv_channels))
+        self.encoder = ConvEncoder(vocab_size, config.conv_channels, self.padded_len, config.latent)
+        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, self.padded_len)
 
     def encode(self, x):
         return self.encoder(F.pad(x, (0, self.padded_len - x.shape[1]), value=PAD))
@@ -311,27 +306,50 @@ class HybridVAE(TextVAE):
     def features(self, z: torch.Tensor, length: int) -> torch.Tensor:
         return self.decoder(z)[:, :, :length].transpose(1, 2)  # (B, L, F)
 
+
+class ConvVAE(ConvDeconvVAE):
+    """Fig 2a: conv encoder, deconv decoder, per-position softmax; no recurrence."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int):
+        super().__init__(config, vocab_size)
+        self.head = nn.Linear(config.deconv_out, vocab_size)
+
+    def decode(self, z, x, generator=None):
+        return self.head(self.features(z, x.shape[1])), None
+
+    @torch.no_grad()
+    def generate(self, z, length, temperature=0.0, generator=None):
+        logits, _ = self.decode(z, torch.zeros(z.shape[0], length, dtype=torch.long, device=z.device))
+        return torch.stack([_pick(logits[:, t], temperature, generator) for t in range(length)], 1)
+
+
+class HybridVAE(ConvDeconvVAE):
+    """Fig 2b/2c: conv encoder, deconv decoder whose features feed (a) the auxiliary
+    historyless head (Eq. 2) and (b) an autoregressive head over [features ; x_{t-1}]
+    (`head_name`: an LSTM or a ByteNet). z reaches that head only through the features."""
+
+    def __init__(self, config: TrainConfig, vocab_size: int, head_name: str):
+        super().__init__(config, vocab_size)
+        self.aux_head = nn.Linear(config.deconv_out, vocab_size)
+        self.head = make_head(head_name, config, config.deconv_out + vocab_size, vocab_size)
+
     def decode(self, z, x, generator=None):
         feats = self.features(z, x.shape[1])  # (B, L, F)
         aux = self.aux_head(feats)  # (B, L, V)
         prev = F.one_hot(self.decoder_inputs(x, generator), self.vocab_size).to(feats.dtype)
-        inputs = torch.cat([feats, prev], dim=-1)  # (B, L, F + V)
-        if self.bytenet is not None:
-            return self.bytenet(inputs.transpose(1, 2)), aux
-        h, _ = self.rnn(inputs)  # (B, L, H)
-        return self.out(h), aux
+        return self.head(torch.cat([feats, prev], dim=-1)), aux  # (B, L, F + V) -> (B, L, V)
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
-        if self.bytenet is not None:
+        if not isinstance(self.head, LSTMHead):  # a stateless head re-runs on the prefix
             return super().generate(z, length, temperature, generator)
         feats = self.features(z, length)
         prev = torch.full((z.shape[0],), START, dtype=torch.long, device=z.device)
         state, out = None, []
         for t in range(length):
             step_in = torch.cat([feats[:, t], F.one_hot(prev, self.vocab_size).to(feats.dtype)], -1)
-            h, state = self.rnn(step_in.unsqueeze(1), state)
-            prev = _pick(self.out(h[:, 0]), temperature, generator)
+            logits, state = self.head.step(step_in, state)
+            prev = _pick(logits, temperature, generator)
             out.append(prev)
         return torch.stack(out, 1)
 
@@ -378,10 +396,12 @@ class LSTMVAE(TextVAE):
 
 def build_model(config: TrainConfig, vocab_size: int) -> TextVAE:
     """The model named by `config.model` (one of conv, hybrid-lstm, hybrid-bytenet, lstm)."""
-    cls = {"conv": ConvVAE, "hybrid-lstm": HybridVAE, "hybrid-bytenet": HybridVAE, "lstm": LSTMVAE}
-    if config.model not in cls:
-        raise ValueError(f"model={config.model!r} is not allowed: expected one of {', '.join(cls)}")
-    model = cls[config.model](config, vocab_size)
+    makers = {"conv": ConvVAE, "lstm": LSTMVAE,
+              "hybrid-lstm": lambda c, v: HybridVAE(c, v, "lstm"),
+              "hybrid-bytenet": lambda c, v: HybridVAE(c, v, "bytenet")}
+    if config.model not in makers:
+        raise ValueError(f"model={config.model!r} is not allowed: expected one of {', '.join(makers)}")
+    model = makers[config.model](config, vocab_size)
     _init_uniform(model)
     return model
 

@@ -26,10 +26,12 @@ import torch
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
 from .diagnostics import active_units, importance_weighted_nll, mutual_information, unigram_entropy_bpc
-from .losses import bits_per_char, kl_weight_at, vae_objective
+from .errors import CheckpointError
+from .losses import KLSchedule, bits_per_char, vae_objective
 from .models import TextVAE, build_model
 
-CHECKPOINT_FORMAT = 1
+# 2: the hybrids' autoregressive head is one module, `head` (was `rnn` + `out`, or `bytenet`).
+CHECKPOINT_FORMAT = 2
 # Fields a resumed run may change; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
 SPLITS = ("train", "valid")
@@ -78,6 +80,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.sampler = FragmentSampler(self.corpus.train, config.length, config.batch_size, config.seed)
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
+        self.schedule = KLSchedule.of(config)
         self.step = 0
         self._window = torch.zeros(4, dtype=torch.float64)  # sums of loss, rec, kl, aux since the last report
         self._window_steps = 0
@@ -103,7 +106,7 @@ class Trainer:
             group["lr"] = lr_at(self.step, cfg)
         with self.autocast():
             out = self.model(x, self.generator)
-        parts = vae_objective(out, x, cfg, kl_weight_at(self.step, cfg))
+        parts = vae_objective(out, x, cfg.alpha, self.schedule.weight_at(self.step))
         values = torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]]).detach().double().cpu()
         if not torch.isfinite(values).all():
             raise DivergenceError(
@@ -124,20 +127,21 @@ class Trainer:
         _, rec, kl, aux = (self._window / n).tolist()
         chars = self._window_steps * cfg.batch_size * cfg.length
         m = {
-            "total_bpc": bits_per_char(rec + kl, cfg.length),
-            "rec_bpc": bits_per_char(rec, cfg.length),
-            "kl_bpc": bits_per_char(kl, cfg.length),
-            "aux_bpc": bits_per_char(aux, cfg.length) if self._has_aux else math.nan,
-            "kl_weight": kl_weight_at(self.step, cfg),
+            **self._bits_per_char(rec, kl, aux),
+            "kl_weight": self.schedule.weight_at(self.step),
             "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
         }
         self._window.zero_()
         self._window_steps, self._window_time = 0, 0.0
         return m
 
-    @property
-    def _has_aux(self) -> bool:
-        return self.config.model.startswith("hybrid")
+    def _bits_per_char(self, rec: float, kl: float, aux: float) -> dict[str, float]:
+        """Nats per fragment -> the total (rec + KL, the bound at weight 1), rec, KL and aux
+        bits per character (aux only for the hybrids)."""
+        L = self.config.length
+        return {"total_bpc": bits_per_char(rec + kl, L), "rec_bpc": bits_per_char(rec, L),
+                "kl_bpc": bits_per_char(kl, L),
+                "aux_bpc": bits_per_char(aux, L) if self.config.model.startswith("hybrid") else math.nan}
 
     # --- evaluation ----------------------------------------------------------------------
     def validation_batches(self) -> list[torch.Tensor]:
@@ -157,7 +161,7 @@ class Trainer:
         for x in batches:
             with self.autocast():
                 out = self.model(x, gen)
-            parts = vae_objective(out, x, cfg, 1.0)
+            parts = vae_objective(out, x, cfg.alpha, 1.0)
             sums += torch.stack([parts["rec"], parts["kl"], parts["aux"]]).double().cpu()
             mus.append(out.mu.float())
             logvars.append(out.logvar.float())
@@ -167,10 +171,7 @@ class Trainer:
         rec, kl, aux = (sums / len(batches)).tolist()
         mu, logvar = torch.cat(mus), torch.cat(logvars)
         m = {
-            "total_bpc": bits_per_char(rec + kl, cfg.length),
-            "rec_bpc": bits_per_char(rec, cfg.length),
-            "kl_bpc": bits_per_char(kl, cfg.length),
-            "aux_bpc": bits_per_char(aux, cfg.length) if self._has_aux else math.nan,
+            **self._bits_per_char(rec, kl, aux),
             "active_units": float(active_units(mu)),
             "mutual_info": mutual_information(mu, logvar, gen),
         }
@@ -226,6 +227,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        check_format(state)
         saved = TrainConfig(**state["config"])
         mismatched = [k for k, v in saved.to_dict().items()
                       if k not in RESUMABLE_CHANGES and self.config.to_dict()[k] != v]
@@ -254,6 +256,19 @@ class Trainer:
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
 
 
+def check_format(state: dict, path: str | os.PathLike | None = None) -> None:
+    found = state.get("format") if isinstance(state, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        where = f"{path} " if path is not None else ""
+        raise CheckpointError(f"checkpoint {where}has format {found}; this vaestudy reads format {CHECKPOINT_FORMAT} "
+                              "only: retrain the model (or use the vaestudy version that wrote it)")
+
+
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Raise CheckpointError unless `path` holds a checkpoint this version can load."""
+    check_format(torch.load(path, map_location="cpu", weights_only=False), path)
+
+
 def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None = None,
         resume_from: str | os.PathLike | None = None, corpus: Corpus | None = None) -> Trainer:
     """Train `config.steps` steps, calling `on_report(report, trainer)` every `eval_every`
@@ -277,6 +292,7 @@ def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[TextVAE, TrainConfig, Vocabulary]:
     """Model (in eval mode), config and vocabulary from a checkpoint file."""
     state = torch.load(path, map_location=device, weights_only=False)
+    check_format(state, path)
     config = dataclasses.replace(TrainConfig(**state["config"]), device=device)
     vocab = Vocabulary.from_json(state["vocab"])
     model = build_model(config, vocab.size).to(device)
