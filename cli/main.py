@@ -246,7 +246,7 @@ def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str
       vaestudy run alpha-sweep --preset paper --address auto --gpus-per-trial 0.25 \\
           --storage s3://bucket/studies/alpha --tracking-uri http://mlflow:5000
     """
-    from studies.runner import RunOptions, run_study
+    from studies.run.runner import RunOptions, run_study
     from textvae_core import parse_assignments
 
     opts = RunOptions(preset=preset, num_samples=num_samples, overrides=parse_assignments(assignments), **kw)
@@ -268,7 +268,7 @@ def resume(path: str, address: str | None) -> None:
     """
     import dataclasses
 
-    from studies.runner import resume_options, run_study
+    from studies.run.runner import resume_options, run_study
 
     ref, opts = resume_options(path)
     if address:
@@ -365,7 +365,7 @@ def bench_overhead(study: str, concurrency: int, as_json: bool) -> None:
     Example:
       vaestudy bench overhead --json
     """
-    from studies.bench import measure_overhead
+    from studies.run.bench import measure_overhead
 
     r = measure_overhead(study, "smoke", concurrency, echo=_echo_err)
     if as_json:

@@ -1,4 +1,4 @@
-"""`vaestudy report`: a study's figure, Parquet tables and claim verdicts (see studies.report)."""
+"""`vaestudy report`: a study's figure, Parquet tables and claim verdicts (see studies.results.report)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def report(path: str, tracking_uri: str | None, experiment: str | None, out: str
       vaestudy report alpha-sweep --tracking-uri http://mlflow:5000 --out reports/alpha
     """
     from studies.errors import StudyError
-    from studies.report import write_report
+    from studies.results.report import write_report
     from studies.store import StudyStore
 
     with user_errors():

@@ -44,7 +44,7 @@ class Control:
     """A condition without which a claim cannot be tested (judged like a claim's check)."""
 
     text: str
-    check: str  # name of a check function in studies/checks.py
+    check: str  # name of a check function in studies/results/checks.py
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +55,7 @@ class Claim:
 
     id: str
     text: str
-    check: str  # name of a check function in studies/checks.py
+    check: str  # name of a check function in studies/results/checks.py
     params: Mapping[str, Any] = field(default_factory=dict)
     controls: tuple[Control, ...] = ()
 
@@ -96,6 +96,17 @@ class Study:
     @property
     def multi_objective(self) -> bool:
         return not isinstance(self.metric, str)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metric(s) the study optimises, always a tuple."""
+        return (self.metric,) if isinstance(self.metric, str) else tuple(self.metric)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Optuna's direction per metric: "minimize" or "maximize"."""
+        modes = (self.mode,) if isinstance(self.mode, str) else tuple(self.mode)
+        return tuple("minimize" if m == "min" else "maximize" for m in modes)
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:

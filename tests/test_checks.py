@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from studies import checks, claims
+from studies.results import checks, claims
 from studies.errors import StudyError
 from studies.spec import Claim, load_study
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from studies import claims
+from studies.results import claims
 from studies.errors import StudyError
 from studies.spec import Claim, Control, builtin_studies, load_study
 

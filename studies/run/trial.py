@@ -22,8 +22,8 @@ import torch
 from textvae_core import DivergenceError, Trainer, fit, history_table
 from textvae_core.sampling import reconstruct, sample_prior
 
-from .spec import Study, trial_key
-from .store import FINAL_STATUSES, StudyStore
+from ..spec import Study, trial_key
+from ..store import FINAL_STATUSES, StudyStore
 
 # Report fields that are not metrics.
 STEP, KEY, STATUS, REASON, FINAL, SAMPLES = "step", "trial_key", "status", "reason", "final", "samples"

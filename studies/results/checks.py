@@ -9,7 +9,7 @@ own names, `status`, the final validation metrics without the `valid/` prefix, a
     {"verdict": "PASS" | "FAIL" | "INCONCLUSIVE", "measured": {...}, "threshold": "...", "note": "..."}
 
 Rules shared by every check:
-* rows with the same hyperparameters are averaged into one point (`studies.claims` calls
+* rows with the same hyperparameters are averaged into one point (`studies.results.claims` calls
   the checks once per seed, so a point is one trial there);
 * only trials whose status is `completed` or `collapsed` count (a collapsed trial was stopped
   early, and its last metrics are valid data); a point whose trials all failed, or that has
@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import StudyError
+from ..errors import StudyError
 from .points import (DERIVED, MEASURES, MIN_ACTIVE_UNITS, MIN_MI, USABLE, VERDICTS, Lookup, average, clean,
                      describe, distinct, is_number, matches, ranks, ratio, same, spearman)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .errors import StudyError
+from ..errors import StudyError
 
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 USABLE = ("completed", "collapsed")

@@ -1,6 +1,6 @@
 """The paper's claims, judged per seed against a study's measured trials.
 
-A claim (`studies.spec.Claim`) names a check of `studies.checks` with thresholds fixed
+A claim (`studies.spec.Claim`) names a check of `studies.results.checks` with thresholds fixed
 before any run, and may carry controls: checks that must hold for the claim to be testable
 at all ("the LSTM VAE is not collapsed at L=12"). For each seed of the study:
 
@@ -20,9 +20,9 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from .checks import CHECKS
-from .errors import StudyError
+from ..errors import StudyError
 from .points import USABLE, clean, is_number, matches
-from .spec import Claim, Study
+from ..spec import Claim, Study
 
 SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 VERDICTS = (*SEED_VERDICTS, "UNSTABLE")

@@ -16,8 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .runner import RunOptions, plan_trials, run_study
-from .spec import load_study
-from .store import StudyStore
+from ..spec import load_study
+from ..store import StudyStore
 from .trial import TrialContext
 
 

@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 
 import optuna
 
-from .errors import StudyError
-from .spec import Study
+from ..errors import StudyError
+from ..spec import Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -37,15 +37,6 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
 def _engine_kwargs(url: str) -> dict:
     # Concurrent readers (optuna-dashboard) while the driver writes: wait, don't fail.
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
-
-
-def directions(study: Study) -> list[str]:
-    modes = [study.mode] if isinstance(study.mode, str) else list(study.mode)
-    return ["minimize" if m == "min" else "maximize" for m in modes]
-
-
-def metric_names(study: Study) -> list[str]:
-    return [study.metric] if isinstance(study.metric, str) else list(study.metric)
 
 
 def make_sampler(study: Study, grid: Mapping[str, tuple] | None, seed: int) -> optuna.samplers.BaseSampler:
@@ -78,7 +69,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study) ->
     """The study for bookkeeping (create, reconcile). Its sampler is a plain one on purpose:
     GridSampler.after_trial calls study.stop(), which raises outside study.optimize."""
     return optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(),
-                               directions=directions(study), load_if_exists=True)
+                               directions=list(study.directions), load_if_exists=True)
 
 
 @dataclass
@@ -94,7 +85,7 @@ def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
     a NaN value): COMPLETE with the values the trial store recorded if it finished, FAIL
     otherwise. Only call it when no Tune run is live. Returns key -> params of the trials
     closed that still have to run."""
-    names = metric_names(study)
+    names = list(study.metrics)
     unfinished = {}
     for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         key = key_of(t.params)

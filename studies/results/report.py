@@ -43,10 +43,10 @@ import pyarrow.parquet as pq
 from textvae_core.train import METRIC_NAMES as METRICS, SPLITS  # the columns of a trial's history
 
 from . import checks, claims as claims_mod
-from .errors import StudyError
-from .records import CONFIG_COLUMNS, trials_table
-from .spec import Study, load_study, trial_name
-from .store import StudyStore
+from ..errors import StudyError
+from ..records import CONFIG_COLUMNS, trials_table
+from ..spec import Study, load_study, trial_name
+from ..store import StudyStore
 
 # Config values a summary row carries beside the swept ones (`steps` is the steps trained).
 SUMMARY_CONFIG = tuple(c for c in CONFIG_COLUMNS if c != "steps")
@@ -476,10 +476,10 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
     """
     import optuna
 
-    from . import search
+    from ..run import search
 
     study = results.study
-    names, directions = search.metric_names(study), search.directions(study)
+    names, directions = list(study.metrics), list(study.directions)
     signs = [-1.0 if lower_is_better and d == "maximize" else 1.0 for d in directions]
     ostudy = optuna.create_study(directions=["minimize"] * len(names) if lower_is_better else directions)
     with warnings.catch_warnings():
@@ -702,7 +702,7 @@ def _parent_run_client(results: StudyResults):
 def _check_existing_store(uri: str) -> None:
     """Like `check_tracking_uri`, and an SQLite store must exist: a report reads runs, so a
     mistyped path is an error, not a new empty database."""
-    from .tracking import check_tracking_uri
+    from ..tracking import check_tracking_uri
 
     check_tracking_uri(uri)
     if uri.startswith("sqlite:///"):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import StudyError
+from ..errors import StudyError
 from .trial import FINAL, REASON, STATUS, STEP, TrialContext, run_trial
 
 LOCAL_ENV = {
@@ -146,7 +146,7 @@ def shutdown() -> None:
 
 
 def trainable(params: dict, ctx: TrialContext) -> None:
-    """Ray Tune function trainable: a thin shell over `studies.trial.run_trial`."""
+    """Ray Tune function trainable: a thin shell over `studies.run.trial.run_trial`."""
     from ray import tune
 
     _quiet_logs()
@@ -329,8 +329,7 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
     from ray.tune.schedulers import ASHAScheduler
 
     study = ctx.study
-    metric = study.metric if isinstance(study.metric, str) else study.metric[0]
-    mode = study.mode if isinstance(study.mode, str) else study.mode[0]
+    metric, mode = study.metrics[0], "min" if study.directions[0] == "minimize" else "max"
     stopper = make_collapse_stopper(settings.collapse_threshold, settings.collapse_patience)
     scheduler = None
     if settings.asha:

@@ -23,10 +23,10 @@ from typing import Any, Callable, Mapping
 from textvae_core import __version__, load_corpus
 
 from . import search
-from .errors import StudyError
-from .records import trials_table
-from .spec import Study, load_study, trial_key, trial_name, validate_study
-from .store import FINAL_STATUSES, StudyStore, is_remote
+from ..errors import StudyError
+from ..records import trials_table
+from ..spec import Study, load_study, trial_key, trial_name, validate_study
+from ..store import FINAL_STATUSES, StudyStore, is_remote
 from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
 
 DEFAULT_ROOT = Path("vaestudy-runs")
@@ -124,7 +124,7 @@ def plan_trials(study: Study, opts: RunOptions) -> tuple[list[dict] | None, int]
 
 def prepare(study_ref: str, opts: RunOptions):
     """Every check that needs no side effect; returns what `run_study` needs."""
-    from .tracking import check_tracking_uri, default_tracking_uri
+    from ..tracking import check_tracking_uri, default_tracking_uri
 
     study = load_study(study_ref)
     validate_study(study)
@@ -166,7 +166,7 @@ def prepare(study_ref: str, opts: RunOptions):
 
 def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = print) -> StudyOutcome:
     from . import ray_adapter
-    from .tracking import StudyTracker
+    from ..tracking import StudyTracker
 
     start = time.monotonic()
     study, points, target, ctx, corpora, store, tracking_uri, address, identity, state = prepare(study_ref, opts)
@@ -223,7 +223,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
                 asha_max_t=first.steps, asha_grace=first.eval_every,
                 collapse_threshold=opts.collapse_threshold, collapse_patience=opts.collapse_patience,
                 experiment_name=f"attempt-{attempt}", storage_path=store.uri_of("ray"))
-            searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), search.metric_names(study)
+            searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), list(study.metrics)
                                                    if study.multi_objective else study.metric,
                                                    study.mode if isinstance(study.mode, str) else list(study.mode),
                                                    sampler, ostorage, study.name)
