@@ -21,9 +21,8 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported
 
 from cli.report_cmd import report  # noqa: E402
 from studies.results import claims  # noqa: E402
-from studies.results.report import (  # noqa: E402
-    StudyResults, draw_figures, figure_files, parse_figure, summary_row,
-)
+from studies.results.figures import draw_figures, figure_files, parse_figure  # noqa: E402
+from studies.results.read import StudyResults, summary_row  # noqa: E402
 from studies.spec import builtin_studies, load_study, trial_key, trial_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,6 +266,6 @@ def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
     results = synthetic_results(load_study("alpha-sweep"), seeds=(0,))
     results.summary.append({"study": "alpha-sweep", "preset": "cpu", **r})
     assert claims.evaluate(results.study, results.summary, "cpu")  # no error on NaN rows
-    from studies.results.report import summary_table
+    from studies.results.markdown import summary_table
 
     assert summary_table(results.summary).num_rows == len(results.summary)

@@ -1,0 +1,99 @@
+"""report.md and summary.parquet: the claims with their per-seed verdicts, the figure, and
+a table of every trial."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from .points import MEASURES
+from .read import StudyResults, finite, swept
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns and k != "history"]
+    if not columns:
+        columns = ["study", "preset", "trial_key", "status", *MEASURES]
+    if not rows:
+        return pa.table({c: pa.array([], pa.null()) for c in columns})
+    return pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]], figures: Sequence[str],
+                    notes: Sequence[str]) -> str:
+    study = results.study
+    counts: dict[str, int] = {}
+    for r in results.summary:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    lines = [f"# {study.name}: {study.title}", "",
+             *([f"Reproduces {study.reproduces} of Semeniuta et al. (2017).  "]
+               if study.reproduces != "search" else []),
+             f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: {len(results.summary)} "
+             f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
+             f"Read from {results.source}"
+             + (f"; MLflow parent run `{results.parent_run_id}`." if results.parent_run_id else "."), ""]
+    if results.preset == "smoke":
+        lines += ["> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models train for "
+                  "seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the claims.", ""]
+    lines += ["## Claims", ""]
+    if verdicts:
+        lines += ["| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |",
+                  "|---|---|---|---|---|"]
+        for v in verdicts:
+            measured = "<br>".join(f"{k}: {_fmt(x)}" + (f" [{_fmt(v['spread'][k][0])}, {_fmt(v['spread'][k][1])}]"
+                                                        if len(v["seeds"]) > 1 and v["spread"].get(k) else "")
+                                   for k, x in v["measured"].items()) or "-"
+            seeds = "<br>".join(f"seed {p['seed']}: {p['verdict']}" + (f" ({p['note']})" if p["note"] else "")
+                                for p in v["seeds"])
+            verdict = f"**{v['verdict']}**" + (f" ({v['note']})" if v["verdict"] == "UNSTABLE" else "")
+            controls = "".join(f"<br>control: {c['text']}" for c in v["controls"])
+            lines.append(f"| `{v['id']}`: {_cell(v['text'])}{_cell(controls)} | {_cell(measured)} "
+                         f"| {_cell(v['threshold'])} | {_cell(seeds)} | {_cell(verdict)} |")
+        lines += ["", "Thresholds come from the study file and were fixed before any run. Each seed is judged on "
+                  "its own: INCONCLUSIVE means a trial the claim needs is missing or failed, or a control failed "
+                  "(the preset cannot test the claim). Over seeds, agreement gives that verdict and any mix is "
+                  "UNSTABLE."]
+    else:
+        lines.append(f"Study `{study.name}` declares no claims.")
+    lines += ["", "## Figure", ""]
+    lines += [f"![{name}]({name})" for name in figures] + [f"- {n}" for n in notes]
+    ceilings = sorted({round(r["mi_max"], 3) for r in results.summary if finite(r.get("mi_max"))})
+    pools = sorted({round(r["mi_pool_max"], 3) for r in results.summary if finite(r.get("mi_pool_max"))})
+    mi_note = ("MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
+               f"never above log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that "
+               "much." if ceilings else "MI is I(x; z) in nats (He et al. 2019).")
+    if pools:
+        mi_note += (" MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
+                    f"({', '.join(map(str, pools))}).")
+    lines += ["", "## Trials", "", f"Final validation metrics in bits per character, but for MI. {mi_note}", "",
+              "| trial | status | total | rec | KL | aux | active units | MI | IW bound | MI pool | unigram | steps "
+              "| wall s | chars/s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = swept(study, results.preset)
+    if len({r.get("seed") for r in results.summary}) < 2:
+        names = [k for k in names if k != "seed"]
+    for r in results.summary:
+        speed = round(r["chars_per_s"]) if finite(r["chars_per_s"]) else None
+        name = ", ".join(f"{k}={_fmt(r[k])}" for k in names if k in r) or r["trial_key"]
+        measures = [r[m] for m in MEASURES]
+        if finite(r["mutual_info"]) and finite(r.get("mi_max")) and r["mutual_info"] >= r["mi_max"] - 5e-3:
+            measures[MEASURES.index("mutual_info")] = f"{_fmt(r['mutual_info'])} (cap)"
+        cells = [name, r["status"], *measures, r["steps"], r["wall_s"], speed]
+        lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,193 @@
+"""A study's results read into one typed table: from its folder (the trial store, the source
+of truth) or from its MLflow experiment (through `studies.tracking`). One summary row per
+trial: hyperparameters, status, final valid metrics, steps, wall time, training chars/s,
+and `history`, the trial's validation reports by step (for claims; not written to Parquet).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from textvae_core.train import METRIC_NAMES, SPLITS  # the columns of a trial's history
+
+from .. import tracking
+from ..errors import StudyError
+from ..records import CONFIG_COLUMNS, trials_table
+from ..spec import Study, load_study, trial_name
+from ..store import StudyStore
+from .points import MEASURES
+
+# Config values a summary row carries beside the swept ones (`steps` is the steps trained).
+SUMMARY_CONFIG = tuple(c for c in CONFIG_COLUMNS if c != "steps")
+
+
+@dataclass
+class StudyResults:
+    """What a report is made of, whichever source it was read from."""
+
+    study: Study
+    preset: str
+    corpus: str
+    summary: list[dict[str, Any]]  # one row per trial
+    trials: pa.Table  # one row per trial per report per split
+    parent_run_id: str | None
+    tracking_uri: str | None
+    source: str  # where the trials were read from, said plainly
+    seeds: tuple[int, ...] | None = None  # the seeds the study ran (None: those in the rows)
+
+
+def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
+    """The trials of a study folder, from its trial store (the source of truth)."""
+    store = StudyStore(folder)
+    state = store.read_json("study.json")
+    if not state or "identity" not in state:
+        raise StudyError(f"{folder} is not a study folder (no study.json); `vaestudy run STUDY` makes one, "
+                         "or give an MLflow experiment name with --tracking-uri")
+    identity = state["identity"]
+    study = _definition(state.get("study_ref"), identity["study"])
+    store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
+    summary = []
+    for key in store.trial_keys():
+        trial = store.trial(key)
+        if not trial:
+            continue
+        path = f"trials/{key}/history.parquet"
+        history = store.read_table(path).to_pylist() if store.exists(path) else []
+        wall = trial.get("trial_wall_s")
+        if wall is None and trial.get("ended") and trial.get("started"):
+            wall = trial["ended"] - trial["started"]
+        summary.append(summary_row(key, trial.get("params", {}), trial.get("config", {}),
+                                   trial.get("status", "unknown"), trial.get("reason"), history, wall,
+                                   trial.get("mlflow_run_id")))
+    preset = identity["preset"]
+    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
+                        trials_table(store, study.name), state.get("parent_run_id"),
+                        tracking_uri or state.get("tracking_uri"), store.uri, _seeds(study, identity))
+
+
+def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """A grid study's seeds: `trials` repeats of its points from seed `seed` on."""
+    if not study.is_grid or identity["preset"] not in study.presets:
+        return None
+    points = len(study.points(identity["preset"]))
+    first, repeats = int(identity.get("seed", 0)), max(1, int(identity.get("trials", points)) // max(points, 1))
+    return tuple(range(first, first + repeats))
+
+
+def _definition(ref: str | None, name: str) -> Study:
+    """The study's definition: by the reference it was run with (a name or a study file), else
+    by its name; a study file that exists but does not load is an error in its own words."""
+    for candidate in (ref, name):
+        if not candidate:
+            continue
+        try:
+            return load_study(candidate)
+        except StudyError:
+            if Path(candidate).is_file():
+                raise
+    raise StudyError(f"cannot load the definition of study {name!r} (run as {ref!r}): neither a built-in study "
+                     "nor an existing study file")
+
+
+def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], status: str, reason: str | None,
+                history: Sequence[Mapping[str, Any]], wall_s: float | None, run_id: str | None) -> dict[str, Any]:
+    """One trial: its hyperparameters, status, last valid metrics, steps, wall time and mean
+    training chars/s over its reports."""
+    valid = [r for r in history if r["split"] == "valid"]
+    last = max(valid, key=lambda r: r["step"]) if valid else {}
+    speeds = [r["chars_per_s"] for r in history if r["split"] == "train" and finite(r.get("chars_per_s"))]
+    row: dict[str, Any] = {"trial_key": key, "name": trial_name(params), "status": status, "reason": reason,
+                           "corpus": config.get("corpus")}
+    row.update(params)
+    row.update({c: config[c] for c in SUMMARY_CONFIG if c in config and c not in row})
+    row.update({m: _float(last.get(m)) for m in MEASURES})
+    row["steps"] = max((int(r["step"]) for r in history), default=None)
+    row["wall_s"] = _float(wall_s)
+    row["chars_per_s"] = sum(speeds) / len(speeds) if speeds else math.nan
+    row["mlflow_run_id"] = run_id
+    # mutual_info is estimated on the validation fragments, so it never exceeds log of their number
+    n = (config.get("batch_size") or 0) * (config.get("eval_batches") or 0)
+    row["mi_max"] = math.log(n) if n else math.nan
+    pool = config.get("mi_pool") or 0  # the final MI over a larger pool, capped at its own log N
+    row["mi_pool_max"] = math.log(pool) if pool else math.nan
+    # the validation reports by step, for claims that read a trial's history (not in summary.parquet)
+    row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
+    return row
+
+
+def _with_identity(rows: list[dict], study: Study, preset: str) -> list[dict]:
+    """Rows with the study and preset first, in the order of the study's grid."""
+    names = swept(study, preset)
+    rows = sorted(rows, key=lambda r: tuple(rank(study, k, r.get(k)) for k in names))
+    return [{"study": study.name, "preset": preset, **r} for r in rows]
+
+
+def _corpus(rows: Sequence[Mapping[str, Any]], study: Study, preset: str) -> str:
+    found = sorted({str(r["corpus"]) for r in rows if r.get("corpus")})
+    if found:
+        return ", ".join(found)
+    return study.presets[preset].corpus if preset in study.presets else "unknown"
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+
+def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
+    """The trials of the latest study launch logged to an MLflow experiment: its parent run's
+    child runs (`sweep.*` params are the swept values; tags give key and status; metric
+    histories give the reports)."""
+    logged = tracking.read_study(tracking_uri, experiment, METRIC_NAMES, SPLITS)
+    study = _definition(None, logged.study)
+    summary, tables = [], []
+    for t in logged.trials:
+        config = {k: t.config[k] for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches", "mi_pool")
+                  if k in t.config}
+        summary.append(summary_row(t.key, t.params, config, t.status, t.reason, t.history, t.wall_s, t.run_id))
+        if t.history:
+            head = {"study": study.name, "trial_key": t.key, "status": t.status,
+                    **{f"param_{k}": v for k, v in t.params.items()},
+                    **{c: config[c] for c in CONFIG_COLUMNS if c in config}}
+            tables.append(pa.Table.from_pylist([{**head, **h} for h in t.history]))
+    trials = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table(
+        {"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
+    preset = logged.preset
+    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
+                        trials, logged.parent_run_id, tracking_uri,
+                        f"MLflow experiment {experiment!r} at {tracking_uri}")
+
+
+def swept(study: Study, preset: str) -> list[str]:
+    """The names a study's trials differ by, in the study's order (seed last)."""
+    if not study.is_grid:
+        return list(study.space)
+    grid = study.grid_for(preset) if preset in study.presets else study.grid
+    return [*grid, "seed"]
+
+
+def ordered(study: Study, name: str | None, values: Sequence[Any]) -> list[Any]:
+    """Distinct values in the study's declared order (grid or variants), else sorted."""
+    distinct: list[Any] = []
+    for v in values:
+        if v is not None and v not in distinct:
+            distinct.append(v)
+    return sorted(distinct, key=lambda v: rank(study, name, v))
+
+
+def rank(study: Study, name: str | None, value: Any) -> tuple:
+    """Sort key: position in the study's grid (or variants) first, then numbers, then text."""
+    declared = list(study.grid.get(name, ())) + (list(study.variants) if name == "variant" else [])
+    position = next((i for i, d in enumerate(declared) if d == value and type(d) is type(value)), len(declared))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (position, 0, value, "")
+    return (position, 1, 0, str(value))
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

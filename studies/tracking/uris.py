@@ -1,0 +1,112 @@
+"""Tracking URIs: which are allowed, checked before a study writes anything; the shared tags."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping
+
+TRIAL_KEY_TAG = "vaestudy.trial_key"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
+STATUS_REASON_TAG = "vaestudy.status_reason"
+STATUS_TAG, STUDY_TAG, PRESET_TAG = "vaestudy.status", "vaestudy.study", "vaestudy.preset"
+TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
+# Substrings that mark a key as a credential; such keys never reach MLflow, whose params and
+# tags anyone with read access to the tracking server can see.
+SECRET_MARKERS = ("password", "secret", "token", "access_key", "credential")
+# MLflow's per-call limits for log_batch (mlflow.utils.validation).
+MAX_PARAMS_OR_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+ALLOWED_URIS = "sqlite:///PATH (a local study) or http(s)://HOST:PORT (an `mlflow server`)"
+
+
+# MLflow prints "View run ... at URL" to stdout when a run ends against a server; stdout of
+# `vaestudy run` is its JSON summary and nothing else.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+class TrackingError(RuntimeError):
+    """A tracking URI or store that cannot be used; the message names it and what is allowed."""
+
+
+def default_tracking_uri(study_dir: Path) -> str:
+    return f"sqlite:///{Path(study_dir).resolve()}/mlflow.db"
+
+
+def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
+    """Raise TrackingError unless `uri` looks usable. Creates nothing (no db file, no experiment),
+    so it can run before a study starts and a bad URI leaves nothing behind."""
+    scheme = urllib.parse.urlsplit(uri).scheme.lower()
+    if scheme in ("http", "https"):
+        _check_server(uri, timeout)
+    elif scheme == "sqlite":
+        _check_sqlite(uri)
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        return  # an MLflow database backend; the driver reports connection errors when it opens it
+    elif scheme == "file" or not scheme:
+        # MLflow 3.17 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (deprecated).
+        raise TrackingError(f"tracking URI {uri!r}: MLflow's file store is deprecated; use {ALLOWED_URIS}")
+    else:
+        raise TrackingError(f"tracking URI {uri!r}: scheme {scheme!r} is not supported; use {ALLOWED_URIS}")
+
+
+def _check_server(uri: str, timeout: float) -> None:
+    base = uri.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base}/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        pass  # something answered; servers behind a proxy may not expose /health, so ask the API
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TrackingError(f"tracking URI {uri!r}: no server answered within {timeout:g} s "
+                            f"({_reason(exc)}); start one with `mlflow server` or use {ALLOWED_URIS}") from None
+    try:
+        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout):
+            return
+    except urllib.error.HTTPError as exc:
+        hint = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+                if exc.code in (401, 403) else f"expected an MLflow server: {ALLOWED_URIS}")
+        raise TrackingError(f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; "
+                            f"{hint}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise TrackingError(f"tracking URI {uri!r}: the MLflow API did not answer ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or exc) or type(exc).__name__
+
+
+def _check_sqlite(uri: str) -> None:
+    path = uri.split("?", 1)[0][len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    if path in ("", ":memory:"):
+        raise TrackingError(f"tracking URI {uri!r}: an in-memory database loses every run when the study "
+                            f"ends; use {ALLOWED_URIS}")
+    db = Path(path).absolute()
+    if db.exists():
+        if not db.is_file() or not os.access(db, os.R_OK | os.W_OK):
+            raise TrackingError(f"tracking URI {uri!r}: {db} is not a readable and writable file")
+        return
+    # MLflow creates missing folders itself; only the first existing ancestor must be writable.
+    folder = db.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise TrackingError(f"tracking URI {uri!r}: cannot create {db.parent} ({folder} is not a writable "
+                            "folder)")
+
+
+def without_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` less any key that names a credential (see SECRET_MARKERS), case-insensitively."""
+    return {k: v for k, v in values.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)}
+
+
+def check_existing_store(uri: str) -> None:
+    """Like `check_tracking_uri`, and an SQLite store must exist: a report reads runs, so a
+    mistyped path is an error, not a new empty database."""
+    check_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.split("?", 1)[0][len("sqlite:///"):])
+        if not path.is_file():
+            raise TrackingError(f"tracking URI {uri!r}: no MLflow database at {path}")
