@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from textvae_core.config import TrainConfig, make_config
 
@@ -39,13 +40,106 @@ class Preset:
     cost: str = ""  # expected wall time, said plainly ("~40 s on 2 CPU cores")
 
 
+# --- the search space --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Float:
+    """A float hyperparameter in [lo, hi], sampled on a log scale when `log`."""
+
+    lo: float
+    hi: float
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.lo < self.hi or (self.log and self.lo <= 0):
+            raise StudyError(f"Float({self.lo}, {self.hi}, log={self.log}): expected lo < hi (and lo > 0 for log)")
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer hyperparameter in [lo, hi], sampled on a log scale when `log`."""
+
+    lo: int
+    hi: int
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lo, int) and isinstance(self.hi, int)) or not self.lo < self.hi \
+                or (self.log and self.lo <= 0):
+            raise StudyError(f"Int({self.lo}, {self.hi}, log={self.log}): expected integers lo < hi "
+                             "(and lo > 0 for log)")
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A hyperparameter taking one of `choices`."""
+
+    choices: tuple
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(self.choices))
+        if not self.choices:
+            raise StudyError("Categorical(): expected at least one choice")
+
+
+SPACE_KINDS = (Float, Int, Categorical)
+
+
+# --- the figure ----------------------------------------------------------------------------
+
+FIGURE_KINDS = {  # kind -> (fields it needs, fields it may take)
+    "lines": (("x", "series"), ("panel",)),  # final cost (solid) and KL (dashed) against x, a line per series
+    "bars": (("x",), ("panel",)),  # stacked reconstruction and KL bars per value of x (Table 2)
+    "curves": (("series",), ("panel",)),  # train/valid reconstruction against the step (Fig 3)
+    "pareto": ((), ()),  # Optuna's Pareto front and importances (search studies)
+}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Which figure a study's report draws (values averaged over seeds); see FIGURE_KINDS."""
+
+    kind: str
+    x: str | None = None
+    series: str | None = None
+    panel: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIGURE_KINDS:
+            raise StudyError(f"Figure(kind={self.kind!r}): expected one of {', '.join(FIGURE_KINDS)}")
+        needs, may = FIGURE_KINDS[self.kind]
+        given = {k for k in ("x", "series", "panel") if getattr(self, k) is not None}
+        if set(needs) - given or given - set(needs) - set(may):
+            raise StudyError(f"Figure(kind={self.kind!r}) takes {', '.join(needs) or 'no fields'}"
+                             + (f" (and optionally {', '.join(may)})" if may else "")
+                             + f"; got {', '.join(sorted(given)) or 'none'}")
+
+
+# --- claims --------------------------------------------------------------------------------
+
+
+def check_call(check: Callable, params: Mapping[str, Any], where: str) -> None:
+    """A claim's or control's check must be a function taking (rows, **params)."""
+    if not callable(check):
+        raise StudyError(f"{where}: check={check!r} is not a function; use one of studies.results.checks")
+    try:
+        inspect.signature(check).bind(None, **params)
+    except TypeError as exc:
+        names = [n for n in inspect.signature(check).parameters if n != "rows"]
+        raise StudyError(f"{where}: check {check.__name__} takes {', '.join(names)} ({exc})") from None
+
+
 @dataclass(frozen=True)
 class Control:
     """A condition without which a claim cannot be tested (judged like a claim's check)."""
 
     text: str
-    check: str  # name of a check function in studies/results/checks.py
+    check: Callable[..., dict]  # a function of studies.results.checks
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_call(self.check, self.params, f"control {self.text!r}")
 
 
 @dataclass(frozen=True)
@@ -55,9 +149,12 @@ class Claim:
 
     id: str
     text: str
-    check: str  # name of a check function in studies/results/checks.py
+    check: Callable[..., dict]  # a function of studies.results.checks
     params: Mapping[str, Any] = field(default_factory=dict)
     controls: tuple[Control, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_call(self.check, self.params, f"claim {self.id}")
 
 
 @dataclass(frozen=True)
@@ -69,13 +166,13 @@ class Study:
     base: Mapping[str, Any] = field(default_factory=dict)  # config values for every preset
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # name -> config values
     grid: Mapping[str, tuple] = field(default_factory=dict)  # param -> values (grid studies)
-    space: Mapping[str, tuple] = field(default_factory=dict)  # param -> ("float"|"int", lo, hi[, "log"]) or ("categorical", values)
+    space: Mapping[str, Float | Int | Categorical] = field(default_factory=dict)  # search studies
     sampler: str = "grid"  # grid, tpe or nsga2
     metric: str | tuple[str, ...] = "valid/total_bpc"
     mode: str | tuple[str, ...] = "min"
     presets: Mapping[str, Preset] = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
-    figure: str = ""  # which figure the report draws: x axis and series, e.g. "alpha|anneal"
+    figure: Figure | None = None  # which figure the report draws
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -85,6 +182,16 @@ class Study:
             raise StudyError(f"study {self.name}: a grid study needs a grid")
         if self.sampler != "grid" and not self.space:
             raise StudyError(f"study {self.name}: a search study needs a space")
+        for name, entry in self.space.items():
+            if not isinstance(entry, SPACE_KINDS):
+                raise StudyError(f"study {self.name}: space entry {name}={entry!r}; expected Float(lo, hi), "
+                                 "Int(lo, hi) or Categorical(choices) from studies.spec")
+        if self.figure is not None and not isinstance(self.figure, Figure):
+            raise StudyError(f"study {self.name}: figure={self.figure!r}; expected Figure(kind, ...) from studies.spec "
+                             "or None")
+        for claim in self.claims:
+            if not isinstance(claim, Claim):
+                raise StudyError(f"study {self.name}: claims must be Claim(...) objects, got {claim!r}")
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:
             raise StudyError(f"study {self.name}: presets {', '.join(missing)} are missing")
@@ -148,7 +255,8 @@ class Study:
             "name": self.name, "title": self.title, "reproduces": self.reproduces, "model": self.model,
             "sampler": self.sampler, "metric": self.metric, "mode": self.mode,
             "grid": {k: list(v) for k, v in self.grid.items()},
-            "space": {k: list(v) for k, v in self.space.items()},
+            "space": {k: {"kind": type(v).__name__, **_plain(vars(v))} for k, v in self.space.items()},
+            "figure": _plain(vars(self.figure)) if self.figure else None,
             "variants": {k: dict(v) for k, v in self.variants.items()},
             "presets": {n: {"size": p.size, "corpus": p.corpus, "cost": p.cost, "num_samples": p.num_samples,
                             "trials": self.trial_count(n), "overrides": _plain(p.overrides),
@@ -156,8 +264,8 @@ class Study:
                             "grid": {k: list(v) for k, v in self.grid_for(n).items()} if self.is_grid else None,
                             "seeds": list(range(p.num_samples)) if self.is_grid else None}
                         for n, p in self.presets.items()},
-            "claims": [{"id": c.id, "text": c.text, "check": c.check, "params": _plain(c.params),
-                        "controls": [{"text": k.text, "check": k.check, "params": _plain(k.params)}
+            "claims": [{"id": c.id, "text": c.text, "check": c.check.__name__, "params": _plain(c.params),
+                        "controls": [{"text": k.text, "check": k.check.__name__, "params": _plain(k.params)}
                                      for k in c.controls]} for c in self.claims],
         }
 

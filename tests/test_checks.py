@@ -222,7 +222,7 @@ def test_several_seeds_of_a_point_are_judged_per_seed_not_averaged():
     result = checks.value_at(rows, where={"variant": "conv", "length": 50}, y="rec_bpc", at_most=1.0)
     assert verdict(result) == "PASS" and result["measured"]["rec_bpc at variant=conv, length=50"] == pytest.approx(0.95)
     study = dataclasses.replace(load_study("historyless"), claims=(Claim(
-        "c", "conv rec_bpc at L=50 <= 1.0", "value_at",
+        "c", "conv rec_bpc at L=50 <= 1.0", checks.value_at,
         dict(where={"variant": "conv", "length": 50}, y="rec_bpc", at_most=1.0)),))
     (judged,) = claims.evaluate(study, rows)
     assert [s["verdict"] for s in judged["seeds"]] == ["PASS", "FAIL"] and judged["verdict"] == "UNSTABLE"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from studies.results import claims
+from studies.results import checks, claims
 from studies.errors import StudyError
 from studies.spec import Claim, Control, builtin_studies, load_study
 
@@ -131,19 +131,17 @@ def test_every_builtin_claim_names_a_check_with_its_params():
         assert all(r["verdict"] == "INCONCLUSIVE" for r in results)
 
 
-def test_a_bad_claim_or_control_in_a_study_file_is_a_study_error():
+def test_a_bad_claim_or_control_is_a_study_error_where_it_is_made():
+    with pytest.raises(StudyError, match="claim x: check='no_such_check' is not a function"):
+        Claim("x", "x", "no_such_check")
+    with pytest.raises(StudyError, match="claim x: check value_at takes .*at_mst"):
+        Claim("x", "x", checks.value_at, dict(where={}, y="kl_bpc", at_mst=1))
+    with pytest.raises(StudyError, match="claim x: check value_at takes"):
+        Claim("x", "x", checks.value_at, dict(y="kl_bpc", at_most=1))  # `where` missing
+    with pytest.raises(StudyError, match="control 'c': check not_collapsed takes"):
+        Control("c", checks.not_collapsed, dict(wher={}))
+    # a measure that does not exist is found when the claim is judged, in the claim's name
     study = load_study("alpha-sweep")
-    bad = dataclasses.replace(study, claims=(Claim("x", "x", "no_such_check"),))
-    with pytest.raises(StudyError, match="unknown check 'no_such_check'"):
-        claims.evaluate(bad, [])
-    bad = dataclasses.replace(study, claims=(Claim("x", "x", "value_at", dict(where={}, y="kl_bpc", at_mst=1)),))
-    with pytest.raises(StudyError, match="unknown at_mst"):
-        claims.evaluate(bad, [])
-    bad = dataclasses.replace(study, claims=(Claim("x", "x", "value_at", dict(where={}, y="kl", at_most=1)),))
+    bad = dataclasses.replace(study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),))
     with pytest.raises(StudyError, match="claim x: y='kl' is not a measure"):
-        claims.evaluate(bad, [])
-    control = Control("c", "not_collapsed", dict(wher={}))
-    bad = dataclasses.replace(study, claims=(Claim("x", "x", "value_at", dict(where={}, y="kl_bpc", at_most=1),
-                                                   controls=(control,)),))
-    with pytest.raises(StudyError, match="claim x: check not_collapsed takes"):
         claims.evaluate(bad, [])

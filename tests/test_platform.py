@@ -424,6 +424,31 @@ def test_bad_run_input_is_one_line_exit_2_and_creates_nothing(case, tmp_path, mo
     assert not (tmp_path / "vaestudy-runs").exists()
 
 
+BAD_STUDY_FILES = {  # a study file passed by path, with one bad entry each
+    "space": ('space={"alpha": ("float", 0.0, 1.0)}, sampler="tpe", metric="valid/kl_bpc"',
+              "space entry alpha=('float', 0.0, 1.0); expected Float(lo, hi)"),
+    "figure": ('grid={"alpha": (0.2,)}, figure="alpha|anneal"', "figure='alpha|anneal'; expected Figure(kind, ...)"),
+    "claim": ('grid={"alpha": (0.2,)}, claims=(Claim("c", "c", "all_above", dict(where={}, y="kl_bpc", '
+              'threshold=0.1)),)', "claim c: check='all_above' is not a function"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STUDY_FILES))
+def test_a_bad_study_file_is_one_line_exit_2_and_creates_nothing(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fields, text = BAD_STUDY_FILES[case]
+    path = tmp_path / "my_study.py"
+    path.write_text("from studies.presets import cpu, paper, smoke\n"
+                    "from studies.spec import Claim, Study\n"
+                    f'STUDY = Study(name="mine", title="t", reproduces="search", {fields}, '
+                    'presets={"smoke": smoke(), "cpu": cpu(steps=10), "paper": paper()})\n')
+    folder = tmp_path / "study"
+    res = vaestudy_cli("run", str(path), "--storage", str(folder))
+    assert_one_line_error(res, text)
+    assert not folder.exists() and not (tmp_path / "vaestudy-runs").exists()
+    assert not list(tmp_path.rglob("mlflow.db")) and not list(tmp_path.rglob("optuna.db"))
+
+
 @pytest.mark.parametrize("args", [["train", "transformer"], ["resume", "/nonexistent"]], ids=" ".join)
 def test_bad_command_input_is_one_line_exit_2(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

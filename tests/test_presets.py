@@ -18,7 +18,7 @@ def configs(study, preset):
     """Every trial config of a preset (a search study: one per model it can sample)."""
     if study.is_grid:
         return [study.trial_config(preset, p) for p in study.points(preset)]
-    models = study.space["model"][1] if "model" in study.space else (study.model,)
+    models = study.space["model"].choices if "model" in study.space else (study.model,)
     return [study.trial_config(preset, {"model": m}) for m in models]
 
 

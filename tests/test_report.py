@@ -21,9 +21,10 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported
 
 from cli.report_cmd import report  # noqa: E402
 from studies.results import claims  # noqa: E402
-from studies.results.figures import draw_figures, figure_files, parse_figure  # noqa: E402
+from studies.results.figures import draw_figures, figure_files  # noqa: E402
 from studies.results.read import StudyResults, summary_row  # noqa: E402
-from studies.spec import builtin_studies, load_study, trial_key, trial_name  # noqa: E402
+from studies.errors import StudyError  # noqa: E402
+from studies.spec import Figure, builtin_studies, load_study, trial_key, trial_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
@@ -195,7 +196,7 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
         points = [{**p, "seed": s} for s in seeds for p in study.points(preset)]
     else:
         space = study.space
-        points = [{"model": rng.choice(space["model"][1]), "alpha": rng.random(), "dropout": rng.uniform(0, 0.9),
+        points = [{"model": rng.choice(space["model"].choices), "alpha": rng.random(), "dropout": rng.uniform(0, 0.9),
                    "length": rng.randint(12, 60), "depth": rng.randint(1, 10), "latent": rng.randint(8, 128),
                    "lr": 10 ** rng.uniform(-4, -2.6)} for _ in range(12)]
     summary, history_rows = [], []
@@ -218,8 +219,9 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
 
 
 FIGURES = [("alpha-sweep", None), ("fragment-length", None), ("bytenet-depth", None), ("dropout", None),
-           ("historyless", "step|variant/length"), ("kl-frontier", None), ("fragment-length", "variant|/length"),
-           ("fragment-length", "length|variant/variant")]
+           ("historyless", Figure("curves", series="variant", panel="length")), ("kl-frontier", None),
+           ("fragment-length", Figure("bars", x="variant", panel="length")),
+           ("fragment-length", Figure("lines", x="length", series="variant", panel="variant"))]
 
 
 @pytest.mark.parametrize("name,figure", FIGURES)
@@ -231,17 +233,16 @@ def test_every_figure_kind_draws_from_synthetic_tables(tmp_path, name, figure):
         assert_nontrivial_png(tmp_path / f)
 
 
-def test_figure_specs():
-    assert parse_figure("alpha|anneal").kind == "lines"
-    assert parse_figure("variant|").kind == "bars"
-    spec = parse_figure("step|variant/length")
-    assert (spec.kind, spec.x, spec.series, spec.panel) == ("curves", "step", "variant", "length")
-    assert parse_figure("pareto").kind == "pareto" and parse_figure("").kind == "none"
-    for bad in ("alpha", "alpha|anneal|x", "|anneal", "alpha|anneal/"):
-        with pytest.raises(Exception, match="expected"):
-            parse_figure(bad)
-    for name in builtin_studies():  # every study's figure string parses
-        parse_figure(load_study(name).figure)
+def test_figures_are_validated_where_they_are_made():
+    assert Figure("lines", x="alpha", series="anneal").kind == "lines"
+    for bad, message in ((dict(kind="line", x="a", series="b"), "expected one of lines, bars, curves, pareto"),
+                         (dict(kind="lines", x="alpha"), "takes x, series"),
+                         (dict(kind="curves", series="variant", x="step"), "got series, x"),
+                         (dict(kind="pareto", panel="length"), "takes no fields")):
+        with pytest.raises(StudyError, match=message):
+            Figure(**bad)
+    for name in builtin_studies():  # every built-in study draws one figure
+        assert isinstance(load_study(name).figure, Figure)
 
 
 def test_summary_rows_name_their_trials():
@@ -251,7 +252,7 @@ def test_summary_rows_name_their_trials():
 
 
 @pytest.mark.parametrize("name,figure", [("alpha-sweep", None), ("dropout", None), ("kl-frontier", None),
-                                         ("historyless", "step|variant/length")])
+                                         ("historyless", Figure("curves", series="variant", panel="length"))])
 def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, figure):
     results = synthetic_results(load_study(name), figure=figure, seeds=(0,))
     for r in results.summary:

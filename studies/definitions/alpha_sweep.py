@@ -13,7 +13,8 @@ five values for the rank correlations.
 """
 
 from studies.presets import cpu, paper, smoke
-from studies.spec import Claim, Study
+from studies.results.checks import first_reaching, spearman_by_group
+from studies.spec import Claim, Figure, Study
 
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -24,7 +25,7 @@ STUDY = Study(
     model="hybrid-lstm",
     base=dict(length=52),
     grid={"alpha": ALPHAS, "anneal": (True, False)},
-    figure="alpha|anneal",
+    figure=Figure("lines", x="alpha", series="anneal"),
     presets={
         "smoke": smoke(grid={"alpha": (0.2, 0.8), "anneal": (True, False)}, cost="~30 s, 4 trials"),
         "cpu": cpu(steps=3000, grid={"alpha": (0.1, 0.2, 0.3, 0.5, 0.8), "anneal": (True, False)},
@@ -33,13 +34,13 @@ STUDY = Study(
     },
     claims=(
         Claim("kl-grows-with-alpha", "KL grows with alpha, with and without annealing "
-              "(Spearman(alpha, kl_bpc) >= 0.8 in each)", "spearman_by_group",
+              "(Spearman(alpha, kl_bpc) >= 0.8 in each)", spearman_by_group,
               dict(x="alpha", y="kl_bpc", group="anneal", threshold=0.8)),
         Claim("bound-worsens-with-alpha", "With annealing, the bound worsens with alpha "
-              "(Spearman(alpha, total_bpc) >= 0.5)", "spearman_by_group",
+              "(Spearman(alpha, total_bpc) >= 0.5)", spearman_by_group,
               dict(x="alpha", y="total_bpc", group="anneal", threshold=0.5, where={"anneal": True})),
         Claim("annealing-lowers-onset", "The smallest alpha with kl_bpc >= 0.05 is smaller with annealing than "
-              "without", "first_reaching",
+              "without", first_reaching,
               dict(x="alpha", y="kl_bpc", threshold=0.05, group="anneal", earlier=True, later=False)),
     ),
 )

@@ -13,11 +13,12 @@ hybrid 1000 -> 2000, LSTM VAE 2250 -> 3000, so both train 4000 steps.
 """
 
 from studies.presets import cpu, paper, smoke
-from studies.spec import Claim, Control, Study
+from studies.results.checks import increasing, max_vs, not_collapsed, within_of_best
+from studies.spec import Claim, Control, Figure, Study
 
 LSTMS = {"variant": ("lstm p=0.2", "lstm p=0.5", "lstm p=0.8")}
 HYBRID = {"variant": "hybrid a=0.2"}
-ALIVE = Control("at least one LSTM VAE is not collapsed", "not_collapsed", dict(where=LSTMS, require="any"))
+ALIVE = Control("at least one LSTM VAE is not collapsed", not_collapsed, dict(where=LSTMS, require="any"))
 
 STUDY = Study(
     name="dropout",
@@ -31,7 +32,7 @@ STUDY = Study(
         "hybrid a=0.2": dict(model="hybrid-lstm", alpha=0.2),
     },
     grid={"variant": ("lstm p=0.2", "lstm p=0.5", "lstm p=0.8", "hybrid a=0.2")},
-    figure="variant|",
+    figure=Figure("bars", x="variant"),
     presets={
         "smoke": smoke(cost="~30 s, 4 trials"),
         "cpu": cpu(steps=4000, cost="~15 min on 2 cores, 12 trials"),
@@ -39,10 +40,10 @@ STUDY = Study(
     },
     claims=(
         Claim("lstm-dropout-tradeoff", "The LSTM VAE's kl_bpc and rec_bpc both rise with p over {0.2, 0.5, 0.8}",
-              "increasing", dict(where=LSTMS, x="dropout", ys=("kl_bpc", "rec_bpc")), controls=(ALIVE,)),
+              increasing, dict(where=LSTMS, x="dropout", ys=("kl_bpc", "rec_bpc")), controls=(ALIVE,)),
         Claim("hybrid-holds-more", "hybrid (alpha=0.2) kl_bpc > the largest LSTM VAE kl_bpc (p in 0.2, 0.5, 0.8)",
-              "max_vs", dict(y="kl_bpc", subject=HYBRID, others=LSTMS), controls=(ALIVE,)),
+              max_vs, dict(y="kl_bpc", subject=HYBRID, others=LSTMS), controls=(ALIVE,)),
         Claim("comparable-totals", "The hybrid's total_bpc is within 10% of the best LSTM VAE's",
-              "within_of_best", dict(y="total_bpc", subject=HYBRID, others=LSTMS, rel=0.1), controls=(ALIVE,)),
+              within_of_best, dict(y="total_bpc", subject=HYBRID, others=LSTMS, rel=0.1), controls=(ALIVE,)),
     ),
 )

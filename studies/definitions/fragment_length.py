@@ -12,7 +12,8 @@ train 4000 steps. The cpu grid keeps L=12 (the controls), 36, and 60 (>= 48, the
 """
 
 from studies.presets import cpu, paper, smoke
-from studies.spec import Claim, Control, Study
+from studies.results.checks import not_collapsed, ratio_between
+from studies.spec import Claim, Control, Figure, Study
 
 VARIANTS = ("hybrid a=0.2", "lstm p=0.2", "lstm p=0.5")
 
@@ -21,8 +22,8 @@ def _lstm_vanishes(p: str) -> Claim:
     where = {"variant": f"lstm p={p}"}
     return Claim(f"lstm-p{p}-kl-share-vanishes",
                  f"LSTM VAE (p={p}): KL share at every L >= 48 < 25% of its share at L=12",
-                 "ratio_between", dict(where=where, x="length", lo=12, hi_from=48, y="kl_share", below=0.25),
-                 controls=(Control(f"LSTM VAE (p={p}) is not collapsed at L=12", "not_collapsed",
+                 ratio_between, dict(where=where, x="length", lo=12, hi_from=48, y="kl_share", below=0.25),
+                 controls=(Control(f"LSTM VAE (p={p}) is not collapsed at L=12", not_collapsed,
                                    dict(where={**where, "length": 12})),))
 
 
@@ -36,7 +37,7 @@ STUDY = Study(
         "lstm p=0.5": dict(model="lstm", dropout=0.5),
     },
     grid={"variant": VARIANTS, "length": (12, 24, 36, 48, 60)},
-    figure="length|variant",
+    figure=Figure("lines", x="length", series="variant"),
     presets={
         "smoke": smoke(grid={"variant": VARIANTS, "length": (12, 24)}, cost="~45 s, 6 trials"),
         "cpu": cpu(steps=4000, grid={"variant": VARIANTS, "length": (12, 36, 60)},
@@ -47,9 +48,9 @@ STUDY = Study(
         _lstm_vanishes("0.2"),
         _lstm_vanishes("0.5"),
         Claim("hybrid-kl-share-holds", "Hybrid (alpha=0.2): KL share at L=60 >= 50% of its share at L=12",
-              "ratio_between", dict(where={"variant": "hybrid a=0.2"}, x="length", lo=12, hi=60,
+              ratio_between, dict(where={"variant": "hybrid a=0.2"}, x="length", lo=12, hi=60,
                                     y="kl_share", at_least=0.5),
-              controls=(Control("the hybrid is not collapsed at L=12", "not_collapsed",
+              controls=(Control("the hybrid is not collapsed at L=12", not_collapsed,
                                 dict(where={"variant": "hybrid a=0.2", "length": 12})),)),
     ),
 )

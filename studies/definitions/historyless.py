@@ -11,7 +11,8 @@ widths: it is cheap). No KL term, so the ramps of studies/presets.py play no par
 """
 
 from studies.presets import cpu, paper, smoke
-from studies.spec import Claim, Control, Study
+from studies.results.checks import all_below, below_by, difference_vs
+from studies.spec import Claim, Control, Figure, Study
 
 LSTM, CONV = {"variant": "lstm p=1"}, {"variant": "conv"}
 
@@ -26,7 +27,7 @@ STUDY = Study(
         "lstm p=1": dict(model="lstm", dropout=1.0),
     },
     grid={"variant": ("conv", "lstm p=1"), "length": (10, 20, 30, 50)},
-    figure="step|variant/length",
+    figure=Figure("curves", series="variant", panel="length"),
     presets={
         "smoke": smoke(grid={"variant": ("conv", "lstm p=1"), "length": (10, 30)}, cost="~30 s, 4 trials"),
         "cpu": cpu(steps=3000, cost="~25 min on 2 cores, 24 trials",
@@ -36,12 +37,12 @@ STUDY = Study(
     },
     claims=(
         Claim("conv-fits-at-once", "The conv VAE's rec_bpc is <= 1.0 at every L in {10, 20, 30, 50} by step 1000",
-              "all_below", dict(where=CONV, y="rec_bpc", threshold=1.0, inclusive=True, at_step=1000)),
+              all_below, dict(where=CONV, y="rec_bpc", threshold=1.0, inclusive=True, at_step=1000)),
         Claim("lstm-fails-long", "At step 1000 the historyless LSTM's rec_bpc is >= the conv's + 1.0 at L in {30, 50}",
-              "difference_vs", dict(x="length", at=(30, 50), y="rec_bpc", subject=LSTM, baseline=CONV,
+              difference_vs, dict(x="length", at=(30, 50), y="rec_bpc", subject=LSTM, baseline=CONV,
                                     at_least=1.0, at_step=1000),
               controls=(Control("at the end, the historyless LSTM is >= 1 bit/char below the unigram entropy "
-                                "at L=10 (it learns at all)", "below_by",
+                                "at L=10 (it learns at all)", below_by,
                                 dict(where={**LSTM, "length": 10}, y="rec_bpc", ref="unigram_bpc", margin=1.0)),)),
     ),
 )

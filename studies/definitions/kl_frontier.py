@@ -15,7 +15,7 @@ Every model keeps its own ramp (studies/presets.py: hybrids 1000 -> 2000, LSTM V
 """
 
 from studies.presets import cpu, paper, smoke
-from studies.spec import Study
+from studies.spec import Categorical, Figure, Float, Int, Study
 
 STUDY = Study(
     name="kl-frontier",
@@ -23,17 +23,17 @@ STUDY = Study(
     reproduces="search",
     sampler="nsga2",
     space={
-        "model": ("categorical", ("hybrid-lstm", "hybrid-bytenet", "lstm")),
-        "alpha": ("float", 0.0, 1.0),
-        "dropout": ("float", 0.0, 0.9),
-        "length": ("int", 12, 60),
-        "depth": ("int", 1, 10),
-        "latent": ("int", 8, 128, "log"),
-        "lr": ("float", 1e-4, 3e-3, "log"),
+        "model": Categorical(("hybrid-lstm", "hybrid-bytenet", "lstm")),
+        "alpha": Float(0.0, 1.0),
+        "dropout": Float(0.0, 0.9),
+        "length": Int(12, 60),
+        "depth": Int(1, 10),
+        "latent": Int(8, 128, log=True),
+        "lr": Float(1e-4, 3e-3, log=True),
     },
     metric=("valid/total_bpc", "valid/kl_bpc"),
     mode=("min", "max"),
-    figure="pareto",
+    figure=Figure("pareto"),
     presets={
         "smoke": smoke(cost="~30 s, 4 trials", num_samples=4),
         "cpu": cpu(steps=4000, cost="~40 min on 2 cores, 16 trials", num_samples=16),

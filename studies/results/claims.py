@@ -1,6 +1,6 @@
 """The paper's claims, judged per seed against a study's measured trials.
 
-A claim (`studies.spec.Claim`) names a check of `studies.results.checks` with thresholds fixed
+A claim (`studies.spec.Claim`) calls a check of `studies.results.checks` with thresholds fixed
 before any run, and may carry controls: checks that must hold for the claim to be testable
 at all ("the LSTM VAE is not collapsed at L=12"). For each seed of the study:
 
@@ -15,11 +15,9 @@ each value over the seeds that have it and `spread` its [min, max].
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, Callable, Mapping, Sequence
 
-from .checks import CHECKS
 from ..errors import StudyError
 from .points import USABLE, clean, is_number, matches
 from ..spec import Claim, Study
@@ -67,26 +65,25 @@ def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None
         by_seed[s] = mine
     out = []
     for claim in study.claims:
-        check = _resolve(study, claim.id, claim.check, claim.params)
-        controls = [(c, _resolve(study, claim.id, c.check, c.params)) for c in claim.controls]
-        per_seed = [{"seed": s, **_judge(study, claim, check, controls, by_seed[s])} for s in seeds]
+        per_seed = [{"seed": s, **_judge(study, claim, by_seed[s])} for s in seeds]
         verdict, note = overall([p["verdict"] for p in per_seed])
         if verdict != "UNSTABLE":
             note = "; ".join(dict.fromkeys(p["note"] for p in per_seed if p["note"]))
         measured, spread = _over_seeds([p["measured"] for p in per_seed])
-        out.append({"id": claim.id, "text": claim.text, "check": claim.check, "params": _jsonable(claim.params),
-                    "controls": [{"text": c.text, "check": c.check, "params": _jsonable(c.params)}
+        out.append({"id": claim.id, "text": claim.text, "check": claim.check.__name__,
+                    "params": _jsonable(claim.params),
+                    "controls": [{"text": c.text, "check": c.check.__name__, "params": _jsonable(c.params)}
                                  for c in claim.controls],
                     "verdict": verdict, "note": note, "threshold": per_seed[0]["threshold"],
                     "measured": measured, "spread": spread, "seeds": per_seed})
     return out
 
 
-def _judge(study: Study, claim: Claim, check: Callable, controls, rows) -> dict[str, Any]:
+def _judge(study: Study, claim: Claim, rows) -> dict[str, Any]:
     """One seed's verdict: the controls first, then the claim's own check."""
     reasons, control_results = [], []
-    for control, fn in controls:
-        r = _call(study, claim.id, fn, rows, control.params)
+    for control in claim.controls:
+        r = _call(study, claim.id, control.check, rows, control.params)
         control_results.append({"text": control.text, "verdict": r["verdict"], "measured": r["measured"],
                                 "note": r["note"]})
         if r["verdict"] == "FAIL":
@@ -94,7 +91,7 @@ def _judge(study: Study, claim: Claim, check: Callable, controls, rows) -> dict[
             reasons.append(f"control failed: {control.text} ({shown}): this preset cannot test the claim")
         elif r["verdict"] == "INCONCLUSIVE":
             reasons.append(f"control not testable: {r['note']}")
-    result = _call(study, claim.id, check, rows, claim.params)
+    result = _call(study, claim.id, claim.check, rows, claim.params)
     if reasons:
         result = {**result, "verdict": "INCONCLUSIVE", "note": "; ".join(reasons)}
     return {**result, "controls": control_results}
@@ -112,23 +109,6 @@ def _over_seeds(measured: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], 
         mean[k] = sum(values) / len(values) if values else None
         spread[k] = [min(values), max(values)] if values else None
     return mean, spread
-
-
-def _resolve(study: Study, claim: str, name: str, params: Mapping[str, Any]) -> Callable:
-    check = CHECKS.get(name)
-    if check is None:
-        raise StudyError(f"study {study.name}, claim {claim}: unknown check {name!r}; expected one of "
-                         f"{', '.join(CHECKS)}")
-    sig = inspect.signature(check)
-    names = [n for n in sig.parameters if n != "rows"]
-    required = [n for n in names if sig.parameters[n].default is inspect.Parameter.empty]
-    unknown = sorted(set(params) - set(names))
-    missing = [n for n in required if n not in params]
-    if unknown or missing:
-        raise StudyError(f"study {study.name}, claim {claim}: check {name} takes {', '.join(names)}"
-                         + (f"; unknown {', '.join(unknown)}" if unknown else "")
-                         + (f"; missing {', '.join(missing)}" if missing else ""))
-    return check
 
 
 def _call(study: Study, claim: str, check: Callable, rows, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,27 +1,19 @@
-"""The paper's figures redrawn from a study's measured data. A study's `figure` string says
-what to draw (values are averaged over seeds):
-
-    "X|SERIES"           final valid full cost (solid) and KL (dashed) against X, a line per
-                         value of SERIES: Fig 4 ("length|variant"), Fig 5 ("alpha|anneal"),
-                         Fig 6 ("depth|alpha")
-    "X|"                 stacked bars of reconstruction and KL per value of X (Table 2)
-    "step|SERIES/PANEL"  training (solid) and validation (dashed) reconstruction against the
-                         step, a line per SERIES value, a panel per PANEL value (Fig 3)
-    "pareto"             Optuna's Pareto front and parameter importances (search studies)
-
-Any "X|..." form takes "/PANEL" for one panel per value of PANEL.
+"""The paper's figures redrawn from a study's measured data: a study's `Figure` (studies.spec)
+says what to draw, values averaged over seeds. "lines": final valid full cost (solid) and KL
+(dashed) against x, a line per series (Fig 4, 5, 6); "bars": stacked reconstruction and KL
+per value of x (Table 2); "curves": training (solid) and validation (dashed) reconstruction
+against the step, a line per series (Fig 3); "pareto": Optuna's Pareto front and parameter
+importances (search studies). Any of the first three takes a panel per value of `panel`.
 """
 
 from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..errors import StudyError
-from ..spec import Study
+from ..spec import Figure, Study
 from . import points
 from .read import StudyResults, finite, ordered
 
@@ -30,36 +22,10 @@ AXIS_LABELS = {"length": "Text fragment size, characters", "alpha": "α, weight 
                "depth": "Number of convolutional layers", "dropout": "Input dropout p", "step": "Iteration"}
 
 
-@dataclass(frozen=True)
-class FigureSpec:
-    kind: str  # "none", "lines", "bars", "curves" or "pareto"
-    x: str | None = None
-    series: str | None = None
-    panel: str | None = None
-
-
-FIGURE_FORMS = "'X|SERIES', 'X|', 'step|SERIES', any of them with '/PANEL', 'pareto' or ''"
-
-
-def parse_figure(spec: str) -> FigureSpec:
-    spec = spec.strip()
-    if not spec:
-        return FigureSpec("none")
-    if spec == "pareto":
-        return FigureSpec("pareto")
-    x, bar, rest = spec.partition("|")
-    series, slash, panel = rest.partition("/")
-    if not bar or not x or "|" in rest or (slash and not panel):
-        raise StudyError(f"figure {spec!r}: expected {FIGURE_FORMS}")
-    if x == "step":
-        return FigureSpec("curves", x, series or None, panel or None)
-    return FigureSpec("lines" if series else "bars", x, series or None, panel or None)
-
-
 def figure_files(study: Study) -> list[str]:
     """The PNG files a study's report draws."""
-    spec = parse_figure(study.figure)
-    if spec.kind == "none":
+    spec = study.figure
+    if spec is None:
         return []
     if spec.kind == "pareto":
         return ["pareto_front.png", "param_importances.png"]
@@ -69,8 +35,8 @@ def figure_files(study: Study) -> list[str]:
 def draw_figures(results: StudyResults, out: Path) -> tuple[list[str], list[str]]:
     """Draw the study's figure into `out`; returns the files written and notes on anything
     that could not be drawn."""
-    spec = parse_figure(results.study.figure)
-    if spec.kind == "none":
+    spec = results.study.figure
+    if spec is None:
         return [], [f"study {results.study.name} declares no figure"]
     if spec.kind == "pareto":
         return _draw_pareto(results, out)
@@ -117,7 +83,7 @@ def _style_legend(ax, handles_first: list, styles: Sequence[tuple[str, str]]) ->
     ax.legend(handles=handles_first + proxies, fontsize="small")
 
 
-def _dress_axes(ax, spec: FigureSpec, panel: Any, xlabel: str, ylabel: str, empty: str | None,
+def _dress_axes(ax, spec: Figure, panel: Any, xlabel: str, ylabel: str, empty: str | None,
                 grid_axis: str = "both") -> None:
     """The axis labels, y from 0, grid, panel title and an "empty" notice every figure shares."""
     ax.set_xlabel(xlabel)
@@ -134,7 +100,7 @@ def _usable_points(results: StudyResults) -> list[dict[str, Any]]:
     return [p for p in points.average(results.summary) if p["status"] == "ok"]
 
 
-def _draw_lines(results: StudyResults, spec: FigureSpec):
+def _draw_lines(results: StudyResults, spec: Figure):
     """Full cost (solid) and KL (dashed) against x, one colour per series value (Fig 4-6)."""
     study, points = results.study, _usable_points(results)
     panels = _panels(results, points, spec.panel)
@@ -158,7 +124,7 @@ def _draw_lines(results: StudyResults, spec: FigureSpec):
     return fig
 
 
-def _draw_bars(results: StudyResults, spec: FigureSpec):
+def _draw_bars(results: StudyResults, spec: Figure):
     """Reconstruction and KL stacked (their sum is the full cost) per value of x (Table 2)."""
     study, points = results.study, _usable_points(results)
     panels = _panels(results, points, spec.panel)
@@ -185,7 +151,7 @@ def _draw_bars(results: StudyResults, spec: FigureSpec):
     return fig
 
 
-def _draw_curves(results: StudyResults, spec: FigureSpec):
+def _draw_curves(results: StudyResults, spec: Figure):
     """Training (solid) and validation (dashed) reconstruction against the step, a line per
     series value and a panel per panel value (Fig 3). Every trial is drawn, failed ones too."""
     study = results.study

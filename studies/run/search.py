@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from ..errors import StudyError
-from ..spec import Study
+from ..spec import Categorical, Float, Study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,16 +52,13 @@ def distributions(study: Study, grid: Mapping[str, tuple] | None) -> dict[str, A
     if grid is not None:
         return {k: optuna.distributions.CategoricalDistribution(list(v)) for k, v in grid.items()}
     out = {}
-    for name, spec in study.space.items():
-        kind, log = spec[0], "log" in spec[3:]
-        if kind == "categorical":
-            out[name] = optuna.distributions.CategoricalDistribution(list(spec[1]))
-        elif kind == "float":
-            out[name] = optuna.distributions.FloatDistribution(spec[1], spec[2], log=log)
-        elif kind == "int":
-            out[name] = optuna.distributions.IntDistribution(spec[1], spec[2], log=log)
-        else:
-            raise StudyError(f"study {study.name}: space entry {name}={spec!r}; expected float, int or categorical")
+    for name, entry in study.space.items():
+        if isinstance(entry, Categorical):
+            out[name] = optuna.distributions.CategoricalDistribution(list(entry.choices))
+        elif isinstance(entry, Float):
+            out[name] = optuna.distributions.FloatDistribution(entry.lo, entry.hi, log=entry.log)
+        else:  # Int: Study validated the space when it was made
+            out[name] = optuna.distributions.IntDistribution(entry.lo, entry.hi, log=entry.log)
     return out
 
 
