@@ -1,0 +1,5 @@
+"""vaestudy's platform: studies as data, run on Ray, searched with Optuna, tracked in MLflow."""
+
+from pathlib import Path
+
+DEFAULT_ROOT = Path("vaestudy-runs")  # where study folders (and `vaestudy train` runs) go by default

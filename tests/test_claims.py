@@ -145,3 +145,10 @@ def test_a_bad_claim_or_control_is_a_study_error_where_it_is_made():
     bad = dataclasses.replace(study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),))
     with pytest.raises(StudyError, match="claim x: y='kl' is not a measure"):
         claims.evaluate(bad, [])
+
+
+def test_the_speed_claim_is_judged_in_claims_not_in_the_cli():
+    assert claims.speed_claim(1.47)["verdict"] == "PASS" and claims.speed_claim(1.4)["verdict"] == "PASS"
+    assert claims.speed_claim(1.37)["verdict"] == "FAIL"
+    assert claims.speed_claim(math.nan)["verdict"] == "INCONCLUSIVE"
+    assert claims.speed_claim(1.5)["threshold"] == claims.SPEED_THRESHOLD == 1.4

@@ -109,6 +109,9 @@ def test_plain_install_runs_from_any_directory(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(ROOT)], check=True, env=ENV, capture_output=True)
     assert (target / "studies" / "definitions" / "alpha_sweep.py").exists()
+    for top in ("textvae_core", "studies", "cli"):  # every package of the tree is installed
+        for init in (ROOT / top).rglob("__init__.py"):
+            assert (target / init.relative_to(ROOT)).exists(), f"{init.parent.relative_to(ROOT)} is not installed"
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {**ENV, "PYTHONPATH": str(target)}
@@ -119,3 +122,8 @@ def test_plain_install_runs_from_any_directory(tmp_path):
     res = subprocess.run([sys.executable, "-c", "import studies, sys; print(studies.__file__)"], cwd=workdir, env=env,
                          capture_output=True, text=True)
     assert res.stdout.startswith(str(target)), res.stdout
+    res = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "run", "kl-frontier",
+                          "--num-samples", "1", "--storage", str(workdir / "study")], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (workdir / "study" / "mlflow.db").exists() and (workdir / "study" / "trials.parquet").exists()

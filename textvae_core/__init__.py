@@ -4,22 +4,35 @@
     trainer = fit(make_config("hybrid-lstm", "tiny", {"corpus": "synthetic"}))
     print(trainer.history[-1].metrics["valid/kl_bpc"])
 
-This package imports torch, numpy and pyarrow only: no Ray, Optuna, MLflow or click.
+This package imports torch, numpy and pyarrow only: no Ray, Optuna, MLflow or click. Names
+are loaded on first use (PEP 562), so `textvae_core.config` alone does not import torch:
+the CLI's `--help` stays instant.
 """
 
-from .config import MODELS, PRESETS, ConfigError, TrainConfig, make_config, parse_assignments
-from .data import Corpus, FragmentSampler, Vocabulary, fetch_ptb, load_corpus
-from .errors import DataError
-from .losses import KLSchedule, bits_per_char, gaussian_kl, sequence_nll, vae_objective
-from .models import VAEOutput, build_model, count_parameters
-from .train import DivergenceError, Report, Trainer, fit, history_table, load_checkpoint, write_history
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MODELS", "PRESETS", "ConfigError", "TrainConfig", "make_config", "parse_assignments",
-    "Corpus", "DataError", "FragmentSampler", "Vocabulary", "fetch_ptb", "load_corpus",
-    "KLSchedule", "bits_per_char", "gaussian_kl", "sequence_nll", "vae_objective",
-    "VAEOutput", "build_model", "count_parameters",
-    "DivergenceError", "Report", "Trainer", "fit", "history_table", "load_checkpoint", "write_history",
-]
+_HOMES = {
+    "config": ("MODELS", "PRESETS", "ConfigError", "TrainConfig", "make_config", "parse_assignments"),
+    "data": ("Corpus", "FragmentSampler", "Vocabulary", "fetch_ptb", "load_corpus"),
+    "errors": ("CheckpointError", "DataError"),
+    "losses": ("KLSchedule", "bits_per_char", "gaussian_kl", "sequence_nll", "vae_objective"),
+    "models": ("VAEOutput", "build_model", "count_parameters"),
+    "train": ("DivergenceError", "Report", "Trainer", "fit", "history_table", "load_checkpoint", "write_history"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'textvae_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -23,13 +23,13 @@ from typing import Any, Callable, Mapping
 from textvae_core import __version__, load_corpus
 
 from . import search
+from .. import DEFAULT_ROOT
 from ..errors import StudyError
 from ..records import trials_table
 from ..spec import Study, load_study, trial_key, trial_name, validate_study
 from ..store import FINAL_STATUSES, StudyStore, is_remote
 from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
 
-DEFAULT_ROOT = Path("vaestudy-runs")
 METRIC_PREFIXES = ("train/", "valid/")
 
 
