@@ -206,12 +206,14 @@ def _run_options(f):
         click.option("--num-samples", type=int, default=None,
                      help="Grid studies: repeats of each point (seeds seed, seed+1, ...). Search studies: trials."),
         _set_option,
-        click.option("--address", default=None, envvar="VAESTUDY_ADDRESS",
-                     help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT [default: a local Ray on 127.0.0.1]."),
-        click.option("--storage", default=None, envvar="VAESTUDY_STORAGE",
-                     help="Study folder: a path or s3://bucket/path [default: ./vaestudy-runs/STUDY]."),
-        click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
-                     help="MLflow tracking URI [default: SQLite in the study folder]."),
+        click.option("--address", default=None,
+                     help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT [default: $VAESTUDY_ADDRESS, else "
+                          "$RAY_ADDRESS, else a local Ray on 127.0.0.1]."),
+        click.option("--storage", default=None,
+                     help="Study folder: a path or s3://bucket/path [default: $VAESTUDY_STORAGE, else "
+                          "./vaestudy-runs/STUDY]."),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else SQLite in the study folder]."),
         click.option("--optuna-storage", default=None, help="SQLAlchemy URL of the Optuna database "
                      "[default: SQLite in the study folder]."),
         click.option("--cpus-per-trial", type=float, default=1.0, show_default=True),
@@ -261,7 +263,7 @@ def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str
 
 @cli.command()
 @click.argument("path")
-@click.option("--address", default=None, envvar="VAESTUDY_ADDRESS", help="Ray cluster to resume on.")
+@click.option("--address", default=None, help="Ray cluster to resume on [default: the saved one, else $VAESTUDY_ADDRESS].")
 def resume(path: str, address: str | None) -> None:
     """Finish an interrupted study from its folder (a path or s3://... URI).
 

@@ -59,3 +59,30 @@ def test_the_results_wing_does_not_import_the_driver_and_studies_never_import_th
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_source_file_is_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_importing_the_platform_changes_no_environment_and_no_logger():
+    import subprocess
+    import sys
+
+    code = ("import os, optuna; before = dict(os.environ); level = optuna.logging.get_verbosity()\n"
+            "import studies.tracking, studies.run.search, studies.run.ray_adapter, studies.run.runner, cli.main\n"
+            "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
+            "assert optuna.logging.get_verbosity() == level\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_the_environment_is_read_once_by_run_options(monkeypatch):
+    from studies.run.runner import RunOptions
+
+    monkeypatch.setenv("VAESTUDY_STORAGE", "/tmp/from-env")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    monkeypatch.delenv("VAESTUDY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6399")  # set for a driver that `ray job submit` started
+    resolved = RunOptions().resolved()
+    assert (resolved.storage, resolved.tracking_uri, resolved.address) == (
+        "/tmp/from-env", "http://127.0.0.1:5999", "127.0.0.1:6399")
+    monkeypatch.setenv("VAESTUDY_ADDRESS", "auto")
+    given = RunOptions(storage="/tmp/given", tracking_uri="sqlite:////tmp/x.db").resolved()
+    assert (given.storage, given.tracking_uri, given.address) == ("/tmp/given", "sqlite:////tmp/x.db", "auto")

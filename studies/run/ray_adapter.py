@@ -89,15 +89,20 @@ def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
     return max(slots, 1)
 
 
-def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = True) -> dict:
-    """ray.init for a study; returns facts about the cluster (nodes, CPUs, GPUs, dashboard)."""
+def set_environment(address: str | None) -> None:
+    """The environment Ray reads when it starts, set by the driver before any Ray call: a
+    cluster on loopback (tests, one machine) needs RAY's loopback setting in the driver too,
+    or ray.init rewrites 127.0.0.1 to the host's address and never reaches it."""
     if address is None or _is_loopback(address):
-        # A cluster on loopback (tests, one machine) needs the same setting in the driver, or
-        # ray.init rewrites 127.0.0.1 to the host's address and never reaches it.
         for k, v in LOCAL_ENV.items():
             os.environ.setdefault(k, v)
     for k, v in QUIET_ENV.items():
         os.environ.setdefault(k, v)
+
+
+def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = True) -> dict:
+    """ray.init for a study; returns facts about the cluster (nodes, CPUs, GPUs, dashboard)."""
+    set_environment(address)
     import ray
 
     _quiet_logs()

@@ -11,10 +11,10 @@ same MLflow run, and no run is duplicated.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +26,10 @@ from . import search
 from .. import DEFAULT_ROOT
 from ..errors import StudyError
 from ..records import trials_table
-from ..spec import Study, load_study, trial_key, trial_name, validate_study
+from ..spec import Study, load_study, trial_key, validate_study
 from ..store import FINAL_STATUSES, StudyStore, is_remote
-from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
-
-METRIC_PREFIXES = ("train/", "valid/")
-
+from .events import git_commit, settle_finished_runs, trial_events
+from .trial import TrialContext
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -52,6 +50,16 @@ class RunOptions:
     collapse_patience: int = 3  # reports
     dashboard: bool = True
 
+    def resolved(self) -> "RunOptions":
+        """These options with the environment read, once, for what was not given:
+        VAESTUDY_STORAGE, MLFLOW_TRACKING_URI, and VAESTUDY_ADDRESS, else RAY_ADDRESS (set for
+        a driver that `ray job submit` started, which then joins that cluster)."""
+        env = os.environ
+        return dataclasses.replace(
+            self, storage=self.storage or env.get("VAESTUDY_STORAGE") or None,
+            tracking_uri=self.tracking_uri or env.get("MLFLOW_TRACKING_URI") or None,
+            address=self.address or env.get("VAESTUDY_ADDRESS") or env.get("RAY_ADDRESS") or None)
+
 
 @dataclass
 class StudyOutcome:
@@ -61,15 +69,6 @@ class StudyOutcome:
     statuses: dict[str, int]
     trials_parquet: str
     wall_time_s: float
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
 
 
 class DriverLock:
@@ -122,8 +121,34 @@ def plan_trials(study: Study, opts: RunOptions) -> tuple[list[dict] | None, int]
     return points, len(points)
 
 
-def prepare(study_ref: str, opts: RunOptions):
-    """Every check that needs no side effect; returns what `run_study` needs."""
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything `prepare` checked, with no side effect yet: what the steps of `run_study` run."""
+
+    study: Study
+    study_ref: str
+    opts: RunOptions  # resolved: the environment already read
+    points: list[dict] | None  # grid points with their seeds (None for a search study)
+    target: int  # trials the study wants in all
+    ctx: TrialContext
+    corpora: Mapping[str, Any]
+    store: StudyStore
+    tracking_uri: str
+    identity: Mapping[str, Any]
+    state: Mapping[str, Any]  # study.json as found ({} for a new study)
+
+    @property
+    def grid(self) -> dict[str, tuple] | None:
+        """The grid the sampler walks: the preset's, with a seed axis when there are several seeds."""
+        if self.points is None:
+            return None
+        grid = self.study.grid_for(self.opts.preset)
+        seeds = tuple(sorted({p.get("seed") for p in self.points if "seed" in p}))
+        return {**grid, "seed": seeds} if len(seeds) > 1 else grid
+
+
+def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
+    """Every check that needs no side effect (`opts` resolved: see RunOptions.resolved)."""
     from ..tracking import check_tracking_uri, default_tracking_uri
 
     study = load_study(study_ref)
@@ -139,120 +164,169 @@ def prepare(study_ref: str, opts: RunOptions):
     if opts.max_concurrent is not None and opts.max_concurrent < 1:
         raise StudyError("--max-concurrent must be >= 1")
     if opts.asha and study.multi_objective:
-        raise StudyError(f"--asha needs one metric; study {study.name} optimises {', '.join(study.metric)}")
+        raise StudyError(f"--asha needs one metric; study {study.name} optimises {', '.join(study.metrics)}")
     points, target = plan_trials(study, opts)
-    storage = opts.storage or os.environ.get("VAESTUDY_STORAGE") or str(DEFAULT_ROOT / study.name)
+    storage = opts.storage or str(DEFAULT_ROOT / study.name)
     ctx = TrialContext(study, opts.preset, storage if is_remote(storage) else str(Path(storage).resolve()),
                        dict(opts.overrides), opts.seed, threads=max(1, int(opts.cpus_per_trial)))
     configs = [ctx.config(p) for p in points] if points is not None else [ctx.config({})]
     corpora = {c.corpus: load_corpus(c.corpus) for c in configs}  # fetches PTB once, or fails here
     store = StudyStore(ctx.storage)
-    tracking_uri = opts.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(store.local_dir)
+    tracking_uri = opts.tracking_uri or default_tracking_uri(store.local_dir)
     check_tracking_uri(tracking_uri)
-    # RAY_ADDRESS is set for a driver started by `ray job submit`: join that cluster.
-    address = opts.address or os.environ.get("VAESTUDY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
-    if address:
+    if opts.address:
         from .ray_adapter import check_address
 
-        check_address(address)
+        check_address(opts.address)
     identity = {"study": study.name, "preset": opts.preset, "seed": opts.seed, "trials": target,
                 "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.overrides.items()}}
     existing = store.read_json("study.json")
     if existing and existing.get("identity") != identity:
         raise StudyError(f"{store.uri} holds a different run ({json.dumps(existing.get('identity'))}); "
                          "use another --storage folder, or the same options to resume it")
-    return study, points, target, ctx, corpora, store, tracking_uri, address, identity, existing or {}
+    return StudyPlan(study, study_ref, opts, points, target, ctx, corpora, store, tracking_uri, identity,
+                     existing or {})
 
 
 def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = print) -> StudyOutcome:
+    """Run a study's remaining trials: prepare, then open tracking, open Optuna, reconcile,
+    run on Ray and finish. Bad input fails in `prepare`, before anything is written."""
     from . import ray_adapter
-    from ..tracking import StudyTracker
 
     start = time.monotonic()
-    study, points, target, ctx, corpora, store, tracking_uri, address, identity, state = prepare(study_ref, opts)
-    if address:  # join a named cluster before anything is written: a failure leaves nothing behind
-        ray_adapter.connect(address, dashboard=opts.dashboard)
-    lock = DriverLock(store.local_dir / "driver.lock")
+    plan = prepare(study_ref, opts.resolved())
+    quiet_third_party()
+    ray_adapter.set_environment(plan.opts.address)
+    if plan.opts.address:  # join a named cluster before anything is written: a failure leaves nothing behind
+        ray_adapter.connect(plan.opts.address, dashboard=plan.opts.dashboard)
+    lock = DriverLock(plan.store.local_dir / "driver.lock")
     lock.acquire()
     tracker = parent = None
     try:
-        store.sync_down()
-        # The default store keeps artifacts beside the study: in the folder, or in the same
-        # object store for a remote study. A tracking server chooses its own.
-        artifacts = None if (opts.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")) else \
-            (store.uri_of("mlartifacts") if store.remote else (store.local_dir / "mlartifacts").as_uri())
-        tracker = StudyTracker(tracking_uri, experiment=study.name, artifact_location=artifacts)
-        parent = tracker.start_parent(
-            state.get("parent_run_id"), name=f"{study.name} [{opts.preset}]",
-            params={"study": study.name, "preset": opts.preset, "seed": opts.seed, "trials": target,
-                    **{f"set.{k}": v for k, v in opts.overrides.items()}},
-            tags={"vaestudy.study": study.name, "vaestudy.preset": opts.preset, "vaestudy.reproduces": study.reproduces,
-                  "vaestudy.version": __version__, "vaestudy.storage": store.uri,
-                  **({"vaestudy.git_commit": c} if (c := _git_commit()) else {})})
-        optuna_url = opts.optuna_storage or state.get("optuna_storage") or f"sqlite:///{store.local_dir / 'optuna.db'}"
-        attempt = state.get("attempts", 0) + 1
-        store.write_json("study.json", {**state, "identity": identity, "parent_run_id": parent,
-                                        "tracking_uri": tracking_uri, "optuna_storage": optuna_url,
-                                        "attempts": attempt, "status": "running", "study_ref": study_ref,
-                                        "options": {k: v for k, v in asdict(opts).items() if k != "overrides"}})
-
-        ostorage = search.rdb_storage(optuna_url)
-        grid = study.grid_for(opts.preset) if points is not None else None
-        if grid is not None and len({p.get("seed") for p in points}) > 1:
-            grid = {**grid, "seed": tuple(sorted({p["seed"] for p in points}))}
-        sampler = search.make_sampler(study, grid, opts.seed)
-        ostudy = search.open_study(ostorage, study.name, study)
-        done = store.finished_trials()
-        _settle_finished_runs(store, tracker, done)
-        plan = search.reconcile(ostudy, study, done, trial_key, points, target)
-        echo(f"[{study.name}] {target} trials, {len(done)} already finished, {plan.num_samples} to run"
-             + (f" ({plan.closed_stale} interrupted)" if plan.closed_stale else "") + f" | folder {store.uri}")
-        if plan.num_samples:
-            info = ray_adapter.connect(address, dashboard=opts.dashboard)
-            echo(f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"
-                 + (f", dashboard http://{info['dashboard']}" if info.get("dashboard") else "")
-                 + f" | MLflow: {tracking_uri} (parent run {parent})")
-            events = _events(study, ctx, store, tracker, parent, corpora)
-            first = ctx.config(points[0] if points else {})
-            settings = ray_adapter.TuneSettings(
-                num_samples=plan.num_samples, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
-                # With a searcher, Tune keeps one trial pending unless told how many may run at
-                # once, which serialises a study: default to the slots the cluster has now.
-                max_concurrent=opts.max_concurrent or ray_adapter.trial_slots(opts.cpus_per_trial, opts.gpus_per_trial),
-                max_failures=opts.max_failures, asha=opts.asha,
-                asha_max_t=first.steps, asha_grace=first.eval_every,
-                collapse_threshold=opts.collapse_threshold, collapse_patience=opts.collapse_patience,
-                experiment_name=f"attempt-{attempt}", storage_path=store.uri_of("ray"))
-            searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), list(study.metrics)
-                                                   if study.multi_objective else study.metric,
-                                                   study.mode if isinstance(study.mode, str) else list(study.mode),
-                                                   sampler, ostorage, study.name)
-            ray_adapter.run_tuner(ctx, searcher, settings, events, lambda s: echo(f"[{study.name}] {s}"),
-                                  total=target, done_before=len(done))
-        search.close_running(ostudy, study, store.finished_trials(), trial_key)
-        statuses = _finish(store, tracker, parent)
-        table = trials_table(store, study.name)
-        store.write_table("trials.parquet", table)
-        complete = sum(statuses.get(s, 0) for s in FINAL_STATUSES) >= target
-        tracker.finish(parent, "FINISHED" if complete else "KILLED",
-                       None if complete else f"{target - sum(statuses.values())} trial(s) did not finish")
-        store.write_json("study.json", {**store.read_json("study.json"), "status": "completed" if complete else "incomplete",
-                                        "statuses": statuses})
-        echo(f"[{study.name}] done: " + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
-             + f" | {store.uri_of('trials.parquet')} ({table.num_rows} rows)")
-        return StudyOutcome(store.uri, parent, tracking_uri, statuses, store.uri_of("trials.parquet"),
-                            time.monotonic() - start)
+        plan.store.sync_down()
+        tracker, parent = open_tracking(plan)
+        ostudy, ostorage, attempt = open_optuna(plan, parent)
+        done, todo = reconcile(plan, tracker, ostudy)
+        echo(f"[{plan.study.name}] {plan.target} trials, {len(done)} already finished, {todo.num_samples} to run"
+             + (f" ({todo.closed_stale} interrupted)" if todo.closed_stale else "") + f" | folder {plan.store.uri}")
+        if todo.num_samples:
+            run_on_ray(plan, tracker, parent, ostorage, attempt, todo.num_samples, len(done), echo)
+        return finish(plan, tracker, parent, ostudy, time.monotonic() - start, echo)
     except BaseException:
         if tracker is not None and parent is not None:
             tracker.flush()
             tracker.finish_open_children(parent, "KILLED")
             tracker.finish(parent, "KILLED", "the driver stopped before the study finished; `vaestudy resume` continues it")
-            if store.exists("study.json"):
-                store.write_json("study.json", {**store.read_json("study.json"), "status": "interrupted"})
+            if plan.store.exists("study.json"):
+                plan.store.write_json("study.json", {**plan.store.read_json("study.json"), "status": "interrupted"})
         raise
     finally:
-        store.sync_up()
+        plan.store.sync_up()
         lock.release()
+
+
+def quiet_third_party() -> None:
+    """What the driver asks of third-party libraries before it uses them (never at import)."""
+    from ..tracking import quiet_stdout
+
+    quiet_stdout()
+    search.quiet()
+
+
+def open_tracking(plan: StudyPlan):
+    """The study's MLflow experiment and its parent run (the same one again on a resume)."""
+    from ..tracking import StudyTracker
+
+    study, opts, store = plan.study, plan.opts, plan.store
+    # The default store keeps artifacts beside the study: in the folder, or in the same
+    # object store for a remote study. A tracking server chooses its own.
+    artifacts = None if opts.tracking_uri else \
+        (store.uri_of("mlartifacts") if store.remote else (store.local_dir / "mlartifacts").as_uri())
+    tracker = StudyTracker(plan.tracking_uri, experiment=study.name, artifact_location=artifacts)
+    parent = tracker.start_parent(
+        plan.state.get("parent_run_id"), name=f"{study.name} [{opts.preset}]",
+        params={"study": study.name, "preset": opts.preset, "seed": opts.seed, "trials": plan.target,
+                **{f"set.{k}": v for k, v in opts.overrides.items()}},
+        tags={"vaestudy.study": study.name, "vaestudy.preset": opts.preset, "vaestudy.reproduces": study.reproduces,
+              "vaestudy.version": __version__, "vaestudy.storage": store.uri,
+              **({"vaestudy.git_commit": c} if (c := git_commit()) else {})})
+    return tracker, parent
+
+
+def open_optuna(plan: StudyPlan, parent: str):
+    """The Optuna study in its database, and study.json saying this launch is running."""
+    opts, store, state = plan.opts, plan.store, plan.state
+    optuna_url = opts.optuna_storage or state.get("optuna_storage") or f"sqlite:///{store.local_dir / 'optuna.db'}"
+    attempt = state.get("attempts", 0) + 1
+    store.write_json("study.json", {**state, "identity": plan.identity, "parent_run_id": parent,
+                                    "tracking_uri": plan.tracking_uri, "optuna_storage": optuna_url,
+                                    "attempts": attempt, "status": "running", "study_ref": plan.study_ref,
+                                    "options": {k: v for k, v in asdict(opts).items() if k != "overrides"}})
+    ostorage = search.rdb_storage(optuna_url)
+    return search.open_study(ostorage, plan.study.name, plan.study), ostorage, attempt
+
+
+def reconcile(plan: StudyPlan, tracker, ostudy):
+    """The trials already finished (their MLflow runs closed as the store says) and what is left."""
+    done = plan.store.finished_trials()
+    settle_finished_runs(plan.store, tracker, done)
+    return done, search.reconcile(ostudy, plan.study, done, trial_key, plan.points, plan.target)
+
+
+def tune_settings(plan: StudyPlan, num_samples: int, attempt: int, slots: int):
+    """Ray Tune's settings for this launch, derived from the run options."""
+    from .ray_adapter import TuneSettings
+
+    opts = plan.opts
+    first = plan.ctx.config(plan.points[0] if plan.points else {})
+    return TuneSettings(
+        num_samples=num_samples, cpus_per_trial=opts.cpus_per_trial, gpus_per_trial=opts.gpus_per_trial,
+        # With a searcher, Tune keeps one trial pending unless told how many may run at once,
+        # which serialises a study: default to the slots the cluster has now.
+        max_concurrent=opts.max_concurrent or slots, max_failures=opts.max_failures, asha=opts.asha,
+        asha_max_t=first.steps, asha_grace=first.eval_every,
+        collapse_threshold=opts.collapse_threshold, collapse_patience=opts.collapse_patience,
+        experiment_name=f"attempt-{attempt}", storage_path=plan.store.uri_of("ray"))
+
+
+def run_on_ray(plan: StudyPlan, tracker, parent: str, ostorage, attempt: int, num_samples: int, done: int,
+               echo: Callable[[str], None]) -> None:
+    """The remaining trials through Ray Tune, Optuna's sampler choosing the points."""
+    from . import ray_adapter
+
+    study, opts = plan.study, plan.opts
+    info = ray_adapter.connect(opts.address, dashboard=opts.dashboard)
+    echo(f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"
+         + (f", dashboard http://{info['dashboard']}" if info.get("dashboard") else "")
+         + f" | MLflow: {plan.tracking_uri} (parent run {parent})")
+    settings = tune_settings(plan, num_samples, attempt, ray_adapter.trial_slots(opts.cpus_per_trial,
+                                                                                  opts.gpus_per_trial))
+    grid = plan.grid
+    sampler = search.make_sampler(study, grid, opts.seed)
+    metric = list(study.metrics) if study.multi_objective else study.metric
+    mode = ["min" if d == "minimize" else "max" for d in study.directions]
+    searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), metric,
+                                           mode if study.multi_objective else mode[0], sampler, ostorage, study.name)
+    events = trial_events(study, plan.ctx, plan.store, tracker, parent, plan.corpora)
+    ray_adapter.run_tuner(plan.ctx, searcher, settings, events, lambda s: echo(f"[{study.name}] {s}"),
+                          total=plan.target, done_before=done)
+
+
+def finish(plan: StudyPlan, tracker, parent: str, ostudy, wall_s: float, echo: Callable[[str], None]) -> StudyOutcome:
+    """Close what is still open, write trials.parquet, and say how the study ended."""
+    study, store, target = plan.study, plan.store, plan.target
+    search.close_running(ostudy, study, store.finished_trials(), trial_key)
+    statuses = _finish(store, tracker, parent)
+    table = trials_table(store, study.name)
+    store.write_table("trials.parquet", table)
+    complete = sum(statuses.get(s, 0) for s in FINAL_STATUSES) >= target
+    tracker.finish(parent, "FINISHED" if complete else "KILLED",
+                   None if complete else f"{target - sum(statuses.values())} trial(s) did not finish")
+    store.write_json("study.json", {**store.read_json("study.json"), "status": "completed" if complete else "incomplete",
+                                    "statuses": statuses})
+    echo(f"[{study.name}] done: " + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+         + f" | {store.uri_of('trials.parquet')} ({table.num_rows} rows)")
+    return StudyOutcome(store.uri, parent, plan.tracking_uri, statuses, store.uri_of("trials.parquet"), wall_s)
 
 
 def _finish(store: StudyStore, tracker, parent: str) -> dict[str, int]:
@@ -264,83 +338,6 @@ def _finish(store: StudyStore, tracker, parent: str) -> dict[str, int]:
         s = store.trial(key).get("status", "unknown")
         statuses[s] = statuses.get(s, 0) + 1
     return statuses
-
-
-def _events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent: str, corpora):
-    """Driver-side handling of trial events: MLflow runs and the trial store."""
-    from .ray_adapter import TrialEvents
-
-    runs: dict[str, str] = {}
-    commit = _git_commit()
-
-    def run_of(params: dict) -> tuple[str, str]:
-        key = trial_key(params)
-        if key not in runs:
-            config = ctx.config(params)
-            tags = {"vaestudy.study": study.name, "vaestudy.preset": ctx.preset, "vaestudy.model": config.model,
-                    "vaestudy.seed": config.seed, "vaestudy.corpus": config.corpus,
-                    "vaestudy.corpus_sha256": corpora[config.corpus].sha256 if config.corpus in corpora else "",
-                    "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
-            runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
-                f"sweep.{k}": v for k, v in params.items()}}, tags)
-            store.update_trial(key, params=params, config=config.to_dict(), status="running",
-                               mlflow_run_id=runs[key], started=time.time())
-            _backfill(store, tracker, key, runs[key])
-        return key, runs[key]
-
-    def on_start(params: dict) -> None:
-        run_of(params)
-        store.sync_up()  # a remote study's databases stay current enough to resume elsewhere
-
-    def on_result(params: dict, result: dict) -> None:
-        key, run_id = run_of(params)
-        if result.get(STEP, -1) >= 0:
-            metrics = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES) or k == "lr"}
-            tracker.log_metrics(run_id, int(result[STEP]), metrics)
-        if result.get(FINAL):
-            if result.get(SAMPLES):
-                tracker.log_text(run_id, result[SAMPLES], "samples.txt")
-            if result.get("config_json"):
-                tracker.log_text(run_id, result["config_json"], "config.json")
-            final = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES)}
-            store.update_trial(key, final=final, last_step=result.get(STEP), report_overhead_s=result.get(OVERHEAD),
-                               trial_wall_s=result.get(TRIAL_WALL))
-
-    def on_end(params: dict, status: str, reason: str | None) -> None:
-        key, run_id = run_of(params)
-        tracker.set_tags(run_id, {"vaestudy.status": status})
-        tracker.finish(run_id, "FAILED" if status == "failed" else "FINISHED", reason)
-        store.update_trial(key, status=status, reason=reason, ended=time.time())
-        store.sync_up()
-
-    return TrialEvents(on_start, on_result, on_end)
-
-
-def _settle_finished_runs(store: StudyStore, tracker, done: dict[str, dict]) -> None:
-    """A driver killed between recording a trial as finished and closing (or syncing) its
-    MLflow run leaves the run open: close it as the trial store says, with every report."""
-    for key, state in done.items():
-        run_id = state.get("mlflow_run_id")
-        run = tracker.get_run(run_id) if run_id else None
-        if run is None or run.info.status in ("FINISHED", "FAILED"):
-            continue
-        _backfill(store, tracker, key, run_id)
-        tracker.set_tags(run_id, {"vaestudy.status": state["status"]})
-        tracker.finish(run_id, "FAILED" if state["status"] == "failed" else "FINISHED", state.get("reason"))
-
-
-def _backfill(store: StudyStore, tracker, key: str, run_id: str) -> None:
-    """Log reports a resumed trial made before the driver died but MLflow never received
-    (metrics are flushed in batches); steps MLflow already has are skipped."""
-    if not store.exists(f"trials/{key}/history.parquet"):
-        return
-    by_step: dict[int, dict[str, float]] = {}
-    for row in store.read_table(f"trials/{key}/history.parquet").to_pylist():
-        split, step = row.pop("split"), int(row.pop("step"))
-        by_step.setdefault(step, {}).update({f"{split}/{k}": v for k, v in row.items()})
-    for step in sorted(by_step):
-        tracker.log_metrics(run_id, step, by_step[step])
-    tracker.flush()
 
 
 def resume_options(folder: str) -> tuple[str, RunOptions]:

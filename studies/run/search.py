@@ -23,7 +23,11 @@ import optuna
 from ..errors import StudyError
 from ..spec import Categorical, Float, Study
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def quiet() -> None:
+    """Optuna's INFO lines (one per trial) off; the driver calls this, never an import."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:

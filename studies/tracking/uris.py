@@ -23,12 +23,15 @@ MAX_METRICS_PER_BATCH = 1000
 ALLOWED_URIS = "sqlite:///PATH (a local study) or http(s)://HOST:PORT (an `mlflow server`)"
 
 
-# MLflow prints "View run ... at URL" to stdout when a run ends against a server; stdout of
-# `vaestudy run` is its JSON summary and nothing else.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 class TrackingError(RuntimeError):
     """A tracking URI or store that cannot be used; the message names it and what is allowed."""
+
+
+def quiet_stdout() -> None:
+    """MLflow prints "View run ... at URL" to stdout when a run ends against a server; stdout of
+    `vaestudy run` is its own. The driver calls this before it opens tracking."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def default_tracking_uri(study_dir: Path) -> str:

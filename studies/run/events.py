@@ -1,0 +1,104 @@
+"""The driver's side of a trial's life: its MLflow child run and its record in the trial
+store, created on its first event, metrics forwarded in batches, closed when it ends; and
+after a restart, runs a dead driver left open are settled and their lost reports logged."""
+
+from __future__ import annotations
+
+import time
+
+from textvae_core import __version__
+
+from ..spec import Study, trial_key, trial_name
+from ..store import StudyStore
+from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
+
+METRIC_PREFIXES = ("train/", "valid/")
+
+
+def git_commit() -> str | None:
+    import subprocess
+    from pathlib import Path
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent: str, corpora):
+    """Driver-side handling of trial events: MLflow runs and the trial store."""
+    from .ray_adapter import TrialEvents
+
+    runs: dict[str, str] = {}
+    commit = git_commit()
+
+    def run_of(params: dict) -> tuple[str, str]:
+        key = trial_key(params)
+        if key not in runs:
+            config = ctx.config(params)
+            tags = {"vaestudy.study": study.name, "vaestudy.preset": ctx.preset, "vaestudy.model": config.model,
+                    "vaestudy.seed": config.seed, "vaestudy.corpus": config.corpus,
+                    "vaestudy.corpus_sha256": corpora[config.corpus].sha256 if config.corpus in corpora else "",
+                    "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
+            runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
+                f"sweep.{k}": v for k, v in params.items()}}, tags)
+            store.update_trial(key, params=params, config=config.to_dict(), status="running",
+                               mlflow_run_id=runs[key], started=time.time())
+            _backfill(store, tracker, key, runs[key])
+        return key, runs[key]
+
+    def on_start(params: dict) -> None:
+        run_of(params)
+        store.sync_up()  # a remote study's databases stay current enough to resume elsewhere
+
+    def on_result(params: dict, result: dict) -> None:
+        key, run_id = run_of(params)
+        if result.get(STEP, -1) >= 0:
+            metrics = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES) or k == "lr"}
+            tracker.log_metrics(run_id, int(result[STEP]), metrics)
+        if result.get(FINAL):
+            if result.get(SAMPLES):
+                tracker.log_text(run_id, result[SAMPLES], "samples.txt")
+            if result.get("config_json"):
+                tracker.log_text(run_id, result["config_json"], "config.json")
+            final = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES)}
+            store.update_trial(key, final=final, last_step=result.get(STEP), report_overhead_s=result.get(OVERHEAD),
+                               trial_wall_s=result.get(TRIAL_WALL))
+
+    def on_end(params: dict, status: str, reason: str | None) -> None:
+        key, run_id = run_of(params)
+        tracker.set_tags(run_id, {"vaestudy.status": status})
+        tracker.finish(run_id, "FAILED" if status == "failed" else "FINISHED", reason)
+        store.update_trial(key, status=status, reason=reason, ended=time.time())
+        store.sync_up()
+
+    return TrialEvents(on_start, on_result, on_end)
+
+
+def settle_finished_runs(store: StudyStore, tracker, done: dict[str, dict]) -> None:
+    """A driver killed between recording a trial as finished and closing (or syncing) its
+    MLflow run leaves the run open: close it as the trial store says, with every report."""
+    for key, state in done.items():
+        run_id = state.get("mlflow_run_id")
+        run = tracker.get_run(run_id) if run_id else None
+        if run is None or run.info.status in ("FINISHED", "FAILED"):
+            continue
+        _backfill(store, tracker, key, run_id)
+        tracker.set_tags(run_id, {"vaestudy.status": state["status"]})
+        tracker.finish(run_id, "FAILED" if state["status"] == "failed" else "FINISHED", state.get("reason"))
+
+
+def _backfill(store: StudyStore, tracker, key: str, run_id: str) -> None:
+    """Log reports a resumed trial made before the driver died but MLflow never received
+    (metrics are flushed in batches); steps MLflow already has are skipped."""
+    if not store.exists(f"trials/{key}/history.parquet"):
+        return
+    by_step: dict[int, dict[str, float]] = {}
+    for row in store.read_table(f"trials/{key}/history.parquet").to_pylist():
+        split, step = row.pop("split"), int(row.pop("step"))
+        by_step.setdefault(step, {}).update({f"{split}/{k}": v for k, v in row.items()})
+    for step in sorted(by_step):
+        tracker.log_metrics(run_id, step, by_step[step])
+    tracker.flush()
