@@ -69,9 +69,12 @@ import json, signal, sys
 from ray.cluster_utils import Cluster
 
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-dashboard = int(sys.argv[1])
+dashboard, agent = int(sys.argv[1]), int(sys.argv[2])
+# the head's dashboard agent on a free port: Ray's default (52365) is taken by any other Ray on
+# this machine, and then the job server never gets an agent ("No available agent to submit job")
 cluster = Cluster(initialize_head=True, head_node_args=dict(
-    num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard))
+    num_cpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard,
+    dashboard_agent_listen_port=agent))
 cluster.add_node(num_cpus=1)
 print(json.dumps({"address": cluster.address}), flush=True)
 try:
@@ -86,7 +89,7 @@ def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
     env = {**ENV, "RAY_TMPDIR": str(temp), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": os.urandom(16).hex()}
     dash = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(dash)], env=env, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(dash), str(free_port())], env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout.readline(), "the Ray cluster did not start"
