@@ -27,7 +27,7 @@ from .. import tracking
 from ..errors import StudyError
 from ..store import StudyStore
 from . import claims
-from .figures import draw_figures, parse_figure
+from .figures import draw_figures
 from .markdown import render_markdown, summary_table
 from .read import read_experiment, read_folder
 
@@ -49,7 +49,6 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
     else:
         results = read_folder(folder, tracking_uri)
     target = StudyStore(out or folder)
-    parse_figure(results.study.figure)  # a malformed spec fails before anything is written
     logged = bool(results.parent_run_id and results.tracking_uri)
     if logged:  # the parent run must exist before anything is written
         tracking.check_parent_run(results.tracking_uri, results.parent_run_id)
