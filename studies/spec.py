@@ -210,10 +210,14 @@ class Study:
         return (self.metric,) if isinstance(self.metric, str) else tuple(self.metric)
 
     @property
+    def modes(self) -> tuple[str, ...]:
+        """Ray Tune's mode per metric: "min" or "max"."""
+        return (self.mode,) if isinstance(self.mode, str) else tuple(self.mode)
+
+    @property
     def directions(self) -> tuple[str, ...]:
         """Optuna's direction per metric: "minimize" or "maximize"."""
-        modes = (self.mode,) if isinstance(self.mode, str) else tuple(self.mode)
-        return tuple("minimize" if m == "min" else "maximize" for m in modes)
+        return tuple("minimize" if m == "min" else "maximize" for m in self.modes)
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:

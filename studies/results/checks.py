@@ -30,7 +30,7 @@ from ..errors import StudyError
 from .points import (DERIVED, MEASURES, MIN_ACTIVE_UNITS, MIN_MI, USABLE, VERDICTS, Lookup, average, clean,
                      describe, distinct, is_number, matches, ranks, ratio, same, spearman)
 
-__all__ = ["CHECKS", "VERDICTS", "USABLE", "MEASURES", "DERIVED", "average", "ranks", "spearman", "clean"]
+__all__ = ["VERDICTS", "USABLE", "MEASURES", "DERIVED", "average", "ranks", "spearman", "clean"]
 
 
 # --- checks -------------------------------------------------------------------------------------
@@ -307,8 +307,3 @@ def within_of_best(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[
     return look.result(abs(gap) <= rel, {f"{y} at {describe(subject)}": value, f"best {y} over {describe(others)}": best,
                                          "relative difference": gap},
                        f"|{y}[{describe(subject)}] - best| <= {rel} x best over {describe(others)}")
-
-
-CHECKS: dict[str, Callable[..., dict]] = {f.__name__: f for f in (
-    spearman_by_group, compare_at, ratio_between, ratio_vs, value_at, all_below, all_above, mean_greater, max_vs,
-    difference_vs, below_by, not_collapsed, first_reaching, greater_at_every, increasing, within_of_best)}

@@ -4,7 +4,9 @@ after a restart, runs a dead driver left open are settled and their lost reports
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 from textvae_core import __version__
 
@@ -16,9 +18,6 @@ METRIC_PREFIXES = ("train/", "valid/")
 
 
 def git_commit() -> str | None:
-    import subprocess
-    from pathlib import Path
-
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                              cwd=Path(__file__).resolve().parent)

@@ -334,7 +334,7 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
     from ray.tune.schedulers import ASHAScheduler
 
     study = ctx.study
-    metric, mode = study.metrics[0], "min" if study.directions[0] == "minimize" else "max"
+    metric, mode = study.metrics[0], study.modes[0]
     stopper = make_collapse_stopper(settings.collapse_threshold, settings.collapse_patience)
     scheduler = None
     if settings.asha:

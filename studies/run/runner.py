@@ -303,10 +303,9 @@ def run_on_ray(plan: StudyPlan, tracker, parent: str, ostorage, attempt: int, nu
                                                                                   opts.gpus_per_trial))
     grid = plan.grid
     sampler = search.make_sampler(study, grid, opts.seed)
-    metric = list(study.metrics) if study.multi_objective else study.metric
-    mode = ["min" if d == "minimize" else "max" for d in study.directions]
-    searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), metric,
-                                           mode if study.multi_objective else mode[0], sampler, ostorage, study.name)
+    metric, mode = (list(study.metrics), list(study.modes)) if study.multi_objective else (study.metric, study.mode)
+    searcher = ray_adapter.optuna_searcher(search.distributions(study, grid), metric, mode, sampler, ostorage,
+                                           study.name)
     events = trial_events(study, plan.ctx, plan.store, tracker, parent, plan.corpora)
     ray_adapter.run_tuner(plan.ctx, searcher, settings, events, lambda s: echo(f"[{study.name}] {s}"),
                           total=plan.target, done_before=done)

@@ -91,9 +91,7 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
         except DivergenceError as exc:
-            metric = ctx.study.metric
-            names = [metric] if isinstance(metric, str) else list(metric)
-            report({**{n: math.nan for n in names}, STEP: -1, KEY: key, FINAL: True,
+            report({**{n: math.nan for n in ctx.study.metrics}, STEP: -1, KEY: key, FINAL: True,
                     STATUS: "failed", REASON: str(exc)}, None)
             return
         if sent["step"] < 0 and trainer.history:
