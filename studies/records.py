@@ -17,15 +17,13 @@ CONFIG_COLUMNS = ("model", "length", "alpha", "dropout", "depth", "anneal", "kl"
 
 def trials_table(store: StudyStore, study_name: str) -> pa.Table:
     tables = []
-    for key in store.trial_keys():
-        state = store.trial(key)
-        if not state or not store.exists(f"trials/{key}/history.parquet"):
+    for key, record in store.trials().items():
+        if not store.exists(f"trials/{key}/history.parquet"):
             continue
         hist = store.read_table(f"trials/{key}/history.parquet")
         n = hist.num_rows
-        cols = {"study": [study_name] * n, "trial_key": [key] * n, "status": [state.get("status", "unknown")] * n}
-        params = state.get("params", {})
-        config = state.get("config", {})
+        cols = {"study": [study_name] * n, "trial_key": [key] * n, "status": [record.status.value] * n}
+        params, config = record.params, record.config
         for name in params:
             cols[f"param_{name}"] = [params[name]] * n
         for name in CONFIG_COLUMNS:

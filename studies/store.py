@@ -16,19 +16,120 @@ databases are copied to the root (`sync_up`) so another machine can resume from 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import uuid
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-FINAL_STATUSES = ("completed", "failed", "collapsed", "stopped")
+from .errors import StudyError
+
+
+class Status(str, Enum):
+    """A trial's status in trial.json. Every one but RUNNING is final."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"  # trained to its last step
+    FAILED = "failed"  # diverged, or crashed more often than --max-failures
+    COLLAPSED = "collapsed"  # stopped by the KL-collapse stopper
+    STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
+
+    @property
+    def final(self) -> bool:
+        return self is not Status.RUNNING
+
+
+class StudyStatus(str, Enum):
+    """How the study's latest launch stands, in study.json."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"  # the driver stopped before the study finished
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"  # the launch ended with trials that did not finish
+
+
+def _from_json(cls, data: Mapping[str, Any], what: str):
+    """A frozen record from its JSON object; a file that is not one is an error in one line."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if not isinstance(data, Mapping) or not required <= set(data):
+        raise StudyError(f"{what} is not a vaestudy record: it needs {', '.join(sorted(required))}")
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except ValueError as exc:  # a status that is none of the enum's
+        raise StudyError(f"{what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """trials/<key>/trial.json: one trial as the driver recorded it."""
+
+    params: Mapping[str, Any]  # its sweep point
+    config: Mapping[str, Any]  # its full TrainConfig
+    status: Status = Status.RUNNING
+    reason: str | None = None  # why it failed, collapsed or stopped
+    mlflow_run_id: str | None = None
+    started: float | None = None  # epoch seconds, first event
+    ended: float | None = None
+    final: Mapping[str, float] = field(default_factory=dict)  # its last report's metrics
+    last_step: int | None = None
+    report_overhead_s: float | None = None  # seconds its reports cost in the worker
+    trial_wall_s: float | None = None  # seconds the trial's own code ran
+
+    def __post_init__(self):
+        object.__setattr__(self, "status", Status(self.status))
+
+    @property
+    def finished(self) -> bool:
+        return self.status.final
+
+    @property
+    def wall_s(self) -> float | None:
+        if self.trial_wall_s is not None:
+            return self.trial_wall_s
+        return self.ended - self.started if self.ended and self.started else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "trial.json") -> "TrialRecord":
+        return _from_json(cls, data, what)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """study.json: what was run, where it is tracked, and how its latest launch stands."""
+
+    identity: Mapping[str, Any]  # study, preset, seed, trials, overrides: a resume must match it
+    study_ref: str  # the name or study file it was run with
+    parent_run_id: str
+    tracking_uri: str
+    optuna_storage: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # the RunOptions, overrides aside
+    attempts: int = 1
+    status: StudyStatus = StudyStatus.RUNNING
+    statuses: Mapping[str, int] = field(default_factory=dict)  # trial status -> count, at the end
+
+    def __post_init__(self):
+        object.__setattr__(self, "status", StudyStatus(self.status))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str = "study.json") -> "StudyRecord":
+        return _from_json(cls, data, what)
 
 
 def is_remote(uri: str) -> bool:
@@ -109,25 +210,34 @@ class StudyStore:
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel)))
         return sorted(i.base_name for i in infos)
 
-    # --- trials ------------------------------------------------------------------------------
+    # --- the study and its trials -------------------------------------------------------------
+    def study(self) -> StudyRecord | None:
+        """study.json, or None where there is none (not a study folder yet)."""
+        data = self.read_json("study.json")
+        return None if data is None else StudyRecord.from_json(data, self.uri_of("study.json"))
+
+    def save_study(self, record: StudyRecord) -> None:
+        self.write_json("study.json", record.to_json())
+
     def trial_keys(self) -> list[str]:
         return self.list_dir("trials")
 
-    def trial(self, key: str) -> dict:
-        return self.read_json(f"trials/{key}/trial.json", {})
+    def trial(self, key: str) -> TrialRecord | None:
+        """trials/<key>/trial.json, or None where the trial has no record (yet)."""
+        rel = f"trials/{key}/trial.json"
+        data = self.read_json(rel)
+        return None if data is None else TrialRecord.from_json(data, self.uri_of(rel))
 
-    def update_trial(self, key: str, **fields: Any) -> dict:
-        state = {**self.trial(key), **fields}
-        self.write_json(f"trials/{key}/trial.json", state)
-        return state
+    def save_trial(self, key: str, record: TrialRecord) -> TrialRecord:
+        self.write_json(f"trials/{key}/trial.json", record.to_json())
+        return record
 
-    def finished_trials(self) -> dict[str, dict]:
-        out = {}
-        for key in self.trial_keys():
-            state = self.trial(key)
-            if state.get("status") in FINAL_STATUSES:
-                out[key] = state
-        return out
+    def trials(self) -> dict[str, TrialRecord]:
+        """Every trial with a record, by key."""
+        return {key: rec for key in self.trial_keys() if (rec := self.trial(key)) is not None}
+
+    def finished_trials(self) -> dict[str, TrialRecord]:
+        return {key: rec for key, rec in self.trials().items() if rec.finished}
 
     # --- local databases of a remote study ----------------------------------------------------
     def sync_down(self, names: tuple[str, ...] = ("optuna.db", "mlflow.db")) -> None:

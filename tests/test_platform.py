@@ -31,6 +31,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from mlflow_server import free_port, running_mlflow_server
+from studies.spec import trial_key
 
 ROOT = Path(__file__).resolve().parents[1]
 VAESTUDY = [sys.executable, "-m", "cli.main"]
@@ -145,7 +146,7 @@ def runs_of(client, experiment: str):
 
 
 def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
-    from studies.spec import load_study, trial_key
+    from studies.spec import load_study
 
     client, folder = smoke["client"], smoke["folder"]
     assert smoke["summary"]["statuses"] == {"completed": 4}, smoke["summary"]
@@ -386,7 +387,7 @@ def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster
         assert rows, result
         pids = {r["pid"] for r in rows}
         assert len(pids) == 1 and pids <= set(node_of), (result, pids, node_of)
-        trial_nodes[rows[0]["trial_key"]] = node_of[pids.pop()]
+        trial_nodes[trial_key(rows[0]["config"])] = node_of[pids.pop()]
     assert len(trial_nodes) == 4
     assert set(trial_nodes.values()) == {head, worker}, trial_nodes
 

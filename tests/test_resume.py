@@ -102,10 +102,10 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     # Ray's second attempt ran only the unfinished trials; interrupted ones continued from a checkpoint.
     attempt2 = [json.loads(line) for f in (folder / "ray" / "attempt-2").glob("*/result.json")
                 for line in f.read_text().splitlines() if line.strip()]
-    keys2 = {r["trial_key"] for r in attempt2}
+    keys2 = {trial_key(r["config"]) for r in attempt2}
     assert keys2 == set(after) - set(completed_before), keys2
     for k in interrupted:
-        first = min(r["step"] for r in attempt2 if r["trial_key"] == k)
+        first = min(r["step"] for r in attempt2 if trial_key(r["config"]) == k)
         assert first > every, f"trial {k} restarted from scratch (first step {first})"
 
     # MLflow: the same parent, one child per grid point, nothing RUNNING, no duplicated steps.

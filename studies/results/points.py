@@ -15,9 +15,10 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..errors import StudyError
+from ..store import Status
 
 VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
-USABLE = ("completed", "collapsed")
+USABLE = (Status.COMPLETED.value, Status.COLLAPSED.value)  # trials whose metrics count
 # Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
 # training-only ones), and what a check may derive from them.
 MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "mi_pool",

@@ -44,30 +44,23 @@ class StudyResults:
 def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     """The trials of a study folder, from its trial store (the source of truth)."""
     store = StudyStore(folder)
-    state = store.read_json("study.json")
-    if not state or "identity" not in state:
+    record = store.study()
+    if record is None:
         raise StudyError(f"{folder} is not a study folder (no study.json); `vaestudy run STUDY` makes one, "
                          "or give an MLflow experiment name with --tracking-uri")
-    identity = state["identity"]
-    study = _definition(state.get("study_ref"), identity["study"])
+    identity = record.identity
+    study = _definition(record.study_ref, identity["study"])
     store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
     summary = []
-    for key in store.trial_keys():
-        trial = store.trial(key)
-        if not trial:
-            continue
+    for key, trial in store.trials().items():
         path = f"trials/{key}/history.parquet"
         history = store.read_table(path).to_pylist() if store.exists(path) else []
-        wall = trial.get("trial_wall_s")
-        if wall is None and trial.get("ended") and trial.get("started"):
-            wall = trial["ended"] - trial["started"]
-        summary.append(summary_row(key, trial.get("params", {}), trial.get("config", {}),
-                                   trial.get("status", "unknown"), trial.get("reason"), history, wall,
-                                   trial.get("mlflow_run_id")))
+        summary.append(summary_row(key, trial.params, trial.config, trial.status.value, trial.reason, history,
+                                   trial.wall_s, trial.mlflow_run_id))
     preset = identity["preset"]
     return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
-                        trials_table(store, study.name), state.get("parent_run_id"),
-                        tracking_uri or state.get("tracking_uri"), store.uri, _seeds(study, identity))
+                        trials_table(store, study.name), record.parent_run_id,
+                        tracking_uri or record.tracking_uri, store.uri, _seeds(study, identity))
 
 
 def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:

@@ -56,18 +56,18 @@ def measure_overhead(study_name: str = "alpha-sweep", preset: str = "smoke", con
         run_study(study_name, RunOptions(**{**opts.__dict__, "storage": str(folder)}), echo=echo)
         platform, wall2 = time.perf_counter() - t1, time.time()
         trials = list(StudyStore(folder).finished_trials().values())
-        report_s = sum(t.get("report_overhead_s") or 0 for t in trials)
-        trial_wall = sum(t.get("trial_wall_s") or 0 for t in trials)
+        report_s = sum(t.report_overhead_s or 0 for t in trials)
+        trial_wall = sum(t.trial_wall_s or 0 for t in trials)
         ray_adapter.shutdown()
     # Driver-observed trial time (start callback to end callback) less the time the trial's
     # own code ran: scheduling, actor hand-off, result and checkpoint plumbing.
-    per_trial = [t["ended"] - t["started"] - t["trial_wall_s"] for t in trials if t.get("trial_wall_s")]
+    per_trial = [t.ended - t.started - t.trial_wall_s for t in trials if t.trial_wall_s and t.ended and t.started]
     return {
         "study": study_name, "preset": preset, "trials": len(configs), "concurrency": concurrency,
         "bare_wall_s": bare, "platform_wall_s": platform, "ratio_platform_over_bare": platform / bare,
         "ray_start_s": ray_start,
-        "setup_s": min(t["started"] for t in trials) - wall1,
-        "teardown_s": wall2 - max(t["ended"] for t in trials),
+        "setup_s": min(t.started for t in trials) - wall1,
+        "teardown_s": wall2 - max(t.ended for t in trials),
         "per_trial_overhead_s": sum(per_trial) / len(per_trial) if per_trial else None,
         "mean_fit_s": sum(fit_times) / len(fit_times),
         "report_share_of_trial": report_s / trial_wall if trial_wall else None,

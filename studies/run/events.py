@@ -4,6 +4,7 @@ after a restart, runs a dead driver left open are settled and their lost reports
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from pathlib import Path
@@ -11,10 +12,8 @@ from pathlib import Path
 from textvae_core import __version__
 
 from ..spec import Study, trial_key, trial_name
-from ..store import StudyStore
-from .trial import FINAL, OVERHEAD, SAMPLES, STEP, TRIAL_WALL, TrialContext
-
-METRIC_PREFIXES = ("train/", "valid/")
+from ..store import Status, StudyStore, TrialRecord
+from .trial import TrialContext, TrialReport
 
 
 def git_commit() -> str | None:
@@ -33,6 +32,9 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
     runs: dict[str, str] = {}
     commit = git_commit()
 
+    def update(key: str, **fields) -> None:
+        store.save_trial(key, dataclasses.replace(store.trial(key), **fields))
+
     def run_of(params: dict) -> tuple[str, str]:
         key = trial_key(params)
         if key not in runs:
@@ -43,8 +45,10 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                     "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
             runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
                 f"sweep.{k}": v for k, v in params.items()}}, tags)
-            store.update_trial(key, params=params, config=config.to_dict(), status="running",
-                               mlflow_run_id=runs[key], started=time.time())
+            known = store.trial(key) or TrialRecord(params, config.to_dict())
+            store.save_trial(key, dataclasses.replace(known, params=params, config=config.to_dict(),
+                                                      status=Status.RUNNING, mlflow_run_id=runs[key],
+                                                      started=time.time()))
             _backfill(store, tracker, key, runs[key])
         return key, runs[key]
 
@@ -52,41 +56,37 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         run_of(params)
         store.sync_up()  # a remote study's databases stay current enough to resume elsewhere
 
-    def on_result(params: dict, result: dict) -> None:
+    def on_result(params: dict, rep: TrialReport) -> None:
         key, run_id = run_of(params)
-        if result.get(STEP, -1) >= 0:
-            metrics = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES) or k == "lr"}
-            tracker.log_metrics(run_id, int(result[STEP]), metrics)
-        if result.get(FINAL):
-            if result.get(SAMPLES):
-                tracker.log_text(run_id, result[SAMPLES], "samples.txt")
-            if result.get("config_json"):
-                tracker.log_text(run_id, result["config_json"], "config.json")
-            final = {k: v for k, v in result.items() if k.startswith(METRIC_PREFIXES)}
-            store.update_trial(key, final=final, last_step=result.get(STEP), report_overhead_s=result.get(OVERHEAD),
-                               trial_wall_s=result.get(TRIAL_WALL))
+        if rep.step >= 0:
+            tracker.log_metrics(run_id, rep.step, rep.metrics)
+        if rep.final:
+            if rep.samples:
+                tracker.log_text(run_id, rep.samples, "samples.txt")
+            if rep.config_json:
+                tracker.log_text(run_id, rep.config_json, "config.json")
+            final = {k: v for k, v in rep.metrics.items() if k != "lr"}
+            update(key, final=final, last_step=rep.step, report_overhead_s=rep.overhead_s, trial_wall_s=rep.wall_s)
 
-    def on_end(params: dict, status: str, reason: str | None) -> None:
+    def on_end(params: dict, status: Status, reason: str | None) -> None:
         key, run_id = run_of(params)
-        tracker.set_tags(run_id, {"vaestudy.status": status})
-        tracker.finish(run_id, "FAILED" if status == "failed" else "FINISHED", reason)
-        store.update_trial(key, status=status, reason=reason, ended=time.time())
+        tracker.close_trial(run_id, status, reason)
+        update(key, status=status, reason=reason, ended=time.time())
         store.sync_up()
 
     return TrialEvents(on_start, on_result, on_end)
 
 
-def settle_finished_runs(store: StudyStore, tracker, done: dict[str, dict]) -> None:
+def settle_finished_runs(store: StudyStore, tracker, done: dict[str, TrialRecord]) -> None:
     """A driver killed between recording a trial as finished and closing (or syncing) its
     MLflow run leaves the run open: close it as the trial store says, with every report."""
-    for key, state in done.items():
-        run_id = state.get("mlflow_run_id")
+    for key, record in done.items():
+        run_id = record.mlflow_run_id
         run = tracker.get_run(run_id) if run_id else None
         if run is None or run.info.status in ("FINISHED", "FAILED"):
             continue
         _backfill(store, tracker, key, run_id)
-        tracker.set_tags(run_id, {"vaestudy.status": state["status"]})
-        tracker.finish(run_id, "FAILED" if state["status"] == "failed" else "FINISHED", state.get("reason"))
+        tracker.close_trial(run_id, record.status, record.reason)
 
 
 def _backfill(store: StudyStore, tracker, key: str, run_id: str) -> None:

@@ -24,7 +24,32 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StudyError
-from .trial import FINAL, REASON, STATUS, STEP, TrialContext, run_trial
+from ..store import Status
+from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
+
+# Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
+# progress line read the metric by name, the stopper "train/kl_weight"), the rest under these.
+STEP = "step"
+_FIELDS = {"final": "vaestudy/final", "diverged": "vaestudy/diverged", "replayed": "vaestudy/replayed",
+           "samples": "vaestudy/samples", "config_json": "vaestudy/config_json",
+           "overhead_s": "overhead/report_s", "wall_s": "overhead/trial_wall_s"}
+
+
+def to_result(report: TrialReport) -> dict:
+    """A TrialReport as the flat dict `tune.report` takes."""
+    extra = {flat: getattr(report, name) for name, flat in _FIELDS.items() if getattr(report, name) is not None}
+    if report.replayed is not None:
+        extra[_FIELDS["replayed"]] = report.replayed.value
+    return {**report.metrics, STEP: report.step, **extra}
+
+
+def from_result(result: dict) -> TrialReport:
+    """The TrialReport that `to_result` flattened (Tune's own keys dropped)."""
+    metrics = {k: v for k, v in result.items() if is_metric(k)}
+    values = {name: result[flat] for name, flat in _FIELDS.items() if flat in result}
+    if "replayed" in values:
+        values["replayed"] = Status(values["replayed"])
+    return TrialReport(int(result.get(STEP, -1)), metrics, **values)
 
 LOCAL_ENV = {
     # With this, Ray takes the loopback address as the node IP, and its GCS, raylet,
@@ -164,11 +189,11 @@ def trainable(params: dict, ctx: TrialContext) -> None:
             shutil.copy(Path(d) / "checkpoint.pt", work / "checkpoint.pt")
         restored = work / "checkpoint.pt"
 
-    def report(result: dict, ckpt_dir: Path | None) -> None:
+    def report(rep: TrialReport, ckpt_dir: Path | None) -> None:
         if ckpt_dir is not None:
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+            tune.report(to_result(rep), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
         else:
-            tune.report(result)
+            tune.report(to_result(rep))
 
     try:
         run_trial(params, ctx, report, restored)
@@ -191,7 +216,7 @@ def make_collapse_stopper(threshold: float, patience: int):
             self.collapsed: dict[str, str] = {}
 
         def __call__(self, trial_id: str, result: dict) -> bool:
-            if result.get("train/kl_weight", 0.0) < 1.0 or result.get(FINAL):
+            if result.get("train/kl_weight", 0.0) < 1.0 or result.get(_FIELDS["final"]):
                 return False
             kl = result.get("valid/kl_bpc", math.inf)
             self.low[trial_id] = self.low.get(trial_id, 0) + 1 if kl < threshold else 0
@@ -215,8 +240,8 @@ class TrialEvents:
     """What the driver does when trials start, report and end (tracking, trial store)."""
 
     on_start: Callable[[dict], None]  # params
-    on_result: Callable[[dict, dict], None]  # params, result
-    on_end: Callable[[dict, str, str | None], None]  # params, status, reason
+    on_result: Callable[[dict, TrialReport], None]  # params, report
+    on_end: Callable[[dict, Status, str | None], None]  # params, status, reason
 
 
 def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None], total: int,
@@ -227,29 +252,21 @@ def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None]
         """Forwards trial events to the study (one MLflow run per trial key, trial store)."""
 
         def __init__(self):
-            self.last: dict[str, dict] = {}
+            self.last: dict[str, TrialReport] = {}
 
         def on_trial_start(self, iteration, trials, trial, **info):
             events.on_start(dict(trial.config))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.last[trial.trial_id] = result
-            events.on_result(dict(trial.config), result)
+            self.last[trial.trial_id] = rep = from_result(result)
+            events.on_result(dict(trial.config), rep)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            last = self.last.get(trial.trial_id, {})
-            if trial.trial_id in stopper.collapsed:
-                status, reason = "collapsed", stopper.collapsed[trial.trial_id]
-            elif last.get(STATUS) == "failed":
-                status, reason = "failed", last.get(REASON)
-            elif last.get(FINAL):
-                status, reason = "completed", None
-            else:
-                status, reason = "stopped", "stopped early by the scheduler (ASHA)"
-            events.on_end(dict(trial.config), status, reason)
+            events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id),
+                                                       collapsed=stopper.collapsed.get(trial.trial_id)))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            events.on_end(dict(trial.config), "failed", _error_line(trial))
+            events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id), error=_error_line(trial)))
 
     class Progress(tune.Callback):
         """One line every `interval` seconds: done / running / pending, best, time left."""

@@ -27,7 +27,7 @@ from .. import DEFAULT_ROOT
 from ..errors import StudyError
 from ..records import trials_table
 from ..spec import Study, load_study, trial_key, validate_study
-from ..store import FINAL_STATUSES, StudyStore, is_remote
+from ..store import Status, StudyRecord, StudyStatus, StudyStore, is_remote
 from .events import git_commit, settle_finished_runs, trial_events
 from .trial import TrialContext
 
@@ -135,7 +135,7 @@ class StudyPlan:
     store: StudyStore
     tracking_uri: str
     identity: Mapping[str, Any]
-    state: Mapping[str, Any]  # study.json as found ({} for a new study)
+    record: StudyRecord | None  # study.json as found (None for a new study)
 
     @property
     def grid(self) -> dict[str, tuple] | None:
@@ -180,12 +180,11 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
         check_address(opts.address)
     identity = {"study": study.name, "preset": opts.preset, "seed": opts.seed, "trials": target,
                 "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in opts.overrides.items()}}
-    existing = store.read_json("study.json")
-    if existing and existing.get("identity") != identity:
-        raise StudyError(f"{store.uri} holds a different run ({json.dumps(existing.get('identity'))}); "
+    existing = store.study()
+    if existing is not None and existing.identity != identity:
+        raise StudyError(f"{store.uri} holds a different run ({json.dumps(existing.identity)}); "
                          "use another --storage folder, or the same options to resume it")
-    return StudyPlan(study, study_ref, opts, points, target, ctx, corpora, store, tracking_uri, identity,
-                     existing or {})
+    return StudyPlan(study, study_ref, opts, points, target, ctx, corpora, store, tracking_uri, identity, existing)
 
 
 def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = print) -> StudyOutcome:
@@ -217,8 +216,8 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
             tracker.flush()
             tracker.finish_open_children(parent, "KILLED")
             tracker.finish(parent, "KILLED", "the driver stopped before the study finished; `vaestudy resume` continues it")
-            if plan.store.exists("study.json"):
-                plan.store.write_json("study.json", {**plan.store.read_json("study.json"), "status": "interrupted"})
+            if (record := plan.store.study()) is not None:
+                plan.store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
         raise
     finally:
         plan.store.sync_up()
@@ -244,7 +243,7 @@ def open_tracking(plan: StudyPlan):
         (store.uri_of("mlartifacts") if store.remote else (store.local_dir / "mlartifacts").as_uri())
     tracker = StudyTracker(plan.tracking_uri, experiment=study.name, artifact_location=artifacts)
     parent = tracker.start_parent(
-        plan.state.get("parent_run_id"), name=f"{study.name} [{opts.preset}]",
+        plan.record.parent_run_id if plan.record else None, name=f"{study.name} [{opts.preset}]",
         params={"study": study.name, "preset": opts.preset, "seed": opts.seed, "trials": plan.target,
                 **{f"set.{k}": v for k, v in opts.overrides.items()}},
         tags={"vaestudy.study": study.name, "vaestudy.preset": opts.preset, "vaestudy.reproduces": study.reproduces,
@@ -255,13 +254,14 @@ def open_tracking(plan: StudyPlan):
 
 def open_optuna(plan: StudyPlan, parent: str):
     """The Optuna study in its database, and study.json saying this launch is running."""
-    opts, store, state = plan.opts, plan.store, plan.state
-    optuna_url = opts.optuna_storage or state.get("optuna_storage") or f"sqlite:///{store.local_dir / 'optuna.db'}"
-    attempt = state.get("attempts", 0) + 1
-    store.write_json("study.json", {**state, "identity": plan.identity, "parent_run_id": parent,
-                                    "tracking_uri": plan.tracking_uri, "optuna_storage": optuna_url,
-                                    "attempts": attempt, "status": "running", "study_ref": plan.study_ref,
-                                    "options": {k: v for k, v in asdict(opts).items() if k != "overrides"}})
+    opts, store, before = plan.opts, plan.store, plan.record
+    optuna_url = opts.optuna_storage or (before.optuna_storage if before else None) \
+        or f"sqlite:///{store.local_dir / 'optuna.db'}"
+    attempt = (before.attempts if before else 0) + 1
+    store.save_study(StudyRecord(
+        identity=plan.identity, study_ref=plan.study_ref, parent_run_id=parent, tracking_uri=plan.tracking_uri,
+        optuna_storage=optuna_url, options={k: v for k, v in asdict(opts).items() if k != "overrides"},
+        attempts=attempt, status=StudyStatus.RUNNING))
     ostorage = search.rdb_storage(optuna_url)
     return search.open_study(ostorage, plan.study.name, plan.study), ostorage, attempt
 
@@ -318,11 +318,11 @@ def finish(plan: StudyPlan, tracker, parent: str, ostudy, wall_s: float, echo: C
     statuses = _finish(store, tracker, parent)
     table = trials_table(store, study.name)
     store.write_table("trials.parquet", table)
-    complete = sum(statuses.get(s, 0) for s in FINAL_STATUSES) >= target
+    complete = sum(n for s, n in statuses.items() if Status(s).final) >= target
     tracker.finish(parent, "FINISHED" if complete else "KILLED",
                    None if complete else f"{target - sum(statuses.values())} trial(s) did not finish")
-    store.write_json("study.json", {**store.read_json("study.json"), "status": "completed" if complete else "incomplete",
-                                    "statuses": statuses})
+    store.save_study(dataclasses.replace(store.study(), statuses=statuses,
+                                         status=StudyStatus.COMPLETED if complete else StudyStatus.INCOMPLETE))
     echo(f"[{study.name}] done: " + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
          + f" | {store.uri_of('trials.parquet')} ({table.num_rows} rows)")
     return StudyOutcome(store.uri, parent, plan.tracking_uri, statuses, store.uri_of("trials.parquet"), wall_s)
@@ -333,22 +333,20 @@ def _finish(store: StudyStore, tracker, parent: str) -> dict[str, int]:
     tracker.flush()
     tracker.finish_open_children(parent, "KILLED")
     statuses: dict[str, int] = {}
-    for key in store.trial_keys():
-        s = store.trial(key).get("status", "unknown")
-        statuses[s] = statuses.get(s, 0) + 1
+    for record in store.trials().values():
+        statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
     return statuses
 
 
 def resume_options(folder: str) -> tuple[str, RunOptions]:
     """The study reference and options saved in a study folder, for `vaestudy resume`."""
     store = StudyStore(folder)
-    state = store.read_json("study.json")
-    if not state:
+    record = store.study()
+    if record is None:
         raise StudyError(f"{folder} is not a study folder (no study.json); `vaestudy run STUDY` starts one")
-    saved = dict(state.get("options", {}))
-    identity = state["identity"]
-    saved.update(preset=identity["preset"], seed=identity["seed"], storage=store.uri,
-                 overrides=identity["overrides"])
+    identity = record.identity
+    saved = {**record.options, "preset": identity["preset"], "seed": identity["seed"], "storage": store.uri,
+             "overrides": identity["overrides"]}
     fields = set(RunOptions.__dataclass_fields__)
     opts = RunOptions(**{k: v for k, v in saved.items() if k in fields})
-    return state.get("study_ref", identity["study"]), opts
+    return record.study_ref, opts

@@ -90,7 +90,7 @@ def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
     unfinished = {}
     for t in ostudy.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         key = key_of(t.params)
-        values = [done.get(key, {}).get("final", {}).get(n) for n in names]
+        values = [done[key].final.get(n) if key in done else None for n in names]
         if key in done and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             ostudy.tell(t.number, values if len(values) > 1 else values[0])
         else:
@@ -104,7 +104,7 @@ def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_
               points: list[dict] | None, target: int) -> Plan:
     """Close a dead driver's RUNNING and WAITING trials and enqueue what is left to run.
 
-    done: trial key -> trial-store state of finished trials (with `final` metric values).
+    done: trial key -> TrialRecord of the finished trials (with their `final` metric values).
     points: every grid point (None for search studies); target: trials wanted in all.
 
     On a fresh study nothing is enqueued and the sampler hands out every point. Once a

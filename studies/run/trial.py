@@ -23,11 +23,46 @@ from textvae_core import DivergenceError, Trainer, fit, history_table
 from textvae_core.sampling import reconstruct, sample_prior
 
 from ..spec import Study, trial_key
-from ..store import FINAL_STATUSES, StudyStore
+from ..store import Status, StudyStore
 
-# Report fields that are not metrics.
-STEP, KEY, STATUS, REASON, FINAL, SAMPLES = "step", "trial_key", "status", "reason", "final", "samples"
-OVERHEAD, TRIAL_WALL = "overhead/report_s", "overhead/trial_wall_s"  # cumulative seconds in this process
+
+METRIC_PREFIXES = ("train/", "valid/")
+
+
+def is_metric(name: str) -> bool:
+    return name.startswith(METRIC_PREFIXES) or name == "lr"
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """What a trial tells the driver at each evaluation (the Ray adapter carries it)."""
+
+    step: int  # -1: training never reached a report (it diverged first)
+    metrics: Mapping[str, float]  # "train/..." and "valid/..." values, and "lr"
+    final: bool = False  # its last report: the trial is over
+    diverged: str | None = None  # why training stopped on a non-finite loss
+    replayed: Status | None = None  # a finished trial handed out again: the status it has
+    samples: str | None = None  # (final only) decoded samples and reconstructions
+    config_json: str | None = None  # (final only) the TrainConfig as trained
+    overhead_s: float = 0.0  # cumulative seconds spent saving and reporting, in this process
+    wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
+
+
+def outcome(last: TrialReport | None, collapsed: str | None = None,
+            error: str | None = None) -> tuple[Status, str | None]:
+    """The one place a trial's status is decided, from what the driver saw of it: its last
+    report, the collapse stopper's reason and the error of a crash it did not survive."""
+    if error is not None:
+        return Status.FAILED, error
+    if collapsed is not None:
+        return Status.COLLAPSED, collapsed
+    if last is not None and last.replayed is not None:
+        return last.replayed, "already finished"
+    if last is not None and last.diverged is not None:
+        return Status.FAILED, last.diverged
+    if last is not None and last.final:
+        return Status.COMPLETED, None
+    return Status.STOPPED, "stopped early by the scheduler (ASHA)"
 
 
 @dataclass(frozen=True)
@@ -48,7 +83,7 @@ class TrialContext:
         return self.study.trial_config(self.preset, params, extra)
 
 
-Report = Callable[[dict, Path | None], None]  # (result, checkpoint folder or None)
+Report = Callable[[TrialReport, Path | None], None]  # (report, checkpoint folder or None)
 
 
 def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
@@ -57,11 +92,11 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
     key = trial_key(params)
     config = ctx.config(params)
     store = StudyStore(ctx.storage)
-    state = store.trial(key)
-    if state.get("status") in FINAL_STATUSES and state.get("final"):
+    record = store.trial(key)
+    if record is not None and record.finished and record.final:
         # Handed out again (a searcher replaying a finished point): report what it measured.
-        report({**state["final"], STEP: state.get("last_step", -1), KEY: key, FINAL: True,
-                STATUS: state["status"], REASON: "already finished"}, None)
+        report(TrialReport(record.last_step if record.last_step is not None else -1, record.final, final=True,
+                           replayed=record.status), None)
         return
     work = Path(tempfile.mkdtemp(prefix=f"vaestudy-{key}-"))
     try:
@@ -78,12 +113,10 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             trainer.save(ckpt_dir / "checkpoint.pt")
             store.upload(ckpt_dir / "checkpoint.pt", f"trials/{key}/checkpoint.pt")
             store.write_table(f"trials/{key}/history.parquet", history_table(trainer.history))
-            result = {**rep.metrics, STEP: rep.step, KEY: key, FINAL: rep.final, STATUS: "running"}
-            if rep.final:
-                result.update(final_extras(trainer), **{STATUS: "completed"})
-            result[OVERHEAD] = overhead[0] + (time.perf_counter() - t0)
-            result[TRIAL_WALL] = time.perf_counter() - started
-            report(result, ckpt_dir)
+            extras = final_extras(trainer) if rep.final else {}
+            report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras,
+                               overhead_s=overhead[0] + (time.perf_counter() - t0),
+                               wall_s=time.perf_counter() - started), ckpt_dir)
             sent["step"] = rep.step
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             overhead[0] += time.perf_counter() - t0
@@ -91,15 +124,15 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
         except DivergenceError as exc:
-            report({**{n: math.nan for n in ctx.study.metrics}, STEP: -1, KEY: key, FINAL: True,
-                    STATUS: "failed", REASON: str(exc)}, None)
+            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, diverged=str(exc),
+                               wall_s=time.perf_counter() - started), None)
             return
         if sent["step"] < 0 and trainer.history:
             # Resumed at its last step (the driver died after the final checkpoint): the
             # last report is re-sent so the study records the trial as complete.
             rep = trainer.history[-1]
-            report({**rep.metrics, STEP: rep.step, KEY: key, FINAL: True, STATUS: "completed",
-                    **final_extras(trainer)}, None)
+            report(TrialReport(rep.step, rep.metrics, final=True, **final_extras(trainer),
+                               wall_s=time.perf_counter() - started), None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -116,4 +149,4 @@ def final_extras(trainer: Trainer) -> dict[str, str]:
     lines = ["# samples from the prior (greedy)"] + [show(s) for s in prior]
     lines += ["", "# reconstructions of validation fragments (input -> output)"]
     lines += [f"{show(a)}  ->  {show(b)}" for a, b in zip(originals, recon)]
-    return {SAMPLES: "\n".join(lines) + "\n", "config_json": json.dumps(cfg.to_dict(), indent=1)}
+    return {"samples": "\n".join(lines) + "\n", "config_json": json.dumps(cfg.to_dict(), indent=1)}

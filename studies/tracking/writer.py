@@ -10,8 +10,9 @@ from mlflow.entities import Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .uris import (MAX_METRICS_PER_BATCH, MAX_PARAMS_OR_TAGS_PER_BATCH, PARENT_TAG, STATUS_REASON_TAG, TERMINAL_STATUSES,
-                   TRIAL_KEY_TAG, TrackingError, without_secrets)
+from ..store import Status
+from .uris import (MAX_METRICS_PER_BATCH, MAX_PARAMS_OR_TAGS_PER_BATCH, PARENT_TAG, STATUS_REASON_TAG, STATUS_TAG,
+                   TERMINAL_STATUSES, TRIAL_KEY_TAG, TrackingError, without_secrets)
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -110,6 +111,12 @@ class StudyTracker:
             self.client.set_tag(run_id, STATUS_REASON_TAG, reason)
         self.client.set_terminated(run_id, status)
         self._ended[run_id] = status
+
+    def close_trial(self, run_id: str, status: Status, reason: str | None = None) -> None:
+        """A trial's run, closed as the trial store says: its status as a tag, and the run
+        FAILED for a failed trial, FINISHED for every other final status."""
+        self.set_tags(run_id, {STATUS_TAG: status.value})
+        self.finish(run_id, "FAILED" if status is Status.FAILED else "FINISHED", reason)
 
     def finish_open_children(self, parent_id: str, status: str = "KILLED") -> int:
         """Terminate every child of `parent_id` still RUNNING (the safety net at study end)."""

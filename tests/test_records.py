@@ -1,0 +1,74 @@
+"""The study folder's typed records, the trial's report to the driver, and the one place a
+trial's status is decided."""
+
+import json
+import math
+
+import pytest
+
+from studies.errors import StudyError
+from studies.run.ray_adapter import from_result, to_result
+from studies.run.trial import TrialReport, outcome
+from studies.store import Status, StudyRecord, StudyStatus, StudyStore, TrialRecord
+
+
+def test_trial_record_round_trips_through_its_file(tmp_path):
+    store = StudyStore(tmp_path)
+    record = TrialRecord({"alpha": 0.2}, {"model": "hybrid-lstm", "steps": 30}, status=Status.COLLAPSED,
+                         reason="KL collapsed", mlflow_run_id="r1", started=10.0, ended=25.5,
+                         final={"valid/kl_bpc": 0.001}, last_step=30, trial_wall_s=14.0)
+    store.save_trial("k1", record)
+    on_disk = json.loads((tmp_path / "trials" / "k1" / "trial.json").read_text())
+    assert on_disk["status"] == "collapsed"
+    back = store.trial("k1")
+    assert back == record and back.status is Status.COLLAPSED and back.finished
+    assert store.trial("absent") is None
+    assert store.finished_trials() == {"k1": record}
+
+
+def test_trial_wall_time_falls_back_to_the_driver_clock():
+    assert TrialRecord({}, {}, started=10.0, ended=25.5).wall_s == 15.5
+    assert TrialRecord({}, {}, started=10.0, ended=25.5, trial_wall_s=3.0).wall_s == 3.0
+    assert TrialRecord({}, {}).wall_s is None and not TrialRecord({}, {}).finished
+
+
+def test_study_record_round_trips_and_a_broken_file_is_one_line(tmp_path):
+    store = StudyStore(tmp_path)
+    assert store.study() is None
+    record = StudyRecord({"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}},
+                         "dropout", "parent", "sqlite:///x.db", "sqlite:///o.db", {"max_failures": 2}, attempts=2)
+    store.save_study(record)
+    assert store.study() == record and store.study().status is StudyStatus.RUNNING
+    (tmp_path / "study.json").write_text('{"identity": {}}')
+    with pytest.raises(StudyError, match="study.json is not a vaestudy record: it needs"):
+        store.study()
+    (tmp_path / "trials" / "k2").mkdir(parents=True)
+    (tmp_path / "trials" / "k2" / "trial.json").write_text('{"status": "nonsense", "params": {}, "config": {}}')
+    with pytest.raises(StudyError, match="'nonsense' is not a valid Status"):
+        store.trial("k2")
+
+
+def test_the_status_is_decided_from_what_the_driver_saw():
+    final = TrialReport(100, {"valid/kl_bpc": 0.3}, final=True)
+    midway = TrialReport(50, {"valid/kl_bpc": 0.3})
+    assert outcome(final) == (Status.COMPLETED, None)
+    assert outcome(midway) == (Status.STOPPED, "stopped early by the scheduler (ASHA)")
+    assert outcome(None)[0] is Status.STOPPED
+    assert outcome(midway, collapsed="KL collapsed") == (Status.COLLAPSED, "KL collapsed")
+    assert outcome(final, error="boom") == (Status.FAILED, "boom")
+    assert outcome(TrialReport(-1, {}, final=True, diverged="loss is nan")) == (Status.FAILED, "loss is nan")
+    assert outcome(TrialReport(100, {}, final=True, replayed=Status.COLLAPSED)) == (Status.COLLAPSED,
+                                                                                    "already finished")
+
+
+def test_a_report_survives_tunes_flat_result():
+    rep = TrialReport(250, {"valid/kl_bpc": 0.12, "train/kl_weight": 1.0, "lr": 1e-3}, final=True,
+                      replayed=Status.COMPLETED, samples="a -> a\n", overhead_s=0.5, wall_s=12.0)
+    flat = to_result(rep)
+    assert flat["step"] == 250 and flat["valid/kl_bpc"] == 0.12 and all(not isinstance(v, dict) for v in flat.values())
+    # Tune adds its own keys; they do not come back as metrics.
+    back = from_result({**flat, "training_iteration": 3, "time_total_s": 4.0, "config": {"alpha": 0.2},
+                        "trial_id": "abc"})
+    assert back == rep
+    diverged = from_result(to_result(TrialReport(-1, {"valid/total_bpc": math.nan}, final=True, diverged="nan")))
+    assert diverged.step == -1 and diverged.diverged == "nan" and diverged.replayed is None
