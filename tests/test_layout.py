@@ -2,6 +2,7 @@
 ray import in the Ray adapter, the wings pointing one way, and no source file over 400 lines."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,13 @@ def test_the_results_wing_does_not_import_the_driver_and_studies_never_import_th
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_source_file_is_over_400_lines(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def test_study_and_trial_files_are_read_and_written_only_through_their_records():
+    raw = re.compile(r"(read|write)_json\([^)]*(study|trial)\.json")
+    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in SOURCES if p.name != "store.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line)]
+    assert not offenders, offenders
 
 
 def test_importing_the_platform_changes_no_environment_and_no_logger():

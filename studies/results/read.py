@@ -17,7 +17,7 @@ from textvae_core.train import METRIC_NAMES, SPLITS  # the columns of a trial's 
 
 from .. import tracking
 from ..errors import StudyError
-from ..records import CONFIG_COLUMNS, trials_table
+from ..trials_table import CONFIG_COLUMNS, trials_table
 from ..spec import Study, load_study, trial_name
 from ..store import StudyStore
 from .points import MEASURES

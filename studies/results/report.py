@@ -2,7 +2,7 @@
 
 From a study folder (or, with a tracking URI, an MLflow experiment) it writes
 
-    trials.parquet    one row per trial per report per split (`studies.records`)
+    trials.parquet    one row per trial per report per split (`studies.trials_table`)
     summary.parquet   one row per trial: hyperparameters, status, final valid metrics
                       (total, rec, KL and aux bits/char, active units, mutual information,
                       the pool MI, unigram entropy, importance-weighted bound), steps, wall

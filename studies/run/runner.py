@@ -25,7 +25,7 @@ from textvae_core import __version__, load_corpus
 from . import search
 from .. import DEFAULT_ROOT
 from ..errors import StudyError
-from ..records import trials_table
+from ..trials_table import trials_table
 from ..spec import Study, load_study, trial_key, validate_study
 from ..store import Status, StudyRecord, StudyStatus, StudyStore, is_remote
 from .events import git_commit, settle_finished_runs, trial_events
