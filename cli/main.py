@@ -225,8 +225,22 @@ def _run_options(f):
                      help="Valid KL (bits/char) below which a trial counts as collapsed after annealing."),
         click.option("--collapse-patience", type=int, default=3, show_default=True,
                      help="Reports below the threshold before a collapsed trial is stopped."),
+        *_finish_options,
     ]
     for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+_finish_options = [
+    click.option("--report/--no-report", "write_report", default=True, show_default=True,
+                 help="Write the report (claims, figure, tables) into the folder and the parent run at the end."),
+    click.option("--json", "as_json", is_flag=True, help="Print the machine summary (one JSON object) at the end."),
+]
+
+
+def _finish_flags(f):
+    for opt in reversed(_finish_options):
         f = opt(f)
     return f
 
@@ -235,14 +249,50 @@ def _echo_err(line: str) -> None:
     click.echo(line, err=True)
 
 
+def _conclude(name: str, outcome, write_report: bool, as_json: bool) -> None:
+    """After a run: the report (unless --no-report), then the summary, for a person or as JSON."""
+    verdicts, report_md = [], None
+    if write_report:
+        from studies.results.report import write_report as write
+        from studies.store import StudyStore
+
+        written = write(outcome.folder)
+        report_md = written["report.md"]
+        verdicts = StudyStore(outcome.folder).read_json("claims.json")["claims"]
+    if as_json:
+        click.echo(json.dumps({"folder": outcome.folder, "parent_run_id": outcome.parent_run_id,
+                               "tracking_uri": outcome.tracking_uri, "statuses": outcome.statuses,
+                               "trials_parquet": outcome.trials_parquet, "wall_time_s": round(outcome.wall_time_s, 1),
+                               "report": report_md, "claims": {c["id"]: c["verdict"] for c in verdicts}}))
+        return
+    minutes, seconds = divmod(int(outcome.wall_time_s), 60)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "no trials"
+    click.echo(f"[{name}] finished in {f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'}: {counts}")
+    click.echo(f"  folder   {outcome.folder}")
+    if report_md:
+        tally = {}
+        for c in verdicts:
+            tally[c["verdict"]] = tally.get(c["verdict"], 0) + 1
+        said = ", ".join(f"{n} {v}" for v, n in tally.items()) or "none declared"
+        click.echo(f"  report   {report_md}  (claims: {said})")
+    click.echo(f"  next     vaestudy ui {outcome.folder}        # MLflow UI: every trial's curves")
+    click.echo(f"           vaestudy report {outcome.folder}    # "
+               + ("the report again, e.g. after a resume" if report_md else "claims, figure and tables"))
+
+
 @cli.command()
 @click.argument("study")
 @_run_options
-def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str, ...], **kw) -> None:
+def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str, ...], write_report: bool,
+        as_json: bool, **kw) -> None:
     """Run a study (a built-in name or a study .py file) on Ray, tracked in MLflow.
 
     Running it again into the same folder resumes it: finished trials are kept and
-    interrupted ones continue from their checkpoints.
+    interrupted ones continue from their checkpoints. At the end the report is written
+    (--no-report skips it) and a summary printed (--json: one JSON object instead).
+
+    A study file given by path is Python code that runs with your rights: run only
+    files you trust.
 
     \b
     Example:
@@ -256,15 +306,14 @@ def run(study: str, preset: str, num_samples: int | None, assignments: tuple[str
 
     opts = RunOptions(preset=preset, num_samples=num_samples, overrides=parse_assignments(assignments), **kw)
     outcome = run_study(study, opts, echo=_echo_err)
-    click.echo(json.dumps({"folder": outcome.folder, "parent_run_id": outcome.parent_run_id,
-                           "tracking_uri": outcome.tracking_uri, "statuses": outcome.statuses,
-                           "trials_parquet": outcome.trials_parquet, "wall_time_s": round(outcome.wall_time_s, 1)}))
+    _conclude(Path(study).stem if study.endswith(".py") else study, outcome, write_report, as_json)
 
 
 @cli.command()
 @click.argument("path")
 @click.option("--address", default=None, help="Ray cluster to resume on [default: the saved one, else $VAESTUDY_ADDRESS].")
-def resume(path: str, address: str | None) -> None:
+@_finish_flags
+def resume(path: str, address: str | None, write_report: bool, as_json: bool) -> None:
     """Finish an interrupted study from its folder (a path or s3://... URI).
 
     \b
@@ -279,8 +328,7 @@ def resume(path: str, address: str | None) -> None:
     if address:
         opts = dataclasses.replace(opts, address=address)
     outcome = run_study(ref, opts, echo=_echo_err)
-    click.echo(json.dumps({"folder": outcome.folder, "statuses": outcome.statuses,
-                           "wall_time_s": round(outcome.wall_time_s, 1)}))
+    _conclude(Path(ref).stem if ref.endswith(".py") else ref, outcome, write_report, as_json)
 
 
 @cli.command()

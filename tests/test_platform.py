@@ -128,7 +128,7 @@ def smoke(tmp_path_factory):
     folder = tmp_path_factory.mktemp("smoke") / "alpha"
     ray.shutdown()  # a Ray another test module left initialised would be reused
     try:
-        res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder))
+        res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json")
     finally:
         ray.shutdown()  # the tests below only read what the run left behind
     assert res.exit_code == 0, (res.output[-4000:], res.exception)
@@ -201,7 +201,7 @@ def test_smoke_study_leaves_no_run_running_and_a_rerun_runs_nothing(smoke):
     _, children_before = runs_of(client, "alpha-sweep")
 
     t0 = time.monotonic()
-    res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder))
+    res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json", "--no-report")
     wall = time.monotonic() - t0
     assert res.exit_code == 0, (res.output[-3000:], res.exception)
     assert "4 already finished, 0 to run" in res.stderr, res.stderr
@@ -225,7 +225,7 @@ def server_run(tmp_path_factory):
     with running_mlflow_server(tmp) as url:
         driver = subprocess.Popen(
             [*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(tmp / "alpha"),
-             "--set", "steps=20", "--set", "eval_every=10", "--tracking-uri", url],
+             "--set", "steps=20", "--set", "eval_every=10", "--tracking-uri", url, "--json"],
             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         sockets: set[tuple[str, int, str]] = set()
         tree: dict[int, int] = {}
@@ -285,6 +285,26 @@ def test_study_tracked_by_an_mlflow_server_reads_back_over_rest(server_run):
 @pytest.mark.slow
 def test_stdout_is_only_the_json_summary_with_a_tracking_server(server_run):
     assert server_run["stdout"].strip().splitlines() == [json.dumps(server_run["summary"])]
+
+
+@pytest.mark.slow
+def test_the_terminal_shows_only_vaestudys_lines_and_the_log_file_the_rest(server_run, tmp_path):
+    # Ray's token warning and MLflow's "Creating initial MLflow database tables" used to be here.
+    foreign = [ln for ln in server_run["stderr"].splitlines() if ln.strip() and not ln.startswith("[alpha-sweep] ")]
+    assert not foreign, foreign
+    log = (Path(server_run["summary"]["folder"]) / "vaestudy.log").read_text()
+    assert "ray." in log and "WARNING" in log, log[-2000:]  # what was kept off the terminal is kept here
+
+
+def test_a_run_writes_its_report_and_the_parent_run_carries_it(smoke):
+    folder, client, summary = smoke["folder"], smoke["client"], smoke["summary"]
+    assert summary["report"] == str(folder / "report.md") and (folder / "claims.json").exists()
+    verdicts = json.loads((folder / "claims.json").read_text())["claims"]
+    assert summary["claims"] == {c["id"]: c["verdict"] for c in verdicts} and verdicts
+    parent = client.get_run(summary["parent_run_id"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} >= {
+        "report/report.md", "report/claims.json", "report/summary.parquet"}
+    assert all(parent.data.tags[f"vaestudy.claim.{c['id']}"] == c["verdict"] for c in verdicts)
 
 
 @pytest.mark.slow
@@ -372,7 +392,7 @@ def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster
     # otherwise), so the second trial waits for the other node's CPU instead of reusing the first
     # node's actor.
     res = subprocess.run([*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder),
-                          "--address", address, "--cpus-per-trial", "1", "--max-concurrent", "2"],
+                          "--address", address, "--cpus-per-trial", "1", "--max-concurrent", "2", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "Ray: 2 node(s), 2 CPUs" in res.stderr, res.stderr[-2000:]

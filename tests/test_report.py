@@ -38,8 +38,16 @@ SUMMARY_COLUMNS = {"study", "preset", "trial_key", "status", "alpha", "anneal", 
 def study_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report") / "alpha"
     res = subprocess.run([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke",
-                          "--storage", str(folder)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+                          "--storage", str(folder), "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
+    # A person at the terminal: progress on stderr, a summary that says where to go next on stdout.
+    assert not (folder / "report.md").exists()
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("[alpha-sweep] finished in ") and lines[0].endswith(": 4 completed"), lines
+    assert f"  folder   {folder}" in lines and any(f"vaestudy ui {folder}" in ln for ln in lines), lines
+    assert any(f"vaestudy report {folder}" in ln for ln in lines), lines
+    assert all(ln.startswith("[alpha-sweep] ") for ln in res.stderr.splitlines() if ln.strip()), res.stderr
     return folder
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StudyError
+from . import logs
 from ..store import Status
 from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 
@@ -131,6 +132,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     import ray
 
     _quiet_logs()
+    logs.capture()  # `import ray` set up Ray's terminal logger: its lines go to the study's log
     if ray.is_initialized():
         return cluster_info()
     if address is None:

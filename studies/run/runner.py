@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 from textvae_core import __version__, load_corpus
 
-from . import search
+from . import logs, search
 from .. import DEFAULT_ROOT
 from ..errors import StudyError
 from ..trials_table import trials_table
@@ -200,6 +200,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
         ray_adapter.connect(plan.opts.address, dashboard=plan.opts.dashboard)
     lock = DriverLock(plan.store.local_dir / "driver.lock")
     lock.acquire()
+    logs.to_file(plan.store.local_dir / logs.LOG_FILE)
     tracker = parent = None
     try:
         plan.store.sync_down()
@@ -225,11 +226,14 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
 
 
 def quiet_third_party() -> None:
-    """What the driver asks of third-party libraries before it uses them (never at import)."""
+    """What the driver asks of third-party libraries before it uses them (never at import):
+    their log lines and warnings to the study's log file (see `logs`), MLflow's run URLs off
+    stdout, Optuna's per-trial INFO lines off."""
     from ..tracking import quiet_stdout
 
     quiet_stdout()
     search.quiet()
+    logs.capture()
 
 
 def open_tracking(plan: StudyPlan):
@@ -323,8 +327,6 @@ def finish(plan: StudyPlan, tracker, parent: str, ostudy, wall_s: float, echo: C
                    None if complete else f"{target - sum(statuses.values())} trial(s) did not finish")
     store.save_study(dataclasses.replace(store.study(), statuses=statuses,
                                          status=StudyStatus.COMPLETED if complete else StudyStatus.INCOMPLETE))
-    echo(f"[{study.name}] done: " + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
-         + f" | {store.uri_of('trials.parquet')} ({table.num_rows} rows)")
     return StudyOutcome(store.uri, parent, plan.tracking_uri, statuses, store.uri_of("trials.parquet"), wall_s)
 
 
