@@ -336,7 +336,11 @@ def resume(path: str, address: str | None, write_report: bool, as_json: bool) ->
 @click.option("--port", default=5000, show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; loopback by default.")
 def ui(path: str, port: int, host: str) -> None:
-    """Start the MLflow UI on 127.0.0.1 for a study folder's tracking store.
+    """The MLflow UI of a study: served on 127.0.0.1 for a study folder's SQLite store, or the
+    URL of its experiment on the tracking server it was run with.
+
+    PATH is the study folder `vaestudy run` printed (local or s3://...), or a folder of
+    study folders, or a bare MLflow store folder (one holding mlflow.db).
 
     \b
     Example:
@@ -344,14 +348,19 @@ def ui(path: str, port: int, host: str) -> None:
     """
     import subprocess
 
-    from studies.tracking.ui import find_store, server_command
+    from studies.tracking.ui import experiment_url, server_command, ui_target
 
     with user_errors():
-        db, dbs = find_store(Path(path))
-    if len(dbs) > 1:
-        click.echo(f"several studies under {path}; showing {db.parent.name} (pass its folder to choose)", err=True)
-    cmd, env = server_command(db, host, port)
-    click.echo(f"MLflow UI for {db.parent}: http://{host}:{port}  (Ctrl-C stops it)")
+        target = ui_target(path)
+        if target.db is None:  # a tracking server already serves it
+            click.echo(f"MLflow UI for {path}: {experiment_url(target.tracking_uri, target)}")
+            return
+        url = experiment_url(f"http://{host}:{port}", target)
+    if target.others:
+        click.echo(f"{target.others + 1} studies under {path}; showing {target.db.parent.name} "
+                   "(pass its folder to choose)", err=True)
+    cmd, env = server_command(target.db, host, port)
+    click.echo(f"MLflow UI for {target.db.parent}: {url}  (Ctrl-C stops it)")
     try:
         subprocess.run(cmd, env=env, check=False)
     except KeyboardInterrupt:

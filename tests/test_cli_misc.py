@@ -127,3 +127,27 @@ def test_plain_install_runs_from_any_directory(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (workdir / "study" / "mlflow.db").exists() and (workdir / "study" / "trials.parquet").exists()
+
+
+@pytest.mark.slow
+def test_ui_of_a_study_tracked_by_a_server_prints_its_experiment_url(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from mlflow_server import running_mlflow_server
+    from studies.store import StudyRecord, StudyStore
+
+    with running_mlflow_server(tmp_path) as url:
+        exp = MlflowClient(url).create_experiment("dropout")
+        StudyStore(tmp_path / "study").save_study(StudyRecord(
+            {"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}}, "dropout", "p", url,
+            "sqlite:///o.db"))
+        res = CliRunner().invoke(cli, ["ui", str(tmp_path / "study")])
+    assert res.exit_code == 0, res.output
+    assert f"{url}/#/experiments/{exp}/runs?compareRunsMode=CHART" in res.output, res.output
+
+
+def test_ui_of_a_folder_that_is_no_study_says_what_to_give(tmp_path):
+    res = CliRunner().invoke(cli, ["ui", str(tmp_path)])
+    assert res.exit_code == 2
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "is not a study folder" in lines[0] and "vaestudy run" in lines[0], res.output

@@ -1,20 +1,82 @@
-"""`vaestudy ui`: the MLflow UI for a study folder's tracking store (the server, not the API)."""
+"""`vaestudy ui`: the MLflow UI for a study (the server, not the API).
+
+A study folder says where it is tracked (study.json): a SQLite store in the folder is served
+here; a tracking server already serves it, so only its URL is given. Either way the URL
+lands on the study's experiment, in the training runs view with its charts.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
-from .uris import TrackingError
+from mlflow.tracking import MlflowClient
+
+from ..store import StudyStore
+from .uris import TRIAL_KEY_TAG, TrackingError
+
+ORDER_METRIC = "valid/total_bpc"  # every study logs it: the bound, lower is better
 
 
-def find_store(folder: Path) -> tuple[Path, list[Path]]:
-    """The mlflow.db of a study folder, or of the studies under it (the first, and all found)."""
+@dataclass(frozen=True)
+class UiTarget:
+    """What `vaestudy ui PATH` shows: a SQLite store to serve, or a server to point at."""
+
+    tracking_uri: str
+    experiment: str | None  # the study's experiment (None: a bare store, the UI's own landing page)
+    db: Path | None  # the SQLite file to serve; None when a tracking server serves the study
+    others: int = 0  # further stores found under a folder of studies
+
+
+def ui_target(path: str) -> UiTarget:
+    """The tracking store of a study folder (local or s3://), or the mlflow.db of a bare store
+    folder or of the studies under it; anything else is an error that says what to give."""
+    store = StudyStore(path)
+    record = store.study()
+    if record is not None:
+        name = record.identity["study"]
+        scheme = urllib.parse.urlsplit(record.tracking_uri).scheme.lower()
+        if scheme in ("http", "https"):
+            return UiTarget(record.tracking_uri, name, None)
+        if scheme != "sqlite":
+            raise TrackingError(f"{path} is tracked at {record.tracking_uri}; open that store's own UI")
+        store.sync_down(("mlflow.db",))  # a remote study's store lives in a local cache
+        db = store.local_dir / "mlflow.db"
+        if not db.exists():
+            raise TrackingError(f"{path} has no MLflow store yet ({db}); run the study first")
+        return UiTarget(f"sqlite:///{db}", name, db)
+    if store.remote:
+        raise TrackingError(f"{path} is not a study folder (no study.json); give the folder `vaestudy run` printed")
+    folder = Path(path)
     dbs = sorted(folder.glob("mlflow.db")) or sorted(folder.glob("*/mlflow.db"))
     if not dbs:
-        raise TrackingError(f"no MLflow store (mlflow.db) in {folder} or its subfolders; run a study first")
-    return dbs[0], dbs
+        raise TrackingError(f"{path} is not a study folder (no study.json) and holds no MLflow store (mlflow.db); "
+                            "give the folder `vaestudy run` printed")
+    return UiTarget(f"sqlite:///{dbs[0].resolve()}", None, dbs[0], others=len(dbs) - 1)
+
+
+def experiment_url(base: str, target: UiTarget) -> str:
+    """The UI's page for the study: its experiment's training runs, as charts.
+
+    The trials are child runs of the study's parent run, and MLflow's runs view nests children
+    under a collapsed parent when it sorts by start time, so its charts would draw only the
+    parent (which logs no metric). Sorted by a metric, it lists runs flat; the filter on the
+    trial-key tag keeps the parent out. So the page lists every trial by name, best bound
+    first, and charts each metric per step for all of them (clear the filter to see the parent).
+    """
+    base = base.rstrip("/")
+    exp = None
+    if target.experiment is not None:
+        exp = MlflowClient(tracking_uri=target.tracking_uri).get_experiment_by_name(target.experiment)
+    if exp is None:
+        return f"{base}/"
+    query = urllib.parse.urlencode({"compareRunsMode": "CHART", "orderByKey": f"metrics.`{ORDER_METRIC}`",
+                                    "orderByAsc": "true", "searchFilter": f"tags.`{TRIAL_KEY_TAG}` LIKE '%'"},
+                                   quote_via=urllib.parse.quote)
+    return f"{base}/#/experiments/{exp.experiment_id}/runs?{query}"
 
 
 def server_command(db: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:

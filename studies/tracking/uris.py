@@ -13,6 +13,9 @@ TRIAL_KEY_TAG = "vaestudy.trial_key"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
 STATUS_REASON_TAG = "vaestudy.status_reason"
 STATUS_TAG, STUDY_TAG, PRESET_TAG = "vaestudy.status", "vaestudy.study", "vaestudy.preset"
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and a study with
+# no logged model lands on the GenAI "Overview" page instead of the training runs.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Substrings that mark a key as a credential; such keys never reach MLflow, whose params and
 # tags anyone with read access to the tracking server can see.

@@ -11,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..store import Status
-from .uris import (MAX_METRICS_PER_BATCH, MAX_PARAMS_OR_TAGS_PER_BATCH, PARENT_TAG, STATUS_REASON_TAG, STATUS_TAG,
+from .uris import (EXPERIMENT_TAGS, MAX_METRICS_PER_BATCH, MAX_PARAMS_OR_TAGS_PER_BATCH, PARENT_TAG, STATUS_REASON_TAG, STATUS_TAG,
                    TERMINAL_STATUSES, TRIAL_KEY_TAG, TrackingError, without_secrets)
 
 
@@ -49,15 +49,18 @@ class StudyTracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                return self.client.create_experiment(name, artifact_location=artifact_location)
+                self.client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
             except MlflowException as exc:  # another driver created it in between
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-                exp = self.client.get_experiment_by_name(name)
+            exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage != "active":
             raise TrackingError(f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it "
                                 f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
                                 "or use another study name")
+        for key, value in EXPERIMENT_TAGS.items():  # an experiment made before vaestudy tagged its kind
+            if exp.tags.get(key) is None:
+                self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
     # --- runs -------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""What a user sees, in a real headless Chromium (Debian's `chromium`, driven by Playwright):
+the MLflow UI that `vaestudy ui` opens for a finished smoke study.
+
+Screenshots are kept in test-artifacts/ (or $VAESTUDY_TEST_ARTIFACTS). Without chromium or
+Playwright these tests skip, unless VAESTUDY_REQUIRE_BROWSER=1 (CI sets it after installing
+chromium), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlflow_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As the machine's own probe starts it: no sandbox as root, and no calls to Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(os.environ.get("VAESTUDY_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser():
+    missing = None if importlib.util.find_spec("playwright") else "the playwright package"
+    if not os.path.exists(CHROMIUM):
+        missing = f"chromium ({CHROMIUM})"
+    if missing:
+        if os.environ.get("VAESTUDY_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests need {missing}")
+        pytest.skip(f"browser tests need {missing} (apt install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser") / "alpha"
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke", "--storage",
+                          str(folder), "--json", "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    params = [json.loads(p.read_text())["params"] for p in (folder / "trials").glob("*/trial.json")]
+    return folder, sorted(",".join(f"{k}={v}" for k, v in p.items()) for p in params)
+
+
+def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "the UI did not come up"
+            time.sleep(0.5)
+
+
+def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study):
+    folder, names = smoke_study
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)], cwd=ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        url = next(w for w in line.split() if w.startswith("http://"))
+        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/"), line
+        _wait_up(f"http://127.0.0.1:{port}", proc)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(url)
+        for name in names:  # every trial, by its swept values, without expanding anything
+            page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+        assert page.get_by_text(f"{len(names)} matching runs").count() == 1
+        page.get_by_placeholder("Search metric charts").fill("valid/kl_bpc")
+        chart = page.get_by_text("valid/kl_bpc", exact=True)
+        chart.first.wait_for(timeout=30_000)
+        for name in names:  # the chart's legend names the trials it draws
+            page.get_by_text(f"{name} (valid/kl_bpc)").first.wait_for(timeout=30_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-ui.png"))
+        page.close()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
