@@ -232,6 +232,19 @@ class StudyStore:
         self.write_json(f"trials/{key}/trial.json", record.to_json())
         return record
 
+    # The last two checkpoints of a trial: a damaged latest one leaves the one before.
+    CHECKPOINTS = ("checkpoint.pt", "checkpoint.prev.pt")
+
+    def save_checkpoint(self, key: str, local: str | os.PathLike) -> None:
+        latest, previous = (f"trials/{key}/{name}" for name in self.CHECKPOINTS)
+        if self.exists(latest):
+            self.fs.move(self.path(latest), self.path(previous))
+        self.upload(local, latest)
+
+    def checkpoints(self, key: str) -> list[str]:
+        """The trial's checkpoints in the store, newest first."""
+        return [rel for name in self.CHECKPOINTS if self.exists(rel := f"trials/{key}/{name}")]
+
     def trials(self) -> dict[str, TrialRecord]:
         """Every trial with a record, by key."""
         return {key: rec for key in self.trial_keys() if (rec := self.trial(key)) is not None}

@@ -56,7 +56,7 @@ def test_the_status_is_decided_from_what_the_driver_saw():
     assert outcome(None)[0] is Status.STOPPED
     assert outcome(midway, collapsed="KL collapsed") == (Status.COLLAPSED, "KL collapsed")
     assert outcome(final, error="boom") == (Status.FAILED, "boom")
-    assert outcome(TrialReport(-1, {}, final=True, diverged="loss is nan")) == (Status.FAILED, "loss is nan")
+    assert outcome(TrialReport(-1, {}, final=True, failure="loss is nan")) == (Status.FAILED, "loss is nan")
     assert outcome(TrialReport(100, {}, final=True, replayed=Status.COLLAPSED)) == (Status.COLLAPSED,
                                                                                     "already finished")
 
@@ -70,5 +70,5 @@ def test_a_report_survives_tunes_flat_result():
     back = from_result({**flat, "training_iteration": 3, "time_total_s": 4.0, "config": {"alpha": 0.2},
                         "trial_id": "abc"})
     assert back == rep
-    diverged = from_result(to_result(TrialReport(-1, {"valid/total_bpc": math.nan}, final=True, diverged="nan")))
-    assert diverged.step == -1 and diverged.diverged == "nan" and diverged.replayed is None
+    diverged = from_result(to_result(TrialReport(-1, {"valid/total_bpc": math.nan}, final=True, failure="nan")))
+    assert diverged.step == -1 and diverged.failure == "nan" and diverged.replayed is None

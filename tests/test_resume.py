@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pyarrow.parquet as pq
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from studies.spec import trial_key
@@ -73,7 +74,7 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
         states = trial_states(folder)
         done = [k for k, s in states.items() if s.get("status") == "completed"]
         started = [k for k, s in states.items() if s.get("status") == "running"
-                   and (folder / "trials" / k / "checkpoint.pt").exists()]
+                   and (folder / "trials" / k / "checkpoint.prev.pt").exists()]  # two checkpoints kept
         return len(done) >= 1 and len(started) >= 1
 
     try:
@@ -89,6 +90,11 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     history_mtimes = {k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before}
     _, parents_before, _ = children(folder, "alpha-sweep")
     time.sleep(3)  # Ray's reaper takes down the killed driver's cluster
+    # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one before.
+    damaged = next(k for k in interrupted if (folder / "trials" / k / "checkpoint.prev.pt").exists())
+    prev_step = torch.load(folder / "trials" / damaged / "checkpoint.prev.pt", weights_only=False)["step"]
+    latest = folder / "trials" / damaged / "checkpoint.pt"
+    latest.write_bytes(latest.read_bytes()[:100])
 
     res = vaestudy("resume", str(folder), timeout=400)
     assert res.returncode == 0, res.stderr[-4000:]
@@ -107,6 +113,8 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     for k in interrupted:
         first = min(r["step"] for r in attempt2 if trial_key(r["config"]) == k)
         assert first > every, f"trial {k} restarted from scratch (first step {first})"
+    first = min(r["step"] for r in attempt2 if trial_key(r["config"]) == damaged)
+    assert first == prev_step + every, (damaged, prev_step, first)
 
     # MLflow: the same parent, one child per grid point, nothing RUNNING, no duplicated steps.
     c, parents, runs = children(folder, "alpha-sweep")
@@ -128,6 +136,41 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     states = {t.state.name for t in study.trials}
     assert states <= {"COMPLETE", "FAIL"}, states
     assert sum(t.state.name == "COMPLETE" for t in study.trials) >= 4
+
+
+@pytest.mark.slow
+def test_a_second_driver_on_a_live_study_is_refused_and_the_first_goes_on(tmp_path):
+    folder = tmp_path / "alpha"
+    args = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--set", "steps=3000",
+            "--set", "eval_every=30", "--max-concurrent", "2"]
+    driver = subprocess.Popen([*VAESTUDY, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: any((folder / "trials" / k / "checkpoint.pt").exists() for k in trial_states(folder)),
+                 240, "a trial with a checkpoint")
+        study_json = (folder / "study.json").read_text()
+        # A second driver on the live folder, by `run` and by `resume`, both at once.
+        seconds = [subprocess.Popen([*VAESTUDY, *second], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+                   for second in (args, ["resume", str(folder)])]
+        for proc in seconds:
+            out, err = proc.communicate(timeout=120)
+            lines = (out + err).strip().splitlines()
+            assert proc.returncode == 2 and len(lines) == 1 and "in use by a running driver" in lines[0], lines
+        assert (folder / "study.json").read_text() == study_json  # nothing written by the refused ones
+        _, parents, runs = children(folder, "alpha-sweep")
+        keys = [r.data.tags["vaestudy.trial_key"] for r in runs]
+        assert len(parents) == 1 and len(keys) == len(set(keys)), keys
+        # The first driver goes on: its trials keep reporting.
+        steps = {k: s.get("last_step") for k, s in trial_states(folder).items()}
+        marks = {k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in steps
+                 if (folder / "trials" / k / "history.parquet").exists()}
+        wait_for(lambda: any((folder / "trials" / k / "history.parquet").stat().st_mtime_ns > m
+                             for k, m in marks.items()), 60, "a new report from the first driver")
+        assert driver.poll() is None
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.communicate()
 
 
 STOPPER_STUDY = '''
@@ -176,3 +219,16 @@ def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_pa
     assert parents[0].info.status == "FINISHED"
     study = optuna.load_study(study_name="stopper-check", storage=f"sqlite:///{folder}/optuna.db")
     assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_a_trial_whose_every_checkpoint_is_damaged_fails_with_that_reason(tmp_path):
+    from studies.run.trial import resume_point
+    from studies.store import StudyStore
+    from textvae_core import CheckpointError
+
+    store = StudyStore(tmp_path / "study")
+    for name in store.CHECKPOINTS:
+        store.write_bytes(f"trials/k/{name}", b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="no readable checkpoint to resume from: checkpoint .* is unreadable"):
+        resume_point(store, "k", None, tmp_path)
+    assert resume_point(store, "fresh", None, tmp_path) is None

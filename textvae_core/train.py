@@ -253,7 +253,18 @@ class Trainer:
         return path
 
     def load(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(read_checkpoint(path, self.device))
+
+
+def read_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict:
+    """A checkpoint's state; a truncated or corrupt file is a CheckpointError in one line."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
 def check_format(state: dict, path: str | os.PathLike | None = None) -> None:
@@ -266,7 +277,7 @@ def check_format(state: dict, path: str | os.PathLike | None = None) -> None:
 
 def check_checkpoint(path: str | os.PathLike) -> None:
     """Raise CheckpointError unless `path` holds a checkpoint this version can load."""
-    check_format(torch.load(path, map_location="cpu", weights_only=False), path)
+    check_format(read_checkpoint(path), path)
 
 
 def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None = None,

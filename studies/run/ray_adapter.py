@@ -31,7 +31,7 @@ from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
 # progress line read the metric by name, the stopper "train/kl_weight"), the rest under these.
 STEP = "step"
-_FIELDS = {"final": "vaestudy/final", "diverged": "vaestudy/diverged", "replayed": "vaestudy/replayed",
+_FIELDS = {"final": "vaestudy/final", "failure": "vaestudy/failure", "replayed": "vaestudy/replayed",
            "samples": "vaestudy/samples", "config_json": "vaestudy/config_json",
            "overhead_s": "overhead/report_s", "wall_s": "overhead/trial_wall_s"}
 
@@ -368,7 +368,7 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
         run_config=tune.RunConfig(
             name=settings.experiment_name, storage_path=settings.storage_path, stop=stopper,
             callbacks=make_callbacks(events, stopper, progress, total, done_before, metric, mode),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             verbose=0),
     )

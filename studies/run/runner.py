@@ -49,6 +49,7 @@ class RunOptions:
     collapse_threshold: float = 0.005  # bits/char
     collapse_patience: int = 3  # reports
     dashboard: bool = True
+    report: bool = False  # write the report (claims, figure, tables) at the end, still holding the folder
 
     def resolved(self) -> "RunOptions":
         """These options with the environment read, once, for what was not given:
@@ -69,6 +70,7 @@ class StudyOutcome:
     statuses: dict[str, int]
     trials_parquet: str
     wall_time_s: float
+    report: Mapping[str, str] | None = None  # file name -> URI of the report written at the end
 
 
 class DriverLock:
@@ -211,7 +213,12 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
              + (f" ({todo.closed_stale} interrupted)" if todo.closed_stale else "") + f" | folder {plan.store.uri}")
         if todo.num_samples:
             run_on_ray(plan, tracker, parent, ostorage, attempt, todo.num_samples, len(done), echo)
-        return finish(plan, tracker, parent, ostudy, time.monotonic() - start, echo)
+        outcome = finish(plan, tracker, parent, ostudy, time.monotonic() - start, echo)
+        if plan.opts.report:
+            from ..results.report import write_report
+
+            outcome = dataclasses.replace(outcome, report=write_report(plan.store.uri))
+        return outcome
     except BaseException:
         if tracker is not None and parent is not None:
             tracker.flush()

@@ -9,6 +9,7 @@ trial finds its checkpoint and its MLflow run again.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import tempfile
@@ -19,13 +20,15 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from textvae_core import DivergenceError, Trainer, fit, history_table
+from textvae_core import CheckpointError, DivergenceError, Trainer, fit, history_table
+from textvae_core.train import check_checkpoint
 from textvae_core.sampling import reconstruct, sample_prior
 
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
 
 
+log = logging.getLogger(__name__)
 METRIC_PREFIXES = ("train/", "valid/")
 
 
@@ -40,7 +43,7 @@ class TrialReport:
     step: int  # -1: training never reached a report (it diverged first)
     metrics: Mapping[str, float]  # "train/..." and "valid/..." values, and "lr"
     final: bool = False  # its last report: the trial is over
-    diverged: str | None = None  # why training stopped on a non-finite loss
+    failure: str | None = None  # why training could not go on: a non-finite loss, no readable checkpoint
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
     config_json: str | None = None  # (final only) the TrainConfig as trained
@@ -58,8 +61,8 @@ def outcome(last: TrialReport | None, collapsed: str | None = None,
         return Status.COLLAPSED, collapsed
     if last is not None and last.replayed is not None:
         return last.replayed, "already finished"
-    if last is not None and last.diverged is not None:
-        return Status.FAILED, last.diverged
+    if last is not None and last.failure is not None:
+        return Status.FAILED, last.failure
     if last is not None and last.final:
         return Status.COMPLETED, None
     return Status.STOPPED, "stopped early by the scheduler (ASHA)"
@@ -100,18 +103,20 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         return
     work = Path(tempfile.mkdtemp(prefix=f"vaestudy-{key}-"))
     try:
-        resume = restored_checkpoint
-        if resume is None and store.exists(f"trials/{key}/checkpoint.pt"):
-            resume = store.download(f"trials/{key}/checkpoint.pt", work / "resume.pt")
-        sent = {"step": -1}
         started = time.perf_counter()
+        try:
+            resume = resume_point(store, key, restored_checkpoint, work)
+        except CheckpointError as exc:
+            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc)), None)
+            return
+        sent = {"step": -1}
         overhead = [0.0]  # seconds spent saving, uploading and reporting (not training or evaluating)
 
         def on_report(rep, trainer: Trainer) -> None:
             t0 = time.perf_counter()
             ckpt_dir = work / f"ckpt-{rep.step}"
             trainer.save(ckpt_dir / "checkpoint.pt")
-            store.upload(ckpt_dir / "checkpoint.pt", f"trials/{key}/checkpoint.pt")
+            store.save_checkpoint(key, ckpt_dir / "checkpoint.pt")
             store.write_table(f"trials/{key}/history.parquet", history_table(trainer.history))
             extras = final_extras(trainer) if rep.final else {}
             report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras,
@@ -124,7 +129,7 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
         except DivergenceError as exc:
-            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, diverged=str(exc),
+            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc),
                                wall_s=time.perf_counter() - started), None)
             return
         if sent["step"] < 0 and trainer.history:
@@ -135,6 +140,25 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
                                wall_s=time.perf_counter() - started), None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def resume_point(store: StudyStore, key: str, restored: Path | None, work: Path) -> Path | None:
+    """The newest readable checkpoint of a trial: Ray's restored one, else the store's latest,
+    else the one before it. None for a fresh trial; CheckpointError when every one is damaged."""
+    candidates = ([restored] if restored is not None else []) + [
+        store.download(rel, work / f"resume-{i}.pt") for i, rel in enumerate(store.checkpoints(key))]
+    problems = []
+    for path in candidates:
+        try:
+            check_checkpoint(path)
+            if problems:
+                log.warning("trial %s resumes from an older checkpoint: %s", key, "; ".join(problems))
+            return path
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise CheckpointError(f"no readable checkpoint to resume from: {'; '.join(problems)}")
+    return None
 
 
 def final_extras(trainer: Trainer) -> dict[str, str]:
