@@ -150,23 +150,34 @@ def resume(path: str, address: str | None, write_report: bool, as_json: bool) ->
 
 @click.command()
 @click.argument("path", default=str(DEFAULT_ROOT), required=False)
-@click.option("--port", default=5000, show_default=True)
+@click.option("--port", default=None, type=int, help="[default: 5000 for MLflow, 8080 for Optuna]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; loopback by default.")
-def ui(path: str, port: int, host: str) -> None:
+@click.option("--optuna", is_flag=True, help="optuna-dashboard for the study's Optuna database instead.")
+def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
     """The MLflow UI of a study: served on 127.0.0.1 for a study folder's SQLite store, or the
-    URL of its experiment on the tracking server it was run with.
+    URL of its experiment on the tracking server it was run with. With --optuna, the
+    study's Optuna database in optuna-dashboard (trials, history, the Pareto front).
 
-    PATH is the study folder `vaestudy run` printed (local or s3://...), or a folder of
-    study folders, or a bare MLflow store folder (one holding mlflow.db).
+    PATH is the study folder `vaestudy run` printed (local or s3://...), or (MLflow) a
+    folder of study folders, or a bare MLflow store folder (one holding mlflow.db).
 
     \b
     Example:
       vaestudy ui vaestudy-runs/alpha-sweep
+      vaestudy ui vaestudy-runs/kl-frontier --optuna
     """
-    import subprocess
+    if optuna:
+        from studies.run.search import dashboard
+        from studies.store import StudyStore
 
+        with user_errors():
+            cmd, url = dashboard(StudyStore(path), host, port or 8080)
+        click.echo(f"Optuna dashboard for {path}: {url}  (Ctrl-C stops it)")
+        _serve(cmd, None)
+        return
     from studies.tracking.ui import experiment_url, server_command, ui_target
 
+    port = port or 5000
     with user_errors():
         target = ui_target(path)
         if target.db is None:  # a tracking server already serves it
@@ -178,6 +189,12 @@ def ui(path: str, port: int, host: str) -> None:
                    "(pass its folder to choose)", err=True)
     cmd, env = server_command(target.db, host, port)
     click.echo(f"MLflow UI for {target.db.parent}: {url}  (Ctrl-C stops it)")
+    _serve(cmd, env)
+
+
+def _serve(cmd: list[str], env: dict[str, str] | None) -> None:
+    import subprocess
+
     try:
         subprocess.run(cmd, env=env, check=False)
     except KeyboardInterrupt:

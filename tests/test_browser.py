@@ -103,3 +103,57 @@ def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def _serve(args: list[str], port: int):
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    url = next((w for w in line.split() if w.startswith("http://")), None)
+    assert url, line
+    return proc, url
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, f"{url} did not come up"
+            time.sleep(0.5)
+
+
+def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(browser, tmp_path):
+    import optuna
+
+    folder = tmp_path / "klf"
+    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "kl-frontier", "--preset", "smoke", "--storage",
+                          str(folder), "--json", "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    study = optuna.load_study(study_name="kl-frontier", storage=f"sqlite:///{folder}/optuna.db")
+    done = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    front = sorted(t.number for t in study.best_trials)
+    assert done and front
+    port = free_port()
+    proc, url = _serve(["ui", str(folder), "--optuna"], port)
+    try:
+        assert url.startswith(f"http://127.0.0.1:{port}/dashboard/studies/"), url
+        _wait_http(f"http://127.0.0.1:{port}/api/studies", proc)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(url)
+        page.get_by_text("Pareto Front", exact=True).first.wait_for(timeout=60_000)
+        page.get_by_text("Best Trials", exact=True).first.wait_for(timeout=30_000)
+        for number in front:  # the front's trials, listed under Best Trials
+            page.get_by_text(f"Trial {number}", exact=True).first.wait_for(timeout=30_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "optuna-dashboard.png"), full_page=True)
+        page.goto(f"{url}/trials")
+        for number in done:  # every trial of the study in the trial list
+            page.get_by_text(f"Trial {number}", exact=False).first.wait_for(timeout=30_000)
+        page.close()
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)

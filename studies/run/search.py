@@ -15,7 +15,9 @@ out again is enqueued with its exact parameters.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import optuna
@@ -129,3 +131,23 @@ def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_
     for p in enqueue:
         ostudy.enqueue_trial(p)
     return Plan(num_samples=num, enqueued=len(enqueue), closed_stale=running)
+
+
+def dashboard(store, host: str, port: int) -> tuple[list[str], str]:
+    """optuna-dashboard for a study folder's Optuna database (`store`: its StudyStore): the
+    command line that serves it on host:port and the URL of the study's page there."""
+    record = store.study()
+    if record is None:
+        raise StudyError(f"{store.uri} is not a study folder (no study.json); give the folder `vaestudy run` printed")
+    url = record.optuna_storage
+    if url.startswith("sqlite:///"):
+        store.sync_down(("optuna.db",))  # a remote study's database lives in a local cache
+        url = f"sqlite:///{store.local_dir / 'optuna.db'}"
+    name = record.identity["study"]
+    try:
+        study_id = rdb_storage(url).get_study_id_from_name(name)
+    except KeyError:
+        raise StudyError(f"{store.uri}: no Optuna study {name!r} in its database yet; run the study first") from None
+    exe = Path(sys.executable).with_name("optuna-dashboard")
+    cmd = [str(exe) if exe.exists() else "optuna-dashboard", url, "--host", host, "--port", str(port)]
+    return cmd, f"http://{host}:{port}/dashboard/studies/{study_id}"
