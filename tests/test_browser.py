@@ -157,3 +157,40 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+
+
+def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_path):
+    folder = tmp_path / "alpha"
+    driver = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke", "--storage",
+                               str(folder), "--set", "steps=3000", "--set", "eval_every=100", "--no-report"],
+                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        dashboard = None
+        for line in driver.stderr:  # vaestudy's own progress lines: the dashboard is named in one
+            if "dashboard http://" in line:
+                dashboard = line.split("dashboard ", 1)[1].split()[0]
+                break
+        assert dashboard and dashboard.startswith("http://127.0.0.1:"), dashboard
+        # The user's way to the token of a local cluster, never printed here.
+        ray_cli = Path(sys.executable).with_name("ray")
+        token = subprocess.run([str(ray_cli), "get-auth-token"], capture_output=True, text=True,
+                               env=ENV).stdout.strip().splitlines()[-1]
+        assert len(token) >= 16
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(dashboard)
+        page.get_by_placeholder("Enter your authentication token").fill(token)
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_timeout(1000)
+        page.goto(f"{dashboard}/#/actors")
+        page.get_by_text("trainable", exact=True).first.wait_for(timeout=60_000)  # Tune's trial actors
+        assert page.get_by_text("ImplicitFunc", exact=True).count() >= 1
+        assert page.get_by_text("ALIVE", exact=True).count() >= 1
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ray-dashboard.png"))
+        page.close()
+    finally:
+        os.killpg(driver.pid, 9)
+        out, err = driver.communicate(timeout=60)
+    seen = out + err + (folder / "vaestudy.log").read_text()
+    assert token not in seen, "the cluster's token was printed or logged"

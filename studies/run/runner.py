@@ -309,6 +309,7 @@ def run_on_ray(plan: StudyPlan, tracker, parent: str, ostorage, attempt: int, nu
     info = ray_adapter.connect(opts.address, dashboard=opts.dashboard)
     echo(f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"
          + (f", dashboard http://{info['dashboard']}" if info.get("dashboard") else "")
+         + (" (its token: `ray get-auth-token`)" if info.get("dashboard") and not opts.address else "")
          + f" | MLflow: {plan.tracking_uri} (parent run {parent})")
     settings = tune_settings(plan, num_samples, attempt, ray_adapter.trial_slots(opts.cpus_per_trial,
                                                                                   opts.gpus_per_trial))
