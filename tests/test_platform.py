@@ -338,9 +338,13 @@ print(json.dumps({"address": cluster.address, "head": cluster.head_node.node_id,
       flush=True)
 try:
     for line in sys.stdin:
+        if line.strip() == "kill-worker":  # the worker node lost: its raylet and workers killed at once
+            cluster.remove_node(worker, allow_graceful=False)
+            print(json.dumps("killed"), flush=True)
+            continue
         actors = cluster.global_state.actor_table(None).values()
-        print(json.dumps([{"class": a["ActorClassName"], "pid": a["Pid"], "node": a["Address"]["NodeID"]}
-                          for a in actors]), flush=True)
+        print(json.dumps([{"class": a["ActorClassName"], "pid": a["Pid"], "node": a["Address"]["NodeID"],
+                           "state": a["State"]} for a in actors]), flush=True)
 finally:
     cluster.shutdown()
 """
@@ -365,13 +369,16 @@ def two_node_cluster():
         assert line, "the Ray cluster did not start"
         info = json.loads(line)
 
-        def actors() -> list[dict]:
-            proc.stdin.write("actors\n")
+        def ask(what: str):
+            proc.stdin.write(f"{what}\n")
             proc.stdin.flush()
             return json.loads(proc.stdout.readline())
 
+        def actors() -> list[dict]:
+            return ask("actors")
+
         tree.update(descendants(proc.pid))
-        yield info["address"], info["head"], info["worker"], actors, env
+        yield info["address"], info["head"], info["worker"], actors, env, lambda: ask("kill-worker")
     finally:
         watchdog.cancel()
         tree.update(descendants(proc.pid))
@@ -386,7 +393,7 @@ def two_node_cluster():
 
 @pytest.mark.slow
 def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster):
-    address, head, worker, actors, env = two_node_cluster
+    address, head, worker, actors, env, _ = two_node_cluster
     folder = tmp_path / "alpha"
     # --max-concurrent 2 lets Tune hold two trials pending at once (with a searcher it holds one
     # otherwise), so the second trial waits for the other node's CPU instead of reusing the first
@@ -410,6 +417,66 @@ def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster
         trial_nodes[trial_key(rows[0]["config"])] = node_of[pids.pop()]
     assert len(trial_nodes) == 4
     assert set(trial_nodes.values()) == {head, worker}, trial_nodes
+
+
+@pytest.mark.slow
+def test_a_trial_on_a_lost_worker_node_continues_from_its_checkpoint(tmp_path, two_node_cluster):
+    address, head, worker, actors, env, kill_worker = two_node_cluster
+    folder, steps, every = tmp_path / "alpha", 600, 30
+    driver = subprocess.Popen([*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder),
+                               "--address", address, "--cpus-per-trial", "1", "--max-concurrent", "2", "--set",
+                               f"steps={steps}", "--set", f"eval_every={every}", "--collapse-threshold", "0",
+                               "--json", "--no-report"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)
+
+    def rows_by_trial() -> dict[str, list[dict]]:
+        out = {}
+        for result in (folder / "ray" / "attempt-1").glob("*/result.json"):
+            rows = [json.loads(ln) for ln in result.read_text().splitlines() if ln.strip()]
+            if rows:
+                out[trial_key(rows[0]["config"])] = rows
+        return out
+
+    try:
+        victim, deadline = None, time.monotonic() + 240
+        while victim is None:  # a trial of the worker node with two reports (so two checkpoints)
+            assert time.monotonic() < deadline and driver.poll() is None, "no trial reported on the worker node"
+            on_worker = {a["pid"] for a in actors() if a["node"] == worker and a["state"] == "ALIVE"}
+            victim = next((k for k, rows in rows_by_trial().items()
+                           if len(rows) >= 2 and rows[-1]["pid"] in on_worker), None)
+            time.sleep(0.5)
+        reported = max(r["step"] for r in rows_by_trial()[victim])
+        assert kill_worker() == "killed"
+        killed_at = time.time()
+        out, err = driver.communicate(timeout=400)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.communicate()
+    assert driver.returncode == 0, err[-4000:]
+    assert out.strip().startswith("{"), (out[-3000:], err[-3000:])  # Ray's own lines stay off stdout
+    assert json.loads(out)["statuses"] == {"completed": 4}, err[-3000:]
+    rows = rows_by_trial()[victim]
+    lost = [r for r in rows if r["pid"] == rows[0]["pid"]]
+    after = [r for r in rows if r["pid"] != rows[0]["pid"]]
+    assert after, "the lost trial never ran again"
+    # It went on from a checkpoint (the last one that reached the driver), not from scratch.
+    assert every < after[0]["step"] <= lost[-1]["step"] + every, [(r["step"], r["pid"]) for r in rows]
+    recovered_s = after[0]["timestamp"] - killed_at  # Ray's timestamp: whole epoch seconds
+    print(f"lost trial {victim}: step {reported} seen at the kill, {lost[-1]['step']} its last report, resumed at "
+          f"step {after[0]['step']}, "
+          f"next report {recovered_s:.1f} s after the kill")
+    # One MLflow run per trial, the lost one included, each step of it logged exactly once.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    _, children = runs_of(client, "alpha-sweep")
+    assert sorted(r.data.tags["vaestudy.trial_key"] for r in children) == sorted(rows_by_trial())
+    assert all(r.info.status == "FINISHED" for r in children)
+    run = next(r for r in children if r.data.tags["vaestudy.trial_key"] == victim)
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "valid/total_bpc")]
+    assert sorted(logged) == list(range(every, steps + 1, every)), logged
 
 
 # --- 4. bad input: one line, exit code 2, nothing created -----------------------------------------

@@ -8,9 +8,12 @@ written before the study folder may exist ("bad input leaves nothing behind").
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import logging
 import logging.handlers
+import sys
 from pathlib import Path
 
 LOG_FILE = "vaestudy.log"  # in the study folder (its local cache for a remote study)
@@ -59,3 +62,59 @@ def to_file(path: Path) -> Path:
     _held.flushLevel = logging.NOTSET  # every line as it comes
     _held.flush()
     return path
+
+
+class _LogStream(io.TextIOBase):
+    """A file-like stand-in for stdout/stderr whose lines go to the study's log."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.logger, self.pending = logging.getLogger(name), ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line.rstrip())
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending.strip():
+            self.logger.info(self.pending.rstrip())
+        self.pending = ""
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+
+_terminal: list = []  # the streams as they were before streams_to_log, for vaestudy's own lines
+
+
+def _say(echo, line: str) -> None:
+    log_streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _terminal[-1] if _terminal else log_streams
+    try:
+        echo(line)
+    finally:
+        sys.stdout, sys.stderr = log_streams
+
+
+@contextlib.contextmanager
+def streams_to_log(echo):
+    """While the study runs, what third-party code prints to sys.stdout or sys.stderr (Ray's
+    "(raylet) ..." lines of a lost node, say) goes to the log: the terminal stays vaestudy's.
+    Yields `echo` made to write to the streams as they were, for vaestudy's own lines (a
+    module-level partial: Tune pickles the callbacks that hold it)."""
+    _terminal.append((sys.stdout, sys.stderr))
+    log_streams = _LogStream("stdout"), _LogStream("stderr")
+    sys.stdout, sys.stderr = log_streams
+    try:
+        yield functools.partial(_say, echo)
+    finally:
+        for stream in log_streams:
+            stream.flush()
+        sys.stdout, sys.stderr = _terminal.pop()

@@ -135,15 +135,17 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     logs.capture()  # `import ray` set up Ray's terminal logger: its lines go to the study's log
     if ray.is_initialized():
         return cluster_info()
+    # log_to_driver=False: the workers' and raylets' output stays in Ray's session logs (a lost
+    # node's "Raylet is terminated" would otherwise land on the driver's stdout, which is ours).
     if address is None:
         # address="local": always a fresh Ray of our own, even when a `ray start` cluster runs
         # on this machine (plain ray.init() would join that one).
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 log_to_driver=True, logging_level="WARNING")
+                 log_to_driver=False, logging_level="WARNING")
     else:
         check_address(address)
         try:
-            ray.init(address=address, log_to_driver=True, logging_level="WARNING")
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         except (ConnectionError, RuntimeError) as exc:
             raise StudyError(f"--address {address}: could not join the Ray cluster: {str(exc).splitlines()[0]}") from None
     return cluster_info()

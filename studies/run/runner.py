@@ -204,6 +204,8 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
     lock.acquire()
     logs.to_file(plan.store.local_dir / logs.LOG_FILE)
     tracker = parent = None
+    streams = logs.streams_to_log(echo)
+    echo = streams.__enter__()  # closed in `finally`, before the lock is released
     try:
         plan.store.sync_down()
         tracker, parent = open_tracking(plan)
@@ -228,6 +230,7 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
                 plan.store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
         raise
     finally:
+        streams.__exit__(None, None, None)
         plan.store.sync_up()
         lock.release()
 
