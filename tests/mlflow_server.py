@@ -29,27 +29,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class MlflowServer:
+    """A server that can be stopped and started again on the same port and store (an outage)."""
+
+    def __init__(self, tmp_path: Path, backend_store_uri: str | None = None):
+        self.root = Path(tmp_path) / "mlflow-server"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.backend = backend_store_uri or f"sqlite:///{self.root.resolve()}/mlflow.db"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+               "--backend-store-uri", self.backend, "--default-artifact-root", str(self.root.resolve() / "art"),
+               "--workers", "1"]
+        log_path = self.root / "server.log"
+        with open(log_path, "ab") as log:
+            # A session of its own, so the uvicorn worker it forks dies with it.
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            _wait_healthy(self.url, self.proc, log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
 @contextlib.contextmanager
 def running_mlflow_server(tmp_path: Path, backend_store_uri: str | None = None) -> Iterator[str]:
     """Start a server storing into `tmp_path` (or `backend_store_uri`, e.g. PostgreSQL), yield
     its URL, and stop its whole process group."""
-    root = Path(tmp_path) / "mlflow-server"
-    root.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", backend_store_uri or f"sqlite:///{root.resolve()}/mlflow.db",
-           "--default-artifact-root", str(root.resolve() / "art"), "--workers", "1"]
-    log_path = root / "server.log"
-    with open(log_path, "wb") as log:
-        # A session of its own, so the uvicorn worker it forks dies with it.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = MlflowServer(tmp_path, backend_store_uri)
+    server.start()
     try:
-        _wait_healthy(url, proc, log_path)
-        yield url
+        yield server.url
     finally:
-        _stop(proc)
+        server.stop()
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:

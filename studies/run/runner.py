@@ -222,6 +222,13 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
             outcome = dataclasses.replace(outcome, report=write_report(plan.store.uri))
         return outcome
     except BaseException:
+        if tracker is not None and tracker.unreachable:
+            # Nothing more is sent to a server that stopped answering; study.json says how it ended.
+            from ..tracking import TrackingError
+
+            if (record := plan.store.study()) is not None:
+                plan.store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
+            raise TrackingError(tracker.unreachable) from None
         if tracker is not None and parent is not None:
             tracker.flush()
             tracker.finish_open_children(parent, "KILLED")

@@ -26,6 +26,39 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
+_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
+                "Read timed out", "Connection aborted", "RemoteDisconnected")
+
+
+class _Guarded:
+    """The MLflow client, with a server that stopped answering (after the client's own retries:
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES, ..._BACKOFF_FACTOR, ..._TIMEOUT) turned into one
+    TrackingError, and every later call refused at once: clean-up never waits on it again."""
+
+    def __init__(self, client: MlflowClient, tracking_uri: str):
+        self._client, self._uri, self.unreachable = client, tracking_uri, None
+
+    def __getattr__(self, name: str):
+        fn = getattr(self._client, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args, **kwargs):
+            if self.unreachable:
+                raise TrackingError(self.unreachable)
+            try:
+                return fn(*args, **kwargs)
+            except MlflowException as exc:
+                if not any(s in str(exc) for s in _UNREACHABLE):
+                    raise
+                self.unreachable = (f"the tracking server {self._uri} stopped answering (MLflow's client gave up "
+                                    "after its retries); the reports not yet sent are kept in the trial store: "
+                                    "`vaestudy resume` the study once the server is back")
+                raise TrackingError(self.unreachable) from None
+
+        return call
+
+
 class StudyTracker:
     """One study's MLflow experiment: a parent run per study launch and a child run per trial key.
 
@@ -34,7 +67,7 @@ class StudyTracker:
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None,
                  flush_every: float = 5.0, progress_metric: str = "valid/total_bpc"):
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = _Guarded(MlflowClient(tracking_uri=tracking_uri), tracking_uri)
         self.tracking_uri = tracking_uri
         self.flush_every = flush_every  # seconds between metric batches; 0 sends on every report
         self.progress_metric = progress_metric  # logged at every report; its history says how far a run got
@@ -44,6 +77,11 @@ class StudyTracker:
         self._last_step: dict[str, int] = {}  # run id -> highest step logged or buffered
         self._pending: dict[str, list[Metric]] = {}  # run id -> metrics not yet sent
         self._last_flush = time.monotonic()
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why the tracking server is given up on (None while it answers)."""
+        return self.client.unreachable
 
     def _experiment_id(self, name: str, artifact_location: str | None) -> str:
         exp = self.client.get_experiment_by_name(name)
