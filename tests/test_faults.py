@@ -41,8 +41,14 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def reports_written(folder: Path) -> int:
-    return sum(1 for _ in (folder / "trials").glob("*/checkpoint.pt"))
+def start_mid_study(folder: Path, url: str, env: dict) -> subprocess.Popen:
+    """`vaestudy run` as a subprocess, returned once two trials have reported."""
+    driver = subprocess.Popen([*VAESTUDY, *study_args(folder, url)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    reported = lambda: sum(1 for _ in (folder / "trials").glob("*/checkpoint.pt")) >= 2  # noqa: E731
+    wait_for(lambda: reported() or driver.poll() is not None, 240, "reports from two trials")
+    assert driver.poll() is None, driver.communicate()[1][-3000:]
+    return driver
 
 
 def logged(url: str) -> tuple[list, dict[str, list[int]]]:
@@ -67,11 +73,8 @@ def test_a_tracking_server_back_after_15_s_loses_and_duplicates_nothing(tmp_path
     server = MlflowServer(tmp_path)
     url = server.start()
     folder = tmp_path / "alpha"
-    driver = subprocess.Popen([*VAESTUDY, *study_args(folder, url)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = start_mid_study(folder, url, ENV)
     try:
-        wait_for(lambda: reports_written(folder) >= 2 or driver.poll() is not None, 240, "reports from two trials")
-        assert driver.poll() is None, driver.communicate()[1][-3000:]
         server.stop()
         down = time.monotonic()
         time.sleep(15)
@@ -95,11 +98,8 @@ def test_a_tracking_server_gone_for_good_stops_the_study_in_one_line_and_resume_
     # The client gives up within seconds here (MLflow's defaults wait minutes).
     env = {**ENV, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
            "MLFLOW_HTTP_REQUEST_TIMEOUT": "3"}
-    driver = subprocess.Popen([*VAESTUDY, *study_args(folder, url)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+    driver = start_mid_study(folder, url, env)
     try:
-        wait_for(lambda: reports_written(folder) >= 2 or driver.poll() is not None, 240, "reports from two trials")
-        assert driver.poll() is None, driver.communicate()[1][-3000:]
         server.stop()
         down = time.monotonic()
         out, err = driver.communicate(timeout=300)
