@@ -187,6 +187,18 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
         artifacts = [o["Key"] for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/mlartifacts/")
                      .get("Contents", [])]
         assert sum(k.endswith("samples.txt") for k in artifacts) == 4, artifacts
+        # The resume wrote the report into the bucket, and `ui` takes the s3:// folder as `run` printed it.
+        assert "studies/alpha/report.md" in {o["Key"] for o in s3.list_objects_v2(
+            Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]}
+        ui = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", uri, "--port", str(free_port())], cwd=ROOT,
+                              env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-3")}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            line = ui.stdout.readline()
+            assert "/#/experiments/" in line and "compareRunsMode=CHART" in line, line
+        finally:
+            os.killpg(ui.pid, signal.SIGTERM)
+            ui.wait(timeout=30)
     finally:
         os.killpg(moto.pid, signal.SIGKILL)
 
