@@ -9,6 +9,10 @@ auxiliary term the KL collapses once the decoder sees more than 3 characters.
 Ramp (studies/presets.py, measured with the KL weight at ~0): hybrid-bytenet's rec levels
 off at step ~750 at depth 6 (AU and MI at once); both hybrids anneal 1000 -> 2000. The cpu
 grid has depths 1 and 2 (receptive field <= 3: the control) and 3 and 6 (the collapse).
+
+Measured (cpu, 3 seeds, host matmul 156.5 GFLOP/s at 1 thread): 91.9 min wall with the test
+suite sharing the 2 cores for most of it; trial walls 118-233 s at depth 1, 166-329 at 2,
+204-390 at 3, 355-628 at 6, so the fastest per depth put a run alone at ~63 min.
 """
 
 from studies.presets import cpu, paper, smoke
@@ -26,7 +30,8 @@ STUDY = Study(
     presets={
         "smoke": smoke(grid={"depth": (1, 4), "alpha": (0.0, 0.5)}, cost="~30 s, 4 trials"),
         "cpu": cpu(steps=3000, grid={"depth": (1, 2, 3, 6), "alpha": (0.0, 0.2, 0.5)},
-                   cost="~60 min on 2 cores, 36 trials"),
+                   cost="91.9 min on 2 cores with tests sharing them (~63 min alone; matmul 156.5 GFLOP/s "
+                        "at 1 thread), 36 trials"),
         "paper": paper(cost="30 trials x 100k steps"),
     },
     claims=(
