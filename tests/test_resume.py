@@ -142,7 +142,7 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
 def test_a_second_driver_on_a_live_study_is_refused_and_the_first_goes_on(tmp_path):
     folder = tmp_path / "alpha"
     args = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--set", "steps=3000",
-            "--set", "eval_every=30", "--max-concurrent", "2"]
+            "--set", "eval_every=30", "--max-concurrent", "2", "--collapse-threshold", "0"]
     driver = subprocess.Popen([*VAESTUDY, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -162,11 +162,9 @@ def test_a_second_driver_on_a_live_study_is_refused_and_the_first_goes_on(tmp_pa
         keys = [r.data.tags["vaestudy.trial_key"] for r in runs]
         assert len(parents) == 1 and len(keys) == len(set(keys)), keys
         # The first driver goes on: its trials keep reporting.
-        steps = {k: s.get("last_step") for k, s in trial_states(folder).items()}
-        marks = {k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in steps
-                 if (folder / "trials" / k / "history.parquet").exists()}
-        wait_for(lambda: any((folder / "trials" / k / "history.parquet").stat().st_mtime_ns > m
-                             for k, m in marks.items()), 60, "a new report from the first driver")
+        since = time.time_ns()
+        wait_for(lambda: any(h.stat().st_mtime_ns > since for h in (folder / "trials").glob("*/history.parquet")),
+                 120, "a new report from the first driver")
         assert driver.poll() is None
     finally:
         os.killpg(driver.pid, signal.SIGKILL)

@@ -1,7 +1,10 @@
 """Record the metric histories that tests/test_same_numbers.py compares against.
 
-Run only when a change is meant to change the numbers (and say so in the commit):
-    python tests/golden/record.py
+CPU kernels differ between hosts in their last bits (AVX2 vs AVX-512 reductions), so the file
+holds one recording per host kind; a run must equal one of them exactly. Run it only from a
+commit whose numbers are the reference (before a refactor), or when a change is meant to
+change the numbers (then replace every recording, and say so in the commit):
+    python tests/golden/record.py "a description of this host"   # adds this host's recording
 """
 
 import json
@@ -32,6 +35,12 @@ def histories() -> dict:
     return out
 
 
+def recordings() -> list[dict]:
+    return json.loads(GOLDEN.read_text())["recordings"]
+
+
 if __name__ == "__main__":
-    GOLDEN.write_text(json.dumps(histories(), indent=1) + "\n")
-    print(f"wrote {GOLDEN}")
+    host = sys.argv[1] if len(sys.argv) > 1 else "unnamed host"
+    kept = recordings() if GOLDEN.exists() else []
+    GOLDEN.write_text(json.dumps({"recordings": [*kept, {"host": host, "histories": histories()}]}, indent=1) + "\n")
+    print(f"added the recording of {host} to {GOLDEN}")
