@@ -201,6 +201,7 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
     study = results.study
     names, directions = list(study.metrics), list(study.directions)
     signs = [-1.0 if lower_is_better and d == "maximize" else 1.0 for d in directions]
+    search.quiet()  # no "A new study created in memory" INFO line on the terminal
     ostudy = optuna.create_study(directions=["minimize"] * len(names) if lower_is_better else directions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
