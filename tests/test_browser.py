@@ -162,7 +162,8 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
 def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_path):
     folder = tmp_path / "alpha"
     driver = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke", "--storage",
-                               str(folder), "--set", "steps=3000", "--set", "eval_every=100", "--no-report"],
+                               str(folder), "--set", "steps=3000", "--set", "eval_every=100", "--collapse-threshold", "0",
+                               "--no-report"],
                               cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True)
     try:
@@ -181,9 +182,16 @@ def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_p
         page.goto(dashboard)
         page.get_by_placeholder("Enter your authentication token").fill(token)
         page.get_by_role("button", name="Submit").click()
-        page.wait_for_timeout(1000)
-        page.goto(f"{dashboard}/#/actors")
-        page.get_by_text("trainable", exact=True).first.wait_for(timeout=60_000)  # Tune's trial actors
+        page.get_by_text("Authentication Token Required").wait_for(state="hidden", timeout=30_000)
+        deadline = time.monotonic() + 120
+        while True:  # the Actors page, reloaded until Tune's trial actors are listed (the dashboard polls)
+            page.goto(f"{dashboard}/#/actors")
+            try:
+                page.get_by_text("trainable", exact=True).first.wait_for(timeout=10_000)
+                break
+            except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again until the deadline
+                assert time.monotonic() < deadline and driver.poll() is None, "no trial actor on the Actors page"
+                page.reload()
         assert page.get_by_text("ImplicitFunc", exact=True).count() >= 1
         assert page.get_by_text("ALIVE", exact=True).count() >= 1
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
