@@ -11,6 +11,7 @@ same MLflow run, and no run is duplicated.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -204,8 +205,8 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
     lock.acquire()
     logs.to_file(plan.store.local_dir / logs.LOG_FILE)
     tracker = parent = None
-    streams = logs.streams_to_log(echo)
-    echo = streams.__enter__()  # closed in `finally`, before the lock is released
+    streams = contextlib.ExitStack()  # closed in `finally`, before the lock is released
+    echo = streams.enter_context(logs.streams_to_log(echo))
     try:
         plan.store.sync_down()
         tracker, parent = open_tracking(plan)
@@ -226,20 +227,23 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
             # Nothing more is sent to a server that stopped answering; study.json says how it ended.
             from ..tracking import TrackingError
 
-            if (record := plan.store.study()) is not None:
-                plan.store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
+            _mark_interrupted(plan.store)
             raise TrackingError(tracker.unreachable) from None
         if tracker is not None and parent is not None:
             tracker.flush()
             tracker.finish_open_children(parent, "KILLED")
             tracker.finish(parent, "KILLED", "the driver stopped before the study finished; `vaestudy resume` continues it")
-            if (record := plan.store.study()) is not None:
-                plan.store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
+            _mark_interrupted(plan.store)
         raise
     finally:
-        streams.__exit__(None, None, None)
+        streams.close()
         plan.store.sync_up()
         lock.release()
+
+
+def _mark_interrupted(store: StudyStore) -> None:
+    if (record := store.study()) is not None:
+        store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
 
 
 def quiet_third_party() -> None:
