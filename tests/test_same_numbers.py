@@ -1,11 +1,17 @@
-"""The same config and seed give bit-identical metric histories for every model on CPU,
-compared against values recorded before a refactor (tests/golden/record.py). CPU kernels
-differ between host kinds in their last bits, so a run must equal, exactly, one of the
-recordings (each made from a reference commit on one kind of host)."""
+"""The same config and seed give the same metric histories for every model, compared
+against values recorded before a change (tests/golden/record.py). The histories run in
+float64, so one recording holds on every host kind; they must agree to 1e-6 relative,
+which float64 rounding differences (< 1e-7 after 40 steps) meet and any change to the
+model's arithmetic, initialisation, data order or schedule does not."""
+
+import math
 
 import pytest
 
-from tests.golden.record import histories, recordings
+from tests.golden.record import histories, recording
+
+REL = 1e-6
+ABS = 1e-7  # for metrics near 0 (an MI estimate is a difference of terms of order 1)
 
 
 @pytest.fixture(scope="module")
@@ -20,13 +26,21 @@ def first_difference(got: list[dict], want: list[dict]):
         if g.keys() != w.keys():
             return "keys", sorted(g), sorted(w)
         for key in w:
-            if g[key] != w[key]:  # exact, not approximate
+            if (g[key] is None) != (w[key] is None):
+                return g["step"], key, g[key], w[key]
+            if w[key] is not None and not math.isclose(g[key], w[key], rel_tol=REL, abs_tol=ABS):
                 return g["step"], key, g[key], w[key]
     return None
 
 
 @pytest.mark.parametrize("model", ["conv", "hybrid-lstm", "hybrid-bytenet", "lstm"])
-def test_metric_histories_are_bit_identical_to_the_recorded_ones(measured, model):
+def test_metric_histories_match_the_recorded_ones(measured, model):
     assert [r["step"] for r in measured[model]] == [20, 40]
-    differences = {rec["host"]: first_difference(measured[model], rec["histories"][model]) for rec in recordings()}
-    assert None in differences.values(), differences
+    assert first_difference(measured[model], recording()["histories"][model]) is None
+
+
+def test_the_comparison_catches_a_small_change(measured):
+    """A history off by 1e-5 relative in one metric is caught."""
+    changed = [dict(r) for r in measured["conv"]]
+    changed[-1]["valid/kl_bpc"] *= 1 + 1e-5
+    assert first_difference(changed, measured["conv"])[1] == "valid/kl_bpc"

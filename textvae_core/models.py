@@ -7,8 +7,10 @@ Every model maps token ids x (B, L) to a `VAEOutput`:
     logits      (B, L, V)  the decoder's p(x_t | z, x_<t) (historyless models: p(x_t | z))
     aux_logits  (B, L, V)  the hybrid models' historyless head (Eq. 2), else None
     mu, logvar  (B, Z)     the diagonal Gaussian posterior q(z | x)
-Input is one-hot characters (no learned embedding), as in the released code; a linear
-layer on a one-hot vector is computed as a table look-up where that is cheaper.
+Input is one-hot characters (no learned embedding), as in the released code. Every layer
+of ours that takes one-hot characters computes its product with them as a row gather
+(`project`, `onehot_conv`): the same model, without the FLOPs of multiplying by zeros.
+The fused nn.LSTM takes its input whole, so there the one-hot vectors are built.
 
 Conv stacks halve the length per layer, so they run on L rounded up to a multiple of
 2^layers ("padded length"); the padding is PAD tokens on the right, and every loss term
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .lstm import make_lstm
+from .lstm import make_lstm, project
 from .tokens import DUMMY, PAD, START
 
 
@@ -54,6 +56,20 @@ def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
 # --- building blocks ---------------------------------------------------------------------
 
 
+def onehot_conv(conv: nn.Conv1d, ids: torch.Tensor) -> torch.Tensor:
+    """conv(one_hot(ids).transpose(1, 2)) for a Conv1d(V, C, k, stride, padding) on ids (B, L),
+    as k row gathers: tap j of output t reads weight[:, ids[t * stride + j - padding], j].
+    Zero padding reads an all-zero row. Returns (B, C, L_out)."""
+    (pad,), (stride,), k = conv.padding, conv.stride, conv.kernel_size[0]
+    C, V = conv.weight.shape[:2]
+    table = F.pad(conv.weight.permute(2, 1, 0), (0, 0, 0, 1))  # (k, V + 1, C); row V is zero
+    ids = F.pad(ids, (pad, pad), value=V)
+    n_out = (ids.shape[1] - k) // stride + 1
+    taps = torch.stack([ids[:, j: j + stride * (n_out - 1) + 1: stride] + j * (V + 1) for j in range(k)], -1)
+    out = F.embedding(taps, table.reshape(k * (V + 1), C)).sum(2)  # (B, L_out, C)
+    return (out if conv.bias is None else out + conv.bias).transpose(1, 2)
+
+
 class ConvEncoder(nn.Module):
     """Conv1d(k3, s2, p1) -> BN -> ReLU per layer, then Linear to (mu, log sigma^2)."""
 
@@ -68,8 +84,8 @@ class ConvEncoder(nn.Module):
         self.to_posterior = nn.Linear(padded_len // 2 ** len(channels) * c_in, 2 * latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.one_hot(x, self.vocab_size).transpose(1, 2).to(self.to_posterior.weight.dtype)  # (B, V, Lp)
-        h = self.convs(h).flatten(1)  # (B, Lp/2^n * C)
+        h = onehot_conv(self.convs[0], x)  # the first conv on one-hot x (B, Lp): (B, C, Lp/2)
+        h = self.convs[1:](h).flatten(1)  # (B, Lp/2^n * C)
         mu, logvar = self.to_posterior(h).chunk(2, dim=-1)  # (B, Z) each
         return mu, logvar
 
@@ -132,7 +148,8 @@ class ByteNetHead(nn.Module):
     """1x1 conv -> norm -> gated (tanh * sigmoid), N masked highway convs, Linear to V.
 
     Position t reads [deconv features_t ; one-hot x_{t-1}], so after N layers its logits
-    depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c).
+    depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c). The 1x1 entry conv is a
+    linear map per position, computed on the features plus a gather for the one-hot part.
     """
 
     def __init__(self, in_channels: int, width: int, depth: int, vocab_size: int):
@@ -142,8 +159,9 @@ class ByteNetHead(nn.Module):
         self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
         self.out = nn.Linear(width, vocab_size)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, L, C_in)
-        a, b = self.entry_norm(self.entry(inputs.transpose(1, 2))).chunk(2, dim=1)
+    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
+        entry = project(self.entry.weight[:, :, 0], self.entry.bias, feats, prev)  # (B, L, 2W)
+        a, b = self.entry_norm(entry.transpose(1, 2)).chunk(2, dim=1)
         h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
         for layer in self.layers:
             h = layer(h)
@@ -155,16 +173,16 @@ class LSTMHead(nn.Module):
 
     def __init__(self, in_channels: int, cell: str, hidden: int, vocab_size: int):
         super().__init__()
-        self.rnn = make_lstm(cell, in_channels, hidden)
+        self.rnn = make_lstm(cell, in_channels, hidden, vocab_size)
         self.out = nn.Linear(hidden, vocab_size)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, L, C_in) -> (B, L, V)
-        h, _ = self.rnn(inputs)  # (B, L, H)
-        return self.out(h)
+    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
+        h, _ = self.rnn(feats, prev)  # (B, L, H)
+        return self.out(h)  # (B, L, V)
 
-    def step(self, inputs: torch.Tensor, state=None):
-        """One step for generation: inputs (B, C_in) -> logits (B, V) and the new state."""
-        h, state = self.rnn(inputs.unsqueeze(1), state)
+    def step(self, feats: torch.Tensor, prev: torch.Tensor, state=None):
+        """One step for generation: feats (B, F), prev ids (B,) -> logits (B, V), new state."""
+        h, state = self.rnn(feats.unsqueeze(1), prev.unsqueeze(1), state)
         return self.out(h[:, 0]), state
 
 
@@ -298,8 +316,7 @@ class HybridVAE(ConvDeconvVAE):
     def decode(self, z, x, generator=None):
         feats = self.features(z, x.shape[1])  # (B, L, F)
         aux = self.aux_head(feats)  # (B, L, V)
-        prev = F.one_hot(self.decoder_inputs(x, generator), self.vocab_size).to(feats.dtype)
-        return self.head(torch.cat([feats, prev], dim=-1)), aux  # (B, L, F + V) -> (B, L, V)
+        return self.head(feats, self.decoder_inputs(x, generator)), aux  # (B, L, V)
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
@@ -309,8 +326,7 @@ class HybridVAE(ConvDeconvVAE):
         prev = torch.full((z.shape[0],), START, dtype=torch.long, device=z.device)
         state, out = None, []
         for t in range(length):
-            step_in = torch.cat([feats[:, t], F.one_hot(prev, self.vocab_size).to(feats.dtype)], -1)
-            logits, state = self.head.step(step_in, state)
+            logits, state = self.head.step(feats[:, t], prev, state)
             prev = _pick(logits, temperature, generator)
             out.append(prev)
         return torch.stack(out, 1)
@@ -322,14 +338,14 @@ class LSTMVAE(TextVAE):
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
         H = config.hidden
-        self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H)
+        self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
         self.to_posterior = nn.Linear(H, 2 * config.latent)
         self.to_state = nn.Linear(config.latent, 2 * H)
-        self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H)
+        self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
         self.out = nn.Linear(H, vocab_size)
 
     def encode(self, x):
-        h, _ = self.encoder_rnn(F.one_hot(x, self.vocab_size).to(self.out.weight.dtype))  # (B, L, H)
+        h, _ = self.encoder_rnn(None, x)  # (B, L, H)
         mu, logvar = self.to_posterior(h[:, -1]).chunk(2, dim=-1)
         return mu, logvar
 
@@ -338,8 +354,7 @@ class LSTMVAE(TextVAE):
         return h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()
 
     def decode(self, z, x, generator=None):
-        prev = F.one_hot(self.decoder_inputs(x, generator), self.vocab_size).to(z.dtype)
-        h, _ = self.decoder_rnn(prev, self.initial_state(z))
+        h, _ = self.decoder_rnn(None, self.decoder_inputs(x, generator), self.initial_state(z))
         return self.out(h), None
 
     @torch.no_grad()
@@ -349,7 +364,7 @@ class LSTMVAE(TextVAE):
         prev = torch.full((z.shape[0],), first, dtype=torch.long, device=z.device)
         out = []
         for t in range(length):
-            h, state = self.decoder_rnn(F.one_hot(prev, self.vocab_size).to(z.dtype).unsqueeze(1), state)
+            h, state = self.decoder_rnn(None, prev.unsqueeze(1), state)
             tok = _pick(self.out(h[:, 0]), temperature, generator)
             out.append(tok)
             prev = torch.full_like(tok, DUMMY) if self.config.dropout >= 1.0 else tok

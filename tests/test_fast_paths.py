@@ -1,0 +1,149 @@
+"""The fast paths compute the paper's models: the hand-written LayerNorm LSTM equals a plain
+autograd LayerNorm LSTM, and every one-hot gather equals the dense one-hot product, in
+outputs and gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textvae_core import MODELS, build_model, make_config
+from textvae_core.lstm import LayerNormLSTM, project
+from textvae_core.models import onehot_conv
+from textvae_core.tokens import N_RESERVED, PAD
+
+V = 54
+
+
+def reference_layernorm_lstm(cell: LayerNormLSTM, x: torch.Tensor, state=None):
+    """The textbook cell, step by step under autograd: LayerNorm over the 4H pre-activations."""
+    B, T, _ = x.shape
+    h = x.new_zeros(B, cell.hidden) if state is None else state[0][0]
+    c = x.new_zeros(B, cell.hidden) if state is None else state[1][0]
+    outs = []
+    for t in range(T):
+        a = cell.w_ih(x[:, t]) + cell.w_hh(h)
+        i, f, g, o = F.layer_norm(a, (4 * cell.hidden,), cell.norm.weight, cell.norm.bias, 1e-5).chunk(4, -1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, 1), (h.unsqueeze(0), c.unsqueeze(0))
+
+
+def _grads(module, inputs, loss):
+    params = [p for p in module.parameters()] + [t for t in inputs if t.requires_grad]
+    return torch.autograd.grad(loss, params)
+
+
+@pytest.mark.parametrize("with_state", [False, True])
+@pytest.mark.parametrize("train", [True, False])
+def test_layernorm_lstm_equals_reference_in_outputs_and_gradients(with_state, train):
+    torch.manual_seed(0)
+    B, T, Fd, H = 3, 9, 5, 8
+    cell = LayerNormLSTM(Fd + V, H).double().train(train)
+    with torch.no_grad():  # a LayerNorm affine other than (1, 0), so its gradients are tested too
+        cell.norm.weight.uniform_(0.5, 1.5)
+        cell.norm.bias.uniform_(-0.3, 0.3)
+    dense = torch.randn(B, T, Fd, dtype=torch.double, requires_grad=True)
+    ids = torch.randint(N_RESERVED, V, (B, T))
+    state = None
+    if with_state:
+        state = tuple(torch.randn(1, B, H, dtype=torch.double, requires_grad=True) for _ in range(2))
+    x = torch.cat([dense, F.one_hot(ids, V).double()], -1)
+    w_out, w_h, w_c = (torch.randn(B, T, H, dtype=torch.double), torch.randn(B, H, dtype=torch.double),
+                       torch.randn(B, H, dtype=torch.double))
+
+    def loss_of(out, final):  # touches outputs and both final states
+        return (out * w_out).sum() + (final[0][0] * w_h).sum() + (final[1][0] * w_c).sum()
+
+    inputs = [dense] + (list(state) if state else [])
+    out_ref, fin_ref = reference_layernorm_lstm(cell, x, state)
+    out, fin = cell(dense, ids, state)
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fin[1], fin_ref[1], rtol=1e-10, atol=1e-12)
+    g_ref = _grads(cell, inputs, loss_of(out_ref, fin_ref))
+    g = _grads(cell, inputs, loss_of(out, fin))
+    for a, b in zip(g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_layernorm_lstm_passes_gradcheck():
+    torch.manual_seed(1)
+    cell = LayerNormLSTM(4 + V, 3).double()
+    dense = torch.randn(2, 5, 4, dtype=torch.double, requires_grad=True)
+    ids = torch.randint(N_RESERVED, V, (2, 5))
+    assert torch.autograd.gradcheck(lambda d: cell(d, ids)[0], (dense,))
+
+
+def test_project_equals_dense_one_hot_linear():
+    torch.manual_seed(2)
+    lin = nn.Linear(6 + V, 10).double()
+    dense = torch.randn(2, 7, 6, dtype=torch.double, requires_grad=True)
+    ids = torch.randint(0, V, (2, 7))
+    want = lin(torch.cat([dense, F.one_hot(ids, V).double()], -1))
+    got = project(lin.weight, lin.bias, dense, ids)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got.square().sum(), [lin.weight, lin.bias, dense]),
+                    torch.autograd.grad(want.square().sum(), [lin.weight, lin.bias, dense])):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("length", [8, 13, 64])
+def test_onehot_conv_equals_dense_conv_with_padding(length):
+    torch.manual_seed(3)
+    conv = nn.Conv1d(V, 12, 3, stride=2, padding=1).double()
+    ids = torch.randint(0, V, (3, length))
+    ids[:, -2:] = PAD  # PAD is a one-hot vector like any id; the conv's zero padding is not
+    want = conv(F.one_hot(ids, V).double().transpose(1, 2))
+    got = onehot_conv(conv, ids)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got.square().sum(), list(conv.parameters())),
+                    torch.autograd.grad(want.square().sum(), list(conv.parameters()))):
+        torch.testing.assert_close(a, b)
+
+
+class _DenseOneHot:
+    """The models computed the dense way: every gather replaced by the one-hot product."""
+
+    def __init__(self, monkeypatch):
+        import textvae_core.lstm as lstm
+        import textvae_core.models as models
+
+        def dense_project(weight, bias, dense, ids):
+            n = 0 if dense is None else dense.shape[-1]
+            parts = ([] if dense is None else [dense]) + [F.one_hot(ids, weight.shape[1] - n).to(weight.dtype)]
+            return F.linear(torch.cat(parts, -1), weight, bias)
+
+        def dense_conv(conv, ids):
+            return conv(F.one_hot(ids, conv.in_channels).to(conv.weight.dtype).transpose(1, 2))
+
+        monkeypatch.setattr(lstm, "project", dense_project)
+        monkeypatch.setattr(models, "project", dense_project)
+        monkeypatch.setattr(models, "onehot_conv", dense_conv)
+
+
+@pytest.mark.parametrize("model,cell", [(m, "fused") for m in MODELS] + [("hybrid-lstm", "layernorm"),
+                                                                         ("lstm", "layernorm")])
+def test_models_equal_their_dense_one_hot_computation(model, cell, monkeypatch):
+    cfg = make_config(model, "tiny", {"length": 20, "lstm_cell": cell, "dropout": 0.3})
+    torch.manual_seed(4)
+    net = build_model(cfg, V).double().train()
+    x = torch.randint(N_RESERVED, V, (4, 20))
+
+    def run():
+        out = net(x, torch.Generator().manual_seed(5))
+        loss = out.logits.square().mean() + out.mu.square().mean() + out.logvar.exp().mean()
+        if out.aux_logits is not None:
+            loss = loss + out.aux_logits.square().mean()
+        return out, torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+
+    fast, fast_grads = run()
+    with monkeypatch.context() as m:
+        _DenseOneHot(m)
+        dense, dense_grads = run()
+    torch.testing.assert_close(fast.logits, dense.logits)
+    torch.testing.assert_close(fast.mu, dense.mu)
+    for (name, _), a, b in zip(net.named_parameters(), fast_grads, dense_grads):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            torch.testing.assert_close(a, b, msg=name)
