@@ -2,7 +2,11 @@
 
 FLOPs are counted analytically (a multiply-add is 2 FLOPs, a training step ~3x the
 forward pass) over the layers that do matrix work: convolutions, deconvolutions, linear
-layers and LSTM gates. One-hot inputs are counted as dense, as the paper's models use them.
+layers and LSTM gates. Two counts: model FLOPs count one-hot inputs as dense products, as
+the paper's models are defined and as MFU counts them; executed FLOPs leave out the
+products our layers compute as row gathers (the conv encoder's first layer, the LayerNorm
+cell's and the ByteNet head's input projections; the fused nn.LSTM runs them dense).
+Achieved GFLOP/s are model FLOPs per second.
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ from .models import padded_length
 from .train import Trainer
 
 
-def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int) -> float:
-    """Forward-pass FLOPs for one fragment of cfg.length characters."""
+def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int, executed: bool = False) -> float:
+    """Forward-pass FLOPs for one fragment of cfg.length characters: model FLOPs, or with
+    `executed` those that run (one-hot products done as gathers left out)."""
     L, V, Z, H = cfg.length, vocab_size, cfg.latent, cfg.hidden
-    lstm_step = lambda inp: 2 * (inp + H) * 4 * H  # noqa: E731  (x W_ih + h W_hh for 4 gates)
+    gathered = executed and cfg.lstm_cell == "layernorm"  # the fused nn.LSTM multiplies one-hots
+    lstm_step = lambda dense, onehot: 2 * (dense + (0 if gathered else onehot) + H) * 4 * H  # noqa: E731
     if cfg.model == "lstm":
-        return 2 * L * lstm_step(V) + 2 * H * 2 * Z + 2 * Z * 2 * H + 2 * L * H * V
+        return 2 * L * lstm_step(0, V) + 2 * H * 2 * Z + 2 * Z * 2 * H + 2 * L * H * V
     n = len(cfg.conv_channels)
     lp = padded_length(L, n)
     flops, c_in, length = 0.0, V, lp
-    for c_out in cfg.conv_channels:  # encoder convs, k=3, stride 2
+    for i, c_out in enumerate(cfg.conv_channels):  # encoder convs, k=3, stride 2 (the first on one-hots)
         length //= 2
-        flops += 2 * length * c_out * c_in * 3
+        flops += 0 if executed and i == 0 else 2 * length * c_out * c_in * 3
         c_in = c_out
     flops += 2 * length * c_in * 2 * Z  # to (mu, logvar)
     flops += 2 * Z * length * c_in  # z -> first deconv input
@@ -42,9 +48,10 @@ def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int) -> float:
         return flops + 2 * L * F_ * V
     flops += 2 * L * F_ * V  # auxiliary head
     if cfg.model == "hybrid-lstm":
-        return flops + L * lstm_step(F_ + V) + 2 * L * H * V
+        return flops + L * lstm_step(F_, V) + 2 * L * H * V
     W = cfg.bytenet_width
-    return flops + 2 * L * (F_ + V) * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
+    entry = F_ if executed else F_ + V
+    return flops + 2 * L * entry * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
 
 
 def matmul_gflops(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), seconds: float = 0.5) -> float:
@@ -63,22 +70,35 @@ def matmul_gflops(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), seco
     return best
 
 
+LSTM_MODELS = ("hybrid-lstm", "lstm")
+
+
 def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet", "lstm"),
                        threads: int = 1, seconds: float = 6.0, rounds: int = 3, length: int = 52,
                        batch_size: int = 64, corpus: Corpus | None = None,
-                       overrides: dict | None = None) -> dict:
+                       overrides: dict | None = None, layernorm: bool = True) -> dict:
     """Training chars/s per model at the released PTB sizes, interleaved over `rounds`
-    so every model sees the same machine conditions; the median round is reported."""
+    so every model sees the same machine conditions; the median round is reported.
+
+    The models with an LSTM run with the fused cell, and (`layernorm`) also as
+    "<model>+layernorm" with the paper's LayerNorm cell, whose chars/s ratio to the
+    fused cell is reported as measured in the same rounds.
+    """
     torch.set_num_threads(threads)
     corpus = corpus or load_corpus("synthetic")
+    variants = {m: {} for m in models}
+    if layernorm:
+        variants.update({f"{m}+layernorm": {"model": m, "lstm_cell": "layernorm"} for m in models if m in LSTM_MODELS})
     trainers = {}
-    for m in models:
-        cfg = make_config(m, "ptb", {"length": length, "batch_size": batch_size, "threads": threads,
-                                     "corpus": corpus.name, **(overrides or {})})
-        trainers[m] = Trainer(cfg, corpus)
+    for name, extra in variants.items():
+        cfg = make_config(extra.get("model", name), "ptb",
+                          {"length": length, "batch_size": batch_size, "threads": threads,
+                           "corpus": corpus.name, "lstm_cell": "fused", **(overrides or {}),
+                           **{k: v for k, v in extra.items() if k != "model"}})
+        trainers[name] = Trainer(cfg, corpus)
         for _ in range(3):  # warm-up: allocator, kernels, Adam state
-            trainers[m].train_step()
-    rates: dict[str, list[float]] = {m: [] for m in models}
+            trainers[name].train_step()
+    rates: dict[str, list[float]] = {m: [] for m in trainers}
     matmul = []
     for _ in range(rounds):
         matmul.append(matmul_gflops(threads))
@@ -92,14 +112,23 @@ def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet
             rates[m].append(steps * batch_size * length / (time.perf_counter() - start))
     mm = statistics.median(matmul)
     result = {"threads": threads, "length": length, "batch_size": batch_size,
-              "device": str(next(iter(trainers.values())).device), "matmul_gflops": mm, "models": {}}
+              "device": str(next(iter(trainers.values())).device), "matmul_gflops": mm,
+              "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, as MFU "
+                               "counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
+                               "done as row gathers left out)",
+              "models": {}}
     for m, tr in trainers.items():
         cps = statistics.median(rates[m])
         fwd = forward_flops_per_fragment(tr.config, corpus.vocab.size)
+        run = forward_flops_per_fragment(tr.config, corpus.vocab.size, executed=True)
         gflops = 3 * fwd / length * cps / 1e9
-        result["models"][m] = {"chars_per_s": cps, "train_gflop_per_fragment": 3 * fwd / 1e9,
-                               "achieved_gflops": gflops, "fraction_of_matmul": gflops / mm,
-                               "rounds_chars_per_s": rates[m]}
+        entry = {"model": tr.config.model, "lstm_cell": tr.config.lstm_cell, "chars_per_s": cps,
+                 "train_gflop_per_fragment": 3 * fwd / 1e9, "executed_gflop_per_fragment": 3 * run / 1e9,
+                 "achieved_gflops": gflops, "executed_gflops": 3 * run / length * cps / 1e9,
+                 "fraction_of_matmul": gflops / mm, "rounds_chars_per_s": rates[m]}
+        if m.endswith("+layernorm"):
+            entry["ratio_to_fused"] = cps / statistics.median(rates[tr.config.model])
+        result["models"][m] = entry
     if "hybrid-lstm" in rates and "lstm" in rates:
         result["ratio_hybrid_lstm_over_lstm"] = (result["models"]["hybrid-lstm"]["chars_per_s"]
                                                  / result["models"]["lstm"]["chars_per_s"])

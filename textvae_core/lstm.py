@@ -40,67 +40,73 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
 
     Per step: a = gx_t + h W_hh^T; (i, f, g, o) = LayerNorm(a) * gamma + beta;
     c = sig(f) c + sig(i) tanh(g); h = sig(o) tanh(c). Gate order as torch's LSTM.
+
+    Buffers are time-major (T, B, .), so each step reads and writes contiguous blocks in
+    place. The backward computes every factor that does not depend on the incoming
+    gradient for all steps at once, so its loop is ~8 ops per step: one matmul, one
+    LayerNorm backward and the products of the carried dh and dc with those factors.
     """
 
     @staticmethod
     def forward(ctx, gx, h0, c0, w_hh, gamma, beta):
         B, T, H4 = gx.shape
         H = H4 // 4
-        hs = gx.new_empty(B, T + 1, H)  # h_{-1} .. h_{T-1}
-        cs = gx.new_empty(B, T + 1, H)
-        acts = gx.new_empty(B, T, H4)  # sig(i), sig(f), tanh(g), sig(o)
-        normed = gx.new_empty(B, T, H4)  # the LayerNorm's (a - mean) * rstd
-        rstds = gx.new_empty(B, T, 1)
-        hs[:, 0], cs[:, 0] = h0, c0
+        pre = gx.new_empty(T, B, H4)  # a, before the LayerNorm
+        acts = gx.new_empty(T, B, H4)  # sig(i), sig(f), tanh(g), sig(o)
+        hs = gx.new_empty(T + 1, B, H)  # h_{-1} .. h_{T-1}
+        cs = gx.new_empty(T + 1, B, H)
+        tanh_c = gx.new_empty(T, B, H)
+        hs[0], cs[0] = h0, c0
+        means, rstds = [], []
         w_t = w_hh.t()
         for t in range(T):
-            a = torch.addmm(gx[:, t], hs[:, t], w_t)
-            var, mean = torch.var_mean(a, dim=-1, keepdim=True, correction=0)
-            rstd = torch.rsqrt(var + LN_EPS)
-            n = (a - mean) * rstd
-            z = torch.addcmul(beta, n, gamma)
-            act = acts[:, t]
+            torch.addmm(gx[:, t], hs[t], w_t, out=pre[t])
+            z, mean, rstd = torch.native_layer_norm(pre[t], (H4,), gamma, beta, LN_EPS)
+            act = acts[t]
             torch.sigmoid(z, out=act)
             torch.tanh(z[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])
-            i, f, g, o = act.chunk(4, dim=-1)
-            c = torch.addcmul(f * cs[:, t], i, g)
-            cs[:, t + 1] = c
-            torch.mul(o, torch.tanh(c), out=hs[:, t + 1])
-            normed[:, t], rstds[:, t] = n, rstd
-        ctx.save_for_backward(hs, cs, acts, normed, rstds, w_hh, gamma)
-        return hs[:, 1:], cs[:, -1]
+            torch.mul(act[:, H:2 * H], cs[t], out=cs[t + 1])
+            cs[t + 1].addcmul_(act[:, :H], act[:, 2 * H:3 * H])
+            torch.tanh(cs[t + 1], out=tanh_c[t])
+            torch.mul(act[:, 3 * H:], tanh_c[t], out=hs[t + 1])
+            means.append(mean)
+            rstds.append(rstd)
+        ctx.save_for_backward(pre, acts, hs, cs, tanh_c, torch.stack(means), torch.stack(rstds), w_hh, gamma, beta)
+        return hs[1:].transpose(0, 1), cs[T]
 
     @staticmethod
     def backward(ctx, d_out, d_c_last):
-        hs, cs, acts, normed, rstds, w_hh, gamma = ctx.saved_tensors
-        B, T, H4 = acts.shape
+        pre, acts, hs, cs, tanh_c, means, rstds, w_hh, gamma, beta = ctx.saved_tensors
+        T, B, H4 = acts.shape
         H = H4 // 4
-        d_a = acts.new_empty(B, T, H4)  # dL/d(pre-LayerNorm a), all steps
-        d_z = acts.new_empty(B, T, H4)  # dL/d(post-LayerNorm z), for gamma and beta
-        dh = torch.zeros_like(hs[:, 0])
-        dc = torch.zeros_like(cs[:, 0]) if d_c_last is None else d_c_last.clone()
-        d_out = torch.zeros_like(hs[:, 1:]) if d_out is None else d_out
+        i, f, g, o = acts.chunk(4, dim=-1)  # (T, B, H) each
+        # Factors of dL/d(pre-activation z) that do not depend on the carried gradients:
+        # dz_i = dc * g i(1-i), dz_f = dc * c_prev f(1-f), dz_g = dc * i (1-g^2), dz_o = dh * tanh(c) o(1-o).
+        by_dc = torch.stack([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], dim=2)  # (T, B, 3, H)
+        by_dh = tanh_c * o * (1 - o)
+        dc_from_dh = o * (1 - tanh_c * tanh_c)  # dc += dh * o (1 - tanh(c)^2)
+        d_z = acts.new_empty(T, B, H4)
+        d_a = acts.new_empty(T, B, H4)
+        dh = hs.new_zeros(B, H)
+        dc = hs.new_zeros(B, H) if d_c_last is None else d_c_last.clone()
+        d_out = None if d_out is None else d_out.transpose(0, 1)
+        mask = [True, False, False]
         for t in reversed(range(T)):
-            i, f, g, o = acts[:, t].chunk(4, dim=-1)
-            dh = dh + d_out[:, t]
-            tc = torch.tanh(cs[:, t + 1])
-            dc = torch.addcmul(dc, dh * o, 1 - tc * tc)
-            dz = d_z[:, t]
-            torch.mul(dc * g, i * (1 - i), out=dz[:, :H])
-            torch.mul(dc * cs[:, t], f * (1 - f), out=dz[:, H:2 * H])
-            torch.mul(dc * i, 1 - g * g, out=dz[:, 2 * H:3 * H])
-            torch.mul(dh * tc, o * (1 - o), out=dz[:, 3 * H:])
-            dn = dz * gamma
-            n = normed[:, t]
-            da = rstds[:, t] * (dn - dn.mean(-1, keepdim=True) - n * (dn * n).mean(-1, keepdim=True))
-            d_a[:, t] = da
-            dh = da @ w_hh
-            dc = dc * f
-        d_flat = d_a.reshape(B * T, H4)
-        d_w_hh = d_flat.t() @ hs[:, :-1].reshape(B * T, H)
+            if d_out is not None:
+                dh.add_(d_out[t])
+            dc.addcmul_(dh, dc_from_dh[t])
+            dz = d_z[t]
+            torch.mul(by_dc[t], dc.unsqueeze(1), out=dz[:, :3 * H].view(B, 3, H))
+            torch.mul(dh, by_dh[t], out=dz[:, 3 * H:])
+            da = torch.ops.aten.native_layer_norm_backward(dz, pre[t], (H4,), means[t], rstds[t], gamma, beta, mask)[0]
+            d_a[t] = da
+            torch.mm(da, w_hh, out=dh)
+            dc.mul_(f[t])
+        d_w_hh = d_a.reshape(T * B, H4).t() @ hs[:-1].reshape(T * B, H)
+        normed = (pre - means) * rstds
         d_gamma = (d_z * normed).sum((0, 1))
         d_beta = d_z.sum((0, 1))
-        return d_a, dh, dc, d_w_hh, d_gamma, d_beta
+        return d_a.transpose(0, 1), dh, dc, d_w_hh, d_gamma, d_beta
 
 
 class LayerNormLSTM(nn.Module):
