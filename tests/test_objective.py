@@ -7,7 +7,7 @@ import torch
 
 from textvae_core import ConfigError, KLSchedule, bits_per_char, gaussian_kl, make_config, sequence_nll
 from textvae_core.config import parse_assignments
-from textvae_core.diagnostics import active_units, mutual_information
+from textvae_core.diagnostics import active_units, derangement, mutual_information
 
 
 def test_closed_form_kl_matches_monte_carlo():
@@ -65,6 +65,34 @@ def test_active_units_and_mutual_information():
     mi_none = mutual_information(collapsed, torch.zeros(512, 4), g)
     assert mi_info > 3.0 and abs(mi_none) < 0.1, (mi_info, mi_none)
     assert mi_info <= math.log(512) + 1e-6  # the estimate is capped by log N
+
+
+def test_derangement_moves_every_index():
+    for n in (2, 3, 64):
+        p = derangement(n)
+        assert sorted(p.tolist()) == list(range(n)) and not (p == torch.arange(n)).any()
+
+
+def test_z_gain_is_zero_when_the_decoder_ignores_z():
+    """An LSTM VAE whose initial state does not depend on z (to_state zeroed): z gain 0."""
+    from textvae_core import build_model, fit
+    from textvae_core.diagnostics import z_gain
+
+    cfg = make_config("lstm", "tiny", {"length": 16})
+    net = build_model(cfg, 54).eval()
+    torch.nn.init.zeros_(net.to_state.weight)
+    torch.nn.init.zeros_(net.to_state.bias)
+    x = torch.randint(4, 54, (8, 16), generator=torch.Generator().manual_seed(0))
+    mu, logvar = net.encode(x)
+    z = net.reparameterize(mu, logvar)
+    assert float(z.std(0).mean()) > 0.1  # z itself varies from fragment to fragment
+    gain = z_gain(net, x, z, net.decode(z, x)[0])
+    assert abs(float(gain)) < 1e-5, gain
+
+    # The conv VAE trained as an autoencoder (KL weight 0) has to read z: clearly positive.
+    trainer = fit(make_config("conv", "tiny", dict(corpus="synthetic", steps=300, eval_every=300, iw_samples=0,
+                                                   threads=1, seed=0, kl=False)))
+    assert trainer.history[-1].metrics["valid/z_gain_bpc"] > 0.3, trainer.history[-1].metrics
 
 
 @pytest.mark.parametrize("bad, field", [

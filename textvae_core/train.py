@@ -25,10 +25,10 @@ import torch
 
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import active_units, importance_weighted_nll, mutual_information, unigram_entropy_bpc
+from .diagnostics import active_units, importance_weighted_nll, mutual_information, unigram_entropy_bpc, z_gain
 from .errors import CheckpointError
 from .losses import KLSchedule, bits_per_char, vae_objective
-from .models import TextVAE, build_model
+from .models import TextVAE, VAEOutput, build_model
 
 # 2: the hybrids' autoregressive head is one module, `head` (was `rnn` + `out`, or `bytenet`).
 CHECKPOINT_FORMAT = 2
@@ -36,7 +36,7 @@ CHECKPOINT_FORMAT = 2
 RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
 SPLITS = ("train", "valid")
 METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
-                "active_units", "mutual_info", "iw_nll_bpc", "mi_pool", "unigram_bpc")
+                "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc")
 # Final-report only: mi_pool is I(x; z) over `mi_pool` validation fragments (ceiling log N),
 # unigram_bpc the entropy of the training characters (a constant of the corpus).
 
@@ -155,25 +155,29 @@ class Trainer:
         cfg = self.config
         self.model.eval()
         gen = torch.Generator(self.device).manual_seed(cfg.seed + 17)  # independent of training RNG
-        sums = torch.zeros(3, dtype=torch.float64)
+        sums = torch.zeros(4, dtype=torch.float64)
         mus, logvars, iw = [], [], []
         batches = self.validation_batches()
         for x in batches:
-            with self.autocast():
-                out = self.model(x, gen)
+            with self.autocast():  # the model's forward, keeping z for the z gain
+                mu, logvar = self.model.encode(x)
+                z = self.model.reparameterize(mu, logvar, gen)
+                out = VAEOutput(*self.model.decode(z, x, gen), mu, logvar)
+                gain = z_gain(self.model, x, z, out.logits, gen)
             parts = vae_objective(out, x, cfg.alpha, 1.0)
-            sums += torch.stack([parts["rec"], parts["kl"], parts["aux"]]).double().cpu()
+            sums += torch.stack([parts["rec"], parts["kl"], parts["aux"], gain.float()]).double().cpu()
             mus.append(out.mu.float())
             logvars.append(out.logvar.float())
             if iw_samples:
                 with self.autocast():
                     iw.append(importance_weighted_nll(self.model, x, iw_samples, gen).float().mean().item())
-        rec, kl, aux = (sums / len(batches)).tolist()
+        rec, kl, aux, gain = (sums / len(batches)).tolist()
         mu, logvar = torch.cat(mus), torch.cat(logvars)
         m = {
             **self._bits_per_char(rec, kl, aux),
             "active_units": float(active_units(mu)),
             "mutual_info": mutual_information(mu, logvar, gen),
+            "z_gain_bpc": bits_per_char(gain, cfg.length),
         }
         if iw_samples:
             m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)

@@ -21,8 +21,8 @@ VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 USABLE = (Status.COMPLETED.value, Status.COLLAPSED.value)  # trials whose metrics count
 # Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
 # training-only ones), and what a check may derive from them.
-MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "mi_pool",
-            "unigram_bpc")
+MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc",
+            "mi_pool", "unigram_bpc")
 
 
 def _final_mi(m: Mapping[str, Any]) -> float:
