@@ -43,6 +43,14 @@ class TrainConfig:
     anneal_start: int = 1000  # first step of the linear KL-weight ramp
     anneal_end: int = 8000  # step at which the KL weight reaches 1
     kl_eps: float = 1e-3  # floor of the KL weight during annealing
+    # --- collapse remedies of later work (all off by default) ---------------------------
+    free_bits: float = 0.0  # nats per latent dimension: KL_j below it costs nothing (Kingma 2016)
+    cycles: int = 0  # cyclical annealing (Fu et al. 2019): M ramps from anneal_start to the end
+    cycle_ratio: float = 0.5  # share of each cycle over which the weight rises, then holds at 1
+    aggressive: bool = False  # aggressive encoder training until held-out MI stops rising (He 2019)
+    aggressive_max_inner: int = 50  # cap on encoder-only updates per decoder update
+    bn_vae: bool = False  # BatchNorm on the posterior means with a fixed scale (Zhu et al. 2020)
+    bn_gamma: float = 0.6  # that scale
     # --- data --------------------------------------------------------------------------
     corpus: str = "ptb"  # "ptb", "synthetic" or a path to a UTF-8 file or folder
     length: int = 52  # fragment length L in characters
@@ -83,6 +91,15 @@ class TrainConfig:
         _check(0 <= self.anneal_start < self.anneal_end, "anneal_start/anneal_end",
                "0 <= anneal_start < anneal_end", (self.anneal_start, self.anneal_end))
         _check(0.0 < self.kl_eps < 1.0, "kl_eps", "a number in (0, 1)", self.kl_eps)
+        _check(self.free_bits >= 0, "free_bits", "a number of nats >= 0 (0 = off)", self.free_bits)
+        _check(self.cycles >= 0, "cycles", "an integer >= 0 (0 = off)", self.cycles)
+        _check(not self.cycles or (self.anneal and self.kl), "cycles",
+               "0 when anneal or kl is off (the cycles replace the annealing ramp)", self.cycles)
+        _check(not self.cycles or self.anneal_start < self.steps, "cycles",
+               "0 unless anneal_start < steps (the cycles run from anneal_start to the end)", self.cycles)
+        _check(0.0 < self.cycle_ratio <= 1.0, "cycle_ratio", "a number in (0, 1]", self.cycle_ratio)
+        _check(self.aggressive_max_inner >= 1, "aggressive_max_inner", "an integer >= 1", self.aggressive_max_inner)
+        _check(self.bn_gamma > 0, "bn_gamma", "a number > 0", self.bn_gamma)
         _check(bool(self.corpus), "corpus", "'ptb', 'synthetic' or a path", self.corpus)
         _check(self.steps >= 1, "steps", "an integer >= 1", self.steps)
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1", self.batch_size)

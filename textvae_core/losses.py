@@ -44,7 +44,10 @@ class KLSchedule:
     """The KL weight over training: clip((step - start) / (end - start), 0, 1 - eps) + eps.
 
     anneal=False is weight 1 from step 0; kl=False is weight 0 throughout (a stochastic
-    autoencoder, Fig 3).
+    autoencoder, Fig 3). With `cycles` = M > 0 (cyclical annealing, Fu et al. 2019) the
+    window from `start` to `steps` (the model's own ramp start to the end of training) is
+    cut into M equal cycles; in each the weight rises linearly from eps to 1 over the first
+    `ratio` of the cycle, then holds at 1. Before `start` it is eps, as in the plain ramp.
     """
 
     start: int
@@ -52,31 +55,50 @@ class KLSchedule:
     eps: float = 1e-3
     anneal: bool = True
     kl: bool = True
+    cycles: int = 0
+    ratio: float = 0.5
+    steps: int = 0
 
     @classmethod
     def of(cls, config: TrainConfig) -> "KLSchedule":
-        return cls(config.anneal_start, config.anneal_end, config.kl_eps, config.anneal, config.kl)
+        return cls(config.anneal_start, config.anneal_end, config.kl_eps, config.anneal, config.kl,
+                   config.cycles, config.cycle_ratio, config.steps)
 
     def weight_at(self, step: int) -> float:
         if not self.kl:
             return 0.0
         if not self.anneal:
             return 1.0
-        ramp = (step - self.start) / (self.end - self.start)
+        if self.cycles:
+            period = (self.steps - self.start) / self.cycles
+            into = step - self.start
+            ramp = -1.0 if into < 0 else (into - period * min(into // period, self.cycles - 1)) / (period * self.ratio)
+        else:
+            ramp = (step - self.start) / (self.end - self.start)
         return min(max(ramp, 0.0), 1.0 - self.eps) + self.eps
 
 
-def vae_objective(out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: float) -> dict[str, torch.Tensor]:
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """sum_j max(free_bits, KL_j), KL_j dimension j's KL averaged over the batch (Kingma et al.
+    2016, Li et al. 2019): a dimension under the target gets no gradient from the KL term."""
+    per_dim = (0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)).mean(0)  # (Z,)
+    return per_dim.clamp(min=free_bits).sum()
+
+
+def vae_objective(out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: float,
+                  free_bits: float = 0.0) -> dict[str, torch.Tensor]:
     """The training loss (Eq. 4) and its parts, batch-averaged nats per fragment.
 
-    out: the model's output for targets x (B, L); alpha weighs the auxiliary term.
-    Returns scalars: loss (what is minimised), rec, kl, aux (0 for models without an
-    auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
+    out: the model's output for targets x (B, L); alpha weighs the auxiliary term;
+    free_bits > 0 thresholds the KL term of the loss per dimension (`free_bits_kl`).
+    Returns scalars: loss (what is minimised), rec, kl (always the true KL), aux (0 for
+    models without an auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
     """
     rec = sequence_nll(out.logits, x).mean()
     kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
     aux = sequence_nll(out.aux_logits, x).mean() if out.aux_logits is not None else rec.new_zeros(())
-    loss = kl_weight * kl + rec + alpha * aux
+    kl_term = free_bits_kl(out.mu.float(), out.logvar.float(), free_bits) if free_bits > 0 else kl
+    loss = kl_weight * kl_term + rec + alpha * aux
     return {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}
 
 

@@ -204,14 +204,32 @@ def make_head(name: str, config: TrainConfig, in_channels: int, vocab_size: int)
 class TextVAE(nn.Module):
     """Shared posterior sampling, decoder-input preparation and generation."""
 
+    ENCODER = ()  # names of the submodules that compute q(z | x), for encoder-only updates
+
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
+        # BN-VAE (Zhu et al. 2020): BatchNorm on the posterior means, scale fixed at gamma
+        # (not trained), shift learnable; its batch statistics bound the expected KL below.
+        self.mu_norm = nn.BatchNorm1d(config.latent) if config.bn_vae else None
+        if self.mu_norm is not None:
+            nn.init.constant_(self.mu_norm.weight, config.bn_gamma)
+            self.mu_norm.weight.requires_grad_(False)
 
     # encode / reparameterize / decode -------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior q(z | x): mu, logvar (B, Z)."""
+        mu, logvar = self.posterior(x)
+        return (mu if self.mu_norm is None else self.mu_norm(mu)), logvar
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters of q(z | x) (aggressive training updates them alone)."""
+        names = (*self.ENCODER, "mu_norm")
+        return [p for n in names if getattr(self, n, None) is not None for p in getattr(self, n).parameters()]
 
     def decode(self, z: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -280,7 +298,9 @@ class ConvDeconvVAE(TextVAE):
         self.encoder = ConvEncoder(vocab_size, config.conv_channels, self.padded_len, config.latent)
         self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, self.padded_len)
 
-    def encode(self, x):
+    ENCODER = ("encoder",)
+
+    def posterior(self, x):
         return self.encoder(F.pad(x, (0, self.padded_len - x.shape[1]), value=PAD))
 
     def features(self, z: torch.Tensor, length: int) -> torch.Tensor:
@@ -344,7 +364,9 @@ class LSTMVAE(TextVAE):
         self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
         self.out = nn.Linear(H, vocab_size)
 
-    def encode(self, x):
+    ENCODER = ("encoder_rnn", "to_posterior")
+
+    def posterior(self, x):
         h, _ = self.encoder_rnn(None, x)  # (B, L, H)
         mu, logvar = self.to_posterior(h[:, -1]).chunk(2, dim=-1)
         return mu, logvar

@@ -36,7 +36,11 @@ CHECKPOINT_FORMAT = 2
 RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
 SPLITS = ("train", "valid")
 METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
-                "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc")
+                "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc",
+                "aggressive", "encoder_updates", "encoder_s")
+# aggressive / encoder_updates / encoder_s: only with aggressive=True. Whether aggressive
+# mode was still on, and the encoder-only updates (and their seconds) since the last report.
+AGGRESSIVE_WINDOW = 5  # encoder updates stop once a window's mean loss is no lower than the one before
 # Final-report only: mi_pool is I(x; z) over `mi_pool` validation fragments (ceiling log N),
 # unigram_bpc the entropy of the training characters (a constant of the corpus).
 
@@ -86,6 +90,10 @@ class Trainer:
         self._window_steps = 0
         self._window_time = 0.0
         self.history: list[Report] = []
+        # Aggressive encoder training (He et al. 2019): on until held-out MI stops rising.
+        self.aggressive_on = config.aggressive
+        self._best_mi = -math.inf
+        self._encoder_updates, self._encoder_time = 0, 0.0
 
     @property
     def vocab(self) -> Vocabulary:
@@ -104,23 +112,54 @@ class Trainer:
         x = self.sampler.sample().to(self.device, non_blocking=True)  # (B, L)
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, cfg)
-        with self.autocast():
-            out = self.model(x, self.generator)
-        parts = vae_objective(out, x, cfg.alpha, self.schedule.weight_at(self.step))
+        if self.aggressive_on:
+            self._train_encoder()
+        parts = self._objective(x)
         values = torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]]).detach().double().cpu()
         if not torch.isfinite(values).all():
             raise DivergenceError(
                 f"loss became {values[0].item()} at step {self.step} (rec={values[1].item():.4g}, "
                 f"kl={values[2].item():.4g}, aux={values[3].item():.4g}); try a lower lr or grad_clip")
-        self.optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        # While aggressive, this is the decoder's update: the encoder has just had its own.
+        self._update(parts["loss"], frozen=self.model.encoder_parameters() if self.aggressive_on else ())
         self.step += 1
         self._window += values
         self._window_steps += 1
         self._window_time += time.perf_counter() - start
+
+    def _objective(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.autocast():
+            out = self.model(x, self.generator)
+        return vae_objective(out, x, self.config.alpha, self.schedule.weight_at(self.step), self.config.free_bits)
+
+    def _update(self, loss: torch.Tensor, frozen=()) -> None:
+        """One optimiser step on `loss`, leaving the parameters in `frozen` unchanged."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in frozen:
+            p.grad = None  # Adam skips parameters without a gradient
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+
+    def _train_encoder(self) -> None:
+        """Encoder-only updates on fresh batches until the encoder's objective stops improving
+        (the mean loss of a window of AGGRESSIVE_WINDOW updates is no lower than the window
+        before) or `aggressive_max_inner` updates (He et al. 2019)."""
+        start = time.perf_counter()
+        encoder = {id(p) for p in self.model.encoder_parameters()}
+        decoder = [p for p in self.model.parameters() if id(p) not in encoder]
+        losses: list[float] = []
+        w = AGGRESSIVE_WINDOW
+        while len(losses) < self.config.aggressive_max_inner:
+            loss = self._objective(self.sampler.sample().to(self.device))["loss"]
+            self._update(loss, frozen=decoder)
+            losses.append(float(loss.detach()))
+            n = len(losses)
+            if n >= 2 * w and n % w == 0 and sum(losses[-w:]) >= sum(losses[-2 * w:-w]):
+                break
+        self._encoder_updates += len(losses)
+        self._encoder_time += time.perf_counter() - start
 
     def train_metrics(self) -> dict[str, float]:
         cfg, n = self.config, max(self._window_steps, 1)
@@ -131,6 +170,10 @@ class Trainer:
             "kl_weight": self.schedule.weight_at(self.step),
             "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
         }
+        if cfg.aggressive:
+            m.update(aggressive=float(self.aggressive_on), encoder_updates=float(self._encoder_updates),
+                     encoder_s=self._encoder_time)
+            self._encoder_updates, self._encoder_time = 0, 0.0
         self._window.zero_()
         self._window_steps, self._window_time = 0, 0.0
         return m
@@ -209,6 +252,10 @@ class Trainer:
         if final:
             valid.update(self.final_diagnostics())
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
+        if self.aggressive_on:  # aggressive mode ends once held-out MI stops rising
+            if valid["mutual_info"] <= self._best_mi:
+                self.aggressive_on = False
+            self._best_mi = max(self._best_mi, valid["mutual_info"])
         metrics["lr"] = lr_at(self.step, self.config)
         rep = Report(self.step, metrics, final)
         self.history.append(rep)
@@ -227,6 +274,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "window": (self._window.clone(), self._window_steps, self._window_time),
+            "aggressive": (self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time),
             "history": [dataclasses.asdict(r) for r in self.history],
         }
 
@@ -245,6 +293,8 @@ class Trainer:
         self.step = state["step"]
         window, self._window_steps, self._window_time = state["window"]
         self._window = window.clone()
+        if "aggressive" in state:
+            self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time = state["aggressive"]
         self.history = [Report(**r) for r in state["history"]]
 
     def save(self, path: str | os.PathLike) -> Path:
