@@ -41,7 +41,12 @@ def _run_options(f):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--asha", is_flag=True, help="Stop poor trials early with ASHA (single-metric studies)."),
         click.option("--collapse-threshold", type=float, default=0.005, show_default=True,
-                     help="Valid KL (bits/char) below which a trial counts as collapsed after annealing."),
+                     help="Valid KL (bits/char) below which a trial counts as collapsed after annealing "
+                          "(MI and z gain must be under theirs too)."),
+        click.option("--collapse-mi", type=float, default=0.05, show_default=True,
+                     help="Valid MI (nats) below which a trial can count as collapsed."),
+        click.option("--collapse-z-gain", type=float, default=0.02, show_default=True,
+                     help="Valid z gain (bits/char) below which a trial can count as collapsed."),
         click.option("--collapse-patience", type=int, default=3, show_default=True,
                      help="Reports below the threshold before a collapsed trial is stopped."),
         *_finish_options,

@@ -106,3 +106,17 @@ def test_remedies_run_for_every_model():
             tr.train_step()
         m = tr.report().metrics
         assert torch.isfinite(torch.tensor([m["valid/total_bpc"], m["valid/z_gain_bpc"]])).all(), (model, m)
+
+
+def test_collapse_needs_kl_mi_and_z_gain_all_under_their_thresholds():
+    from studies.run.trial import CollapseRule
+
+    rule = CollapseRule(kl=0.005, mi=0.05, z_gain=0.02)
+    low = {"train/kl_weight": 1.0, "valid/kl_bpc": 0.001, "valid/mutual_info": 0.01, "valid/z_gain_bpc": 0.0}
+    assert "kl_bpc 0.0010 < 0.005" in rule.collapsed(low)
+    assert rule.collapsed({**low, "train/kl_weight": 0.5}) is None  # still annealing
+    assert rule.collapsed({**low, "valid/mutual_info": 0.2}) is None  # z carries information
+    assert rule.collapsed({**low, "valid/z_gain_bpc": 0.1}) is None  # the decoder reads z (free bits, BN-VAE)
+    assert rule.collapsed({**low, "valid/kl_bpc": 0.3}) is None
+    older = {k: v for k, v in low.items() if k != "valid/z_gain_bpc"}  # a report without z gain
+    assert rule.collapsed(older) is not None

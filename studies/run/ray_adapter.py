@@ -26,7 +26,7 @@ from typing import Callable
 from ..errors import StudyError
 from . import logs
 from ..store import Status
-from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
+from .trial import CollapseRule, TrialContext, TrialReport, is_metric, outcome, run_trial
 
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
 # progress line read the metric by name, the stopper "train/kl_weight"), the rest under these.
@@ -209,9 +209,10 @@ def trainable(params: dict, ctx: TrialContext) -> None:
 # --- stopping -----------------------------------------------------------------------------------
 
 
-def make_collapse_stopper(threshold: float, patience: int):
-    """Stop a trial whose valid KL stays below `threshold` bits/char for `patience` reports
-    once its KL weight has reached 1 (annealing over); `stopper.collapsed` keeps why."""
+def make_collapse_stopper(rule: CollapseRule):
+    """Stop a trial whose reports count as collapsed under `rule` (KL, MI and z gain all under
+    their thresholds once the KL weight is 1) `rule.patience` times in a row;
+    `stopper.collapsed` keeps why."""
     from ray import tune
 
     class CollapseStopper(tune.Stopper):
@@ -220,13 +221,13 @@ def make_collapse_stopper(threshold: float, patience: int):
             self.collapsed: dict[str, str] = {}
 
         def __call__(self, trial_id: str, result: dict) -> bool:
-            if result.get("train/kl_weight", 0.0) < 1.0 or result.get(_FIELDS["final"]):
+            if result.get(_FIELDS["final"]):
                 return False
-            kl = result.get("valid/kl_bpc", math.inf)
-            self.low[trial_id] = self.low.get(trial_id, 0) + 1 if kl < threshold else 0
-            if self.low[trial_id] >= patience:
-                self.collapsed[trial_id] = (f"KL collapsed: valid kl_bpc {kl:.4f} < {threshold} for {patience} "
-                                            f"reports after annealing (step {result.get(STEP)})")
+            why = rule.collapsed(result)
+            self.low[trial_id] = self.low.get(trial_id, 0) + 1 if why else 0
+            if self.low[trial_id] >= rule.patience:
+                self.collapsed[trial_id] = (f"KL collapsed: {why} for {rule.patience} reports after annealing "
+                                            f"(step {result.get(STEP)})")
                 return True
             return False
 
@@ -336,8 +337,7 @@ class TuneSettings:
     asha: bool = False
     asha_max_t: int = 0
     asha_grace: int = 1
-    collapse_threshold: float = 0.005
-    collapse_patience: int = 3
+    collapse: CollapseRule = CollapseRule()
     experiment_name: str = "tune"
     storage_path: str = ""
 
@@ -356,7 +356,7 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
 
     study = ctx.study
     metric, mode = study.metrics[0], study.modes[0]
-    stopper = make_collapse_stopper(settings.collapse_threshold, settings.collapse_patience)
+    stopper = make_collapse_stopper(settings.collapse)
     scheduler = None
     if settings.asha:
         scheduler = ASHAScheduler(time_attr=STEP, metric=metric, mode=mode, max_t=settings.asha_max_t,

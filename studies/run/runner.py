@@ -30,7 +30,7 @@ from ..trials_table import trials_table
 from ..spec import Study, load_study, trial_key, validate_study
 from ..store import Status, StudyRecord, StudyStatus, StudyStore, is_remote
 from .events import git_commit, settle_finished_runs, trial_events
-from .trial import TrialContext
+from .trial import CollapseRule, TrialContext
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -47,7 +47,9 @@ class RunOptions:
     max_concurrent: int | None = None
     max_failures: int = 2
     asha: bool = False
-    collapse_threshold: float = 0.005  # bits/char
+    collapse_threshold: float = 0.005  # valid KL, bits/char (see trial.CollapseRule)
+    collapse_mi: float = 0.05  # nats
+    collapse_z_gain: float = 0.02  # bits/char
     collapse_patience: int = 3  # reports
     dashboard: bool = True
     report: bool = False  # write the report (claims, figure, tables) at the end, still holding the folder
@@ -310,7 +312,7 @@ def tune_settings(plan: StudyPlan, num_samples: int, attempt: int, slots: int):
         # which serialises a study: default to the slots the cluster has now.
         max_concurrent=opts.max_concurrent or slots, max_failures=opts.max_failures, asha=opts.asha,
         asha_max_t=first.steps, asha_grace=first.eval_every,
-        collapse_threshold=opts.collapse_threshold, collapse_patience=opts.collapse_patience,
+        collapse=CollapseRule(opts.collapse_threshold, opts.collapse_mi, opts.collapse_z_gain, opts.collapse_patience),
         experiment_name=f"attempt-{attempt}", storage_path=plan.store.uri_of("ray"))
 
 

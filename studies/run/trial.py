@@ -51,6 +51,32 @@ class TrialReport:
     wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
 
 
+@dataclass(frozen=True)
+class CollapseRule:
+    """When a report counts as collapsed: once the KL weight is 1, the valid KL, MI and z gain
+    are all under their thresholds. KL alone is not enough: free bits and BN-VAE hold it up
+    by construction, and a small KL can still carry what the decoder reads. A metric a
+    report lacks does not hold the trial up. The stopper stops after `patience` such reports
+    in a row."""
+
+    kl: float = 0.005  # bits/char
+    mi: float = 0.05  # nats
+    z_gain: float = 0.02  # bits/char
+    patience: int = 3
+
+    def collapsed(self, metrics: Mapping[str, float]) -> str | None:
+        """Why this report counts as collapsed, or None."""
+        if metrics.get("train/kl_weight", 0.0) < 1.0:
+            return None
+        measured = {"valid kl_bpc": (metrics.get("valid/kl_bpc"), self.kl),
+                    "MI (nats)": (metrics.get("valid/mutual_info"), self.mi),
+                    "z gain (bits/char)": (metrics.get("valid/z_gain_bpc"), self.z_gain)}
+        known = {k: (v, t) for k, (v, t) in measured.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        if not known or any(v >= t for v, t in known.values()):
+            return None
+        return ", ".join(f"{k} {v:.4f} < {t}" for k, (v, t) in known.items())
+
+
 def outcome(last: TrialReport | None, collapsed: str | None = None,
             error: str | None = None) -> tuple[Status, str | None]:
     """The one place a trial's status is decided, from what the driver saw of it: its last
