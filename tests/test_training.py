@@ -10,6 +10,7 @@ import torch
 
 from textvae_core import fit, load_corpus, make_config
 from textvae_core.data import PTB_SHA256
+from textvae_core.diagnostics import linear_probe_accuracy
 from textvae_core.grammar import synthetic_probe_set
 
 SHARED_PTB = Path(os.environ.get("VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"))
@@ -69,30 +70,13 @@ def test_historyless_conv_vae_fits_20_characters_fast(ptb_home):
 
 
 def probe_accuracy(trainer, n=2000, factor="topic"):
-    """A linear probe (multinomial logistic regression) on codes z ~ q(z|x), fit on 3/4 of
-    the fragments and scored on the rest. Returns (accuracy, chance = majority share).
-
-    Sampled codes, not bare posterior means: what reaches the decoder is z, and a collapsed
-    encoder's means still vary a little with x (a probe on standardised means reads that
-    through the noise the decoder actually sees)."""
+    """The core's linear probe on codes z ~ q(z|x) of n fresh fragments: (accuracy, chance)."""
     ids, labels = synthetic_probe_set(seed=123, n=n, length=trainer.config.length, vocab=trainer.corpus.vocab)
     model = trainer.model.eval()
     with torch.no_grad():
         mu, logvar = model.encode(torch.as_tensor(ids, dtype=torch.long))
         z = model.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
-    mu = (z - z.mean(0)) / (z.std(0) + 1e-6)
-    y = torch.as_tensor(labels[factor], dtype=torch.long)
-    cut = 3 * n // 4
-    torch.manual_seed(0)
-    probe = torch.nn.Linear(mu.shape[1], int(y.max()) + 1)
-    opt = torch.optim.Adam(probe.parameters(), lr=0.05)
-    for _ in range(300):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(probe(mu[:cut]), y[:cut]).backward()
-        opt.step()
-    acc = float((probe(mu[cut:]).argmax(1) == y[cut:]).float().mean())
-    chance = float(torch.bincount(y[cut:]).max() / (n - cut))
-    return acc, chance
+    return linear_probe_accuracy(z, torch.as_tensor(labels[factor], dtype=torch.long))
 
 
 def test_latent_code_carries_the_topic_when_kl_is_nonzero():
@@ -107,6 +91,10 @@ def test_latent_code_carries_the_topic_when_kl_is_nonzero():
     print(f"alpha=0.5: valid kl_bpc {kl:.3f}, topic probe accuracy {acc:.2f} (chance {chance:.2f})")
     assert kl > 0.02
     assert acc > chance + 0.2, (acc, chance)
+    logged = healthy.history[-1].metrics  # every report on `synthetic` logs the probe (2000 fragments)
+    print(f"alpha=0.5: logged valid/probe_topic_acc {logged['valid/probe_topic_acc']:.2f} "
+          f"(chance {logged['valid/probe_topic_chance']:.2f})")
+    assert logged["valid/probe_topic_acc"] > logged["valid/probe_topic_chance"] + 0.2, logged
 
     collapsed = fit(make_config("hybrid-lstm", "ptb", {**base, "alpha": 0.0, "anneal": False}))
     acc0, chance0 = probe_accuracy(collapsed)
@@ -114,6 +102,10 @@ def test_latent_code_carries_the_topic_when_kl_is_nonzero():
     print(f"alpha=0, no annealing: valid kl_bpc {kl0:.4f}, topic probe accuracy {acc0:.2f} (chance {chance0:.2f})")
     assert kl0 < 0.01
     assert acc0 < chance0 + 0.1, (acc0, chance0)
+    logged0 = collapsed.history[-1].metrics
+    print(f"alpha=0: logged valid/probe_topic_acc {logged0['valid/probe_topic_acc']:.2f} "
+          f"(chance {logged0['valid/probe_topic_chance']:.2f})")
+    assert logged0["valid/probe_topic_acc"] < logged0["valid/probe_topic_chance"] + 0.1, logged0
 
 
 @pytest.mark.parametrize("model", ["hybrid-lstm", "hybrid-bytenet", "lstm"])

@@ -10,6 +10,8 @@
   than from its own, in nats per fragment (bits per character in the reports). KL and
   active units say z varies; z gain says the decoder reads it. ~0 when the decoder
   ignores z, whatever the KL (free bits and BN-VAE hold the KL up by construction).
+- probe accuracy (synthetic corpus only): a linear probe's accuracy at reading each
+  generating factor of a sentence (topic, tense, length) from z, beside its chance level.
 - importance-weighted NLL bound (Burda et al. 2016): -log 1/k sum_k p(x, z_k) / q(z_k|x),
   tighter than the ELBO as k grows.
 """
@@ -76,6 +78,35 @@ def z_gain(model: TextVAE, x: torch.Tensor, z: torch.Tensor, own_logits: torch.T
         return torch.zeros((), device=x.device)
     other_logits, _ = model.decode(z[derangement(x.shape[0], z.device)], x, generator)
     return (sequence_nll(other_logits, x) - sequence_nll(own_logits, x)).mean()
+
+
+def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share: float = 0.75,
+                          steps: int = 100, lr: float = 0.1) -> tuple[float, float]:
+    """How well a linear probe (multinomial logistic regression, full-batch Adam from zero
+    weights, so no randomness) reads `labels` (N,) from `codes` (N, Z): fit on the first
+    `train_share` of the rows, scored on the rest. Returns (accuracy, chance), chance being
+    the majority label's share of the scored rows.
+
+    Feed it sampled codes z ~ q(z|x), not bare means: what reaches the decoder is z, and a
+    collapsed encoder's means still vary a little with x (standardised, a probe reads that
+    through the noise the decoder sees)."""
+    if codes.dtype in (torch.float16, torch.bfloat16):
+        codes = codes.float()
+    codes = (codes - codes.mean(0)) / (codes.std(0) + 1e-6)
+    cut = int(train_share * codes.shape[0])
+    n_classes = int(labels.max()) + 1
+    weight = codes.new_zeros(codes.shape[1], n_classes, requires_grad=True)
+    bias = codes.new_zeros(n_classes, requires_grad=True)
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(codes[:cut] @ weight + bias, labels[:cut]).backward()
+            opt.step()
+    with torch.no_grad():
+        acc = float(((codes[cut:] @ weight + bias).argmax(1) == labels[cut:]).float().mean())
+    chance = float(torch.bincount(labels[cut:]).max()) / (codes.shape[0] - cut)
+    return acc, chance
 
 
 def unigram_entropy_bpc(ids, vocab_size: int) -> float:

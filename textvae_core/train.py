@@ -25,7 +25,9 @@ import torch
 
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import active_units, importance_weighted_nll, mutual_information, unigram_entropy_bpc, z_gain
+from .diagnostics import (active_units, importance_weighted_nll, linear_probe_accuracy, mutual_information,
+                          unigram_entropy_bpc, z_gain)
+from .grammar import synthetic_probe_set
 from .errors import CheckpointError
 from .losses import KLSchedule, bits_per_char, vae_objective
 from .models import TextVAE, VAEOutput, build_model
@@ -37,7 +39,10 @@ RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval
 SPLITS = ("train", "valid")
 METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
                 "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc",
-                "aggressive", "encoder_updates", "encoder_s")
+                "aggressive", "encoder_updates", "encoder_s",
+                *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")))
+# probe_*: synthetic corpus only, a linear probe reading each generating factor from z.
+PROBE_FRAGMENTS = 2000
 # aggressive / encoder_updates / encoder_s: only with aggressive=True. Whether aggressive
 # mode was still on, and the encoder-only updates (and their seconds) since the last report.
 AGGRESSIVE_WINDOW = 5  # encoder updates stop once a window's mean loss is no lower than the one before
@@ -224,7 +229,31 @@ class Trainer:
         }
         if iw_samples:
             m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)
+        if self.corpus.name == "synthetic":
+            m.update(self.probe())
         return m
+
+    @torch.no_grad()
+    def probe(self) -> dict[str, float]:
+        """Linear-probe accuracy and chance level for each generating factor of the synthetic
+        corpus, on codes z ~ q(z|x) of PROBE_FRAGMENTS fresh sentence-initial fragments."""
+        cfg = self.config
+        if not hasattr(self, "_probe_set"):
+            ids, labels = synthetic_probe_set(seed=123, n=PROBE_FRAGMENTS, length=cfg.length, vocab=self.vocab)
+            self._probe_set = (torch.as_tensor(ids, device=self.device),
+                               {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()})
+        ids, labels = self._probe_set
+        gen = torch.Generator(self.device).manual_seed(cfg.seed + 31)  # its own: other metrics unchanged
+        codes = []
+        for chunk in ids.split(cfg.batch_size):
+            with self.autocast():
+                mu, logvar = self.model.encode(chunk)
+                codes.append(self.model.reparameterize(mu, logvar, gen))
+        z = torch.cat(codes)
+        out = {}
+        for factor, y in labels.items():
+            out[f"probe_{factor}_acc"], out[f"probe_{factor}_chance"] = linear_probe_accuracy(z, y)
+        return out
 
     @torch.no_grad()
     def final_diagnostics(self) -> dict[str, float]:
