@@ -124,14 +124,15 @@ def test_generate_emits_only_characters(model):
 
 def test_stepwise_generation_matches_teacher_forcing():
     """Greedy stepwise decoding must equal argmax of the teacher-forced logits on its output."""
-    for model in ("hybrid-lstm", "lstm"):
-        cfg = tiny(model, length=12)
+    for model, cell in (("hybrid-lstm", "fused"), ("lstm", "fused"), ("hybrid-lstm", "layernorm"),
+                        ("lstm", "layernorm")):
+        cfg = tiny(model, length=12, lstm_cell=cell)
         net = build_model(cfg, V).eval()
         z = torch.randn(2, cfg.latent)
         ids = net.generate(z, 12)
         logits, _ = net.decode(z, ids)
         logits[:, :, :N_RESERVED] = -float("inf")
-        assert torch.equal(logits.argmax(-1), ids), model
+        assert torch.equal(logits.argmax(-1), ids), (model, cell)
 
 
 def test_paper_sizes():
