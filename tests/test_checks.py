@@ -385,3 +385,39 @@ def test_all_below_with_a_depth_ceiling():
     params = dict(where={"alpha": 0.0}, x="depth", x_max=2, y="kl_bpc", threshold=0.05)
     assert verdict(checks.all_above(bytenet(grid), **params)) == "PASS"
     assert verdict(checks.all_above(bytenet({**grid, (0.0, 2): 0.01}), **params)) == "FAIL"
+
+
+# --- the remedies study's checks ------------------------------------------------------------
+
+
+def remedy(variant, z_gain, mi, iw=2.0, status="completed"):
+    r = row(status=status, variant=variant)
+    r.update(z_gain_bpc=z_gain, mutual_info=mi, mi_pool=math.nan, iw_nll_bpc=iw)
+    return r
+
+
+def test_all_at_least_needs_every_measure_at_every_point():
+    where = {"variant": ("lstm+a", "lstm+b")}
+    mins = {"z_gain_bpc": 0.05, "mi": 0.1}
+    good = [remedy("lstm+a", 0.2, 0.5), remedy("lstm+b", 0.06, 0.2)]
+    assert verdict(checks.all_at_least(good, where=where, mins=mins)) == "PASS"
+    assert verdict(checks.all_at_least([good[0], remedy("lstm+b", 0.04, 0.9)], where=where, mins=mins)) == "FAIL"
+    assert verdict(checks.all_at_least([good[0], remedy("lstm+b", 0.2, 0.05)], where=where, mins=mins)) == "FAIL"
+    assert verdict(checks.all_at_least(good[:1], where=where, mins=mins)) == "INCONCLUSIVE"  # lstm+b missing
+    failed = [good[0], remedy("lstm+b", 0.2, 0.5, status="failed")]
+    assert verdict(checks.all_at_least(failed, where=where, mins=mins)) == "INCONCLUSIVE"
+
+
+def test_times_baseline_and_median():
+    rows = [remedy("lstm", 0.0, 0.05), remedy("lstm+agg", 0.1, 0.3), remedy("hybrid", 0.5, 4.0),
+            remedy("lstm+a", 0.1, 1.0), remedy("lstm+b", 0.3, 1.0), remedy("lstm+c", 0.9, 1.0)]
+    agg = dict(y="mi", subject={"variant": "lstm+agg"}, baseline={"variant": "lstm"}, factor=2.0, at_least=0.1)
+    assert verdict(checks.times_baseline(rows, **agg)) == "PASS"
+    assert verdict(checks.times_baseline(rows, **{**agg, "factor": 10.0})) == "FAIL"  # 0.3 < 10 x 0.05
+    assert verdict(checks.times_baseline(rows, **{**agg, "at_least": 0.5})) == "FAIL"
+    assert verdict(checks.times_baseline(rows[1:], **agg)) == "INCONCLUSIVE"  # no plain LSTM
+    others = {"variant": ("lstm+a", "lstm+b", "lstm+c")}
+    med = checks.at_least_median(rows, y="z_gain_bpc", subject={"variant": "hybrid"}, others=others)
+    assert verdict(med) == "PASS" and next(v for k, v in med["measured"].items() if "median" in k) == 0.3
+    low = [r if r["variant"] != "hybrid" else remedy("hybrid", 0.2, 4.0) for r in rows]
+    assert verdict(checks.at_least_median(low, y="z_gain_bpc", subject={"variant": "hybrid"}, others=others)) == "FAIL"

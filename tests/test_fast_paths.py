@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from textvae_core import MODELS, build_model, make_config
-from textvae_core.lstm import LayerNormLSTM, project
-from textvae_core.models import onehot_conv
+from textvae_core.lstm import LayerNormLSTM
+from textvae_core.onehot import onehot_conv, project
 from textvae_core.tokens import N_RESERVED, PAD
 
 V = 54

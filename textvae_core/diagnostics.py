@@ -109,6 +109,22 @@ def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share
     return acc, chance
 
 
+@torch.no_grad()
+def probe_metrics(model: TextVAE, ids: torch.Tensor, labels: dict[str, torch.Tensor], batch_size: int,
+                  generator: torch.Generator | None = None) -> dict[str, float]:
+    """probe_<factor>_acc and probe_<factor>_chance for each labelled factor, from codes
+    z ~ q(z|x) of the fragments `ids` (N, L), encoded `batch_size` at a time."""
+    codes = []
+    for chunk in ids.split(batch_size):
+        mu, logvar = model.encode(chunk)
+        codes.append(model.reparameterize(mu, logvar, generator))
+    z = torch.cat(codes)
+    out = {}
+    for factor, y in labels.items():
+        out[f"probe_{factor}_acc"], out[f"probe_{factor}_chance"] = linear_probe_accuracy(z, y)
+    return out
+
+
 def unigram_entropy_bpc(ids, vocab_size: int) -> float:
     """Entropy of the character distribution of `ids` in bits: the cost of a model that
     knows character frequencies and nothing else (Fig 3's floor for a useless decoder)."""

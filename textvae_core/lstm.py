@@ -18,21 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .onehot import project
+
 LN_EPS = 1e-5
-
-
-def project(weight: torch.Tensor, bias: torch.Tensor | None, dense: torch.Tensor | None,
-            ids: torch.Tensor | None) -> torch.Tensor:
-    """[dense ; one_hot(ids)] @ weight.T + bias, with the one-hot part as a row gather.
-
-    weight (O, F + V): its first F columns act on `dense` (B, T, F), the last V on ids.
-    """
-    n_dense = 0 if dense is None else dense.shape[-1]
-    out = None if dense is None else F.linear(dense, weight[:, :n_dense])
-    if ids is not None:
-        rows = F.embedding(ids, weight[:, n_dense:].t())  # (B, T, O)
-        out = rows if out is None else out + rows
-    return out if bias is None else out + bias
 
 
 class _LayerNormLSTMFunction(torch.autograd.Function):

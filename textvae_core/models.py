@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import TrainConfig
-from .lstm import make_lstm, project
+from .lstm import make_lstm
+from .onehot import onehot_conv, project
 from .tokens import DUMMY, PAD, START
 
 
@@ -54,20 +55,6 @@ def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
 
 
 # --- building blocks ---------------------------------------------------------------------
-
-
-def onehot_conv(conv: nn.Conv1d, ids: torch.Tensor) -> torch.Tensor:
-    """conv(one_hot(ids).transpose(1, 2)) for a Conv1d(V, C, k, stride, padding) on ids (B, L),
-    as k row gathers: tap j of output t reads weight[:, ids[t * stride + j - padding], j].
-    Zero padding reads an all-zero row. Returns (B, C, L_out)."""
-    (pad,), (stride,), k = conv.padding, conv.stride, conv.kernel_size[0]
-    C, V = conv.weight.shape[:2]
-    table = F.pad(conv.weight.permute(2, 1, 0), (0, 0, 0, 1))  # (k, V + 1, C); row V is zero
-    ids = F.pad(ids, (pad, pad), value=V)
-    n_out = (ids.shape[1] - k) // stride + 1
-    taps = torch.stack([ids[:, j: j + stride * (n_out - 1) + 1: stride] + j * (V + 1) for j in range(k)], -1)
-    out = F.embedding(taps, table.reshape(k * (V + 1), C)).sum(2)  # (B, L_out, C)
-    return (out if conv.bias is None else out + conv.bias).transpose(1, 2)
 
 
 class ConvEncoder(nn.Module):

@@ -25,7 +25,7 @@ import torch
 
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import (active_units, importance_weighted_nll, linear_probe_accuracy, mutual_information,
+from .diagnostics import (active_units, importance_weighted_nll, mutual_information, probe_metrics,
                           unigram_entropy_bpc, z_gain)
 from .grammar import synthetic_probe_set
 from .errors import CheckpointError
@@ -41,13 +41,11 @@ METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars
                 "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc",
                 "aggressive", "encoder_updates", "encoder_s",
                 *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")))
-# probe_*: synthetic corpus only, a linear probe reading each generating factor from z.
+# probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only (mode
+# still on; encoder-only updates and their seconds since the last report). Final report only: mi_pool,
+# I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc, the training characters' entropy.
 PROBE_FRAGMENTS = 2000
-# aggressive / encoder_updates / encoder_s: only with aggressive=True. Whether aggressive
-# mode was still on, and the encoder-only updates (and their seconds) since the last report.
 AGGRESSIVE_WINDOW = 5  # encoder updates stop once a window's mean loss is no lower than the one before
-# Final-report only: mi_pool is I(x; z) over `mi_pool` validation fragments (ceiling log N),
-# unigram_bpc the entropy of the training characters (a constant of the corpus).
 
 
 class DivergenceError(RuntimeError):
@@ -233,27 +231,15 @@ class Trainer:
             m.update(self.probe())
         return m
 
-    @torch.no_grad()
     def probe(self) -> dict[str, float]:
-        """Linear-probe accuracy and chance level for each generating factor of the synthetic
-        corpus, on codes z ~ q(z|x) of PROBE_FRAGMENTS fresh sentence-initial fragments."""
-        cfg = self.config
+        """The linear probe of each generating factor of the synthetic corpus (diagnostics)."""
         if not hasattr(self, "_probe_set"):
-            ids, labels = synthetic_probe_set(seed=123, n=PROBE_FRAGMENTS, length=cfg.length, vocab=self.vocab)
+            ids, labels = synthetic_probe_set(seed=123, n=PROBE_FRAGMENTS, length=self.config.length, vocab=self.vocab)
             self._probe_set = (torch.as_tensor(ids, device=self.device),
                                {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()})
-        ids, labels = self._probe_set
-        gen = torch.Generator(self.device).manual_seed(cfg.seed + 31)  # its own: other metrics unchanged
-        codes = []
-        for chunk in ids.split(cfg.batch_size):
-            with self.autocast():
-                mu, logvar = self.model.encode(chunk)
-                codes.append(self.model.reparameterize(mu, logvar, gen))
-        z = torch.cat(codes)
-        out = {}
-        for factor, y in labels.items():
-            out[f"probe_{factor}_acc"], out[f"probe_{factor}_chance"] = linear_probe_accuracy(z, y)
-        return out
+        gen = torch.Generator(self.device).manual_seed(self.config.seed + 31)  # its own: other metrics unchanged
+        with self.autocast():
+            return probe_metrics(self.model, *self._probe_set, self.config.batch_size, gen)
 
     @torch.no_grad()
     def final_diagnostics(self) -> dict[str, float]:

@@ -307,3 +307,40 @@ def within_of_best(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[
     return look.result(abs(gap) <= rel, {f"{y} at {describe(subject)}": value, f"best {y} over {describe(others)}": best,
                                          "relative difference": gap},
                        f"|{y}[{describe(subject)}] - best| <= {rel} x best over {describe(others)}")
+
+
+def all_at_least(rows, *, where: Mapping[str, Any], mins: Mapping[str, float]) -> dict:
+    """Every point matching `where` has each measure y >= mins[y] (e.g. z gain and MI)."""
+    looks = {y: Lookup(rows, y) for y in mins}
+    first = next(iter(looks.values()))
+    pts = first.select(where)
+    for look in looks.values():
+        if look is not first:
+            look.select(where)
+            first.problems += look.problems
+    measured = {f"{y} at {describe(distinct(p, pts, where))}": looks[y].value_of(p) for p in pts for y in mins}
+    passed = bool(pts) and all(looks[y].value_of(p) >= m for p in pts for y, m in mins.items())
+    return first.result(passed, measured, " and ".join(f"{y} >= {m}" for y, m in mins.items())
+                        + f" at every point with {describe(where)}")
+
+
+def times_baseline(rows, *, y: str, subject: Mapping[str, Any], baseline: Mapping[str, Any], factor: float,
+                   at_least: float) -> dict:
+    """y of `subject` >= at_least and >= factor x y of `baseline`."""
+    look = Lookup(rows, y)
+    value, base = look.one(subject), look.one(baseline)
+    return look.result(value >= at_least and value >= factor * base,
+                       {f"{y} at {describe(subject)}": value, f"{y} at {describe(baseline)}": base},
+                       f"{y}[{describe(subject)}] >= {at_least} and >= {factor} x {y}[{describe(baseline)}]")
+
+
+def at_least_median(rows, *, y: str, subject: Mapping[str, Any], others: Mapping[str, Any]) -> dict:
+    """y of `subject` >= the median y over the points matching `others`."""
+    look = Lookup(rows, y)
+    value = look.one(subject)
+    values = sorted(look.value_of(p) for p in look.select(others))
+    n = len(values)
+    median = (values[(n - 1) // 2] + values[n // 2]) / 2 if n else math.nan
+    return look.result(value >= median, {f"{y} at {describe(subject)}": value,
+                                         f"median {y} over {describe(others)}": median},
+                       f"{y}[{describe(subject)}] >= median {y} over {describe(others)}")
