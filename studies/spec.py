@@ -92,6 +92,7 @@ FIGURE_KINDS = {  # kind -> (fields it needs, fields it may take)
     "lines": (("x", "series"), ("panel",)),  # final cost (solid) and KL (dashed) against x, a line per series
     "bars": (("x",), ("panel",)),  # stacked reconstruction and KL bars per value of x (Table 2)
     "curves": (("series",), ("panel",)),  # train/valid reconstruction against the step (Fig 3)
+    "measures": (("x",), ()),  # z gain, KL, MI, AU and IW bound per value of x, seed spread (remedies)
     "pareto": ((), ()),  # Optuna's Pareto front and importances (search studies)
 }
 

@@ -218,7 +218,8 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
                 kl = 0.05 + 0.2 * rng.random()
                 history.append({"step": step, "split": split, "total_bpc": rec + kl, "rec_bpc": rec, "kl_bpc": kl,
                                 "aux_bpc": rec + 0.5, "kl_weight": 1.0, "chars_per_s": 5000.0 if split == "train"
-                                else math.nan, "active_units": 5.0, "mutual_info": 1.0, "iw_nll_bpc": rec + kl})
+                                else math.nan, "active_units": 5.0, "mutual_info": 1.0, "iw_nll_bpc": rec + kl,
+                                "z_gain_bpc": 0.3 * rng.random()})
         config = {"corpus": "ptb", **{k: v for k, v in params.items() if k != "variant"}}
         summary.append({"study": study.name, "preset": preset,
                         **summary_row(key, params, config, status, None, history, 60.0, None)})
@@ -229,7 +230,7 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
 FIGURES = [("alpha-sweep", None), ("fragment-length", None), ("bytenet-depth", None), ("dropout", None),
            ("historyless", Figure("curves", series="variant", panel="length")), ("kl-frontier", None),
            ("fragment-length", Figure("bars", x="variant", panel="length")),
-           ("fragment-length", Figure("lines", x="length", series="variant", panel="variant"))]
+           ("fragment-length", Figure("lines", x="length", series="variant", panel="variant")), ("remedies", None)]
 
 
 @pytest.mark.parametrize("name,figure", FIGURES)
@@ -243,7 +244,7 @@ def test_every_figure_kind_draws_from_synthetic_tables(tmp_path, name, figure):
 
 def test_figures_are_validated_where_they_are_made():
     assert Figure("lines", x="alpha", series="anneal").kind == "lines"
-    for bad, message in ((dict(kind="line", x="a", series="b"), "expected one of lines, bars, curves, pareto"),
+    for bad, message in ((dict(kind="line", x="a", series="b"), "expected one of lines, bars, curves, measures, pareto"),
                          (dict(kind="lines", x="alpha"), "takes x, series"),
                          (dict(kind="curves", series="variant", x="step"), "got series, x"),
                          (dict(kind="pareto", panel="length"), "takes no fields")):
@@ -260,7 +261,7 @@ def test_summary_rows_name_their_trials():
 
 
 @pytest.mark.parametrize("name,figure", [("alpha-sweep", None), ("dropout", None), ("kl-frontier", None),
-                                         ("historyless", Figure("curves", series="variant", panel="length"))])
+                                         ("remedies", None), ("historyless", Figure("curves", series="variant", panel="length"))])
 def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, figure):
     results = synthetic_results(load_study(name), figure=figure, seeds=(0,))
     for r in results.summary:

@@ -26,8 +26,8 @@ from studies.spec import Claim, Control, Figure, Study
 REMEDIES = {"free-bits": dict(free_bits=0.25), "cyclical": dict(cycles=4, cycle_ratio=0.5),
             "aggressive": dict(aggressive=True, aggressive_max_inner=50), "bn-vae": dict(bn_vae=True, bn_gamma=0.6)}
 MODELS = {"lstm": dict(model="lstm", dropout=0.2), "hybrid": dict(model="hybrid-lstm", alpha=0.2)}
-VARIANTS = {**{name: dict(spec) for name, spec in MODELS.items()},
-            **{f"{name}+{r}": {**spec, **REMEDIES[r]} for name, spec in MODELS.items() for r in REMEDIES}}
+VARIANTS = {variant: spec for name, base in MODELS.items()
+            for variant, spec in [(name, dict(base))] + [(f"{name}+{r}", {**base, **REMEDIES[r]}) for r in REMEDIES]}
 ORDER = tuple(VARIANTS)
 
 PLAIN_LSTM = {"variant": "lstm"}
@@ -43,7 +43,7 @@ STUDY = Study(
     base=dict(length=36),
     variants=VARIANTS,
     grid={"variant": ORDER},
-    figure=Figure("bars", x="variant"),
+    figure=Figure("measures", x="variant"),
     presets={
         "smoke": smoke(cost="~2 min, 10 trials"),
         "cpu": cpu(steps=4000, cost="not yet measured; 30 trials"),

@@ -2,8 +2,10 @@
 says what to draw, values averaged over seeds. "lines": final valid full cost (solid) and KL
 (dashed) against x, a line per series (Fig 4, 5, 6); "bars": stacked reconstruction and KL
 per value of x (Table 2); "curves": training (solid) and validation (dashed) reconstruction
-against the step, a line per series (Fig 3); "pareto": Optuna's Pareto front and parameter
-importances (search studies). Any of the first three takes a panel per value of `panel`.
+against the step, a line per series (Fig 3); "measures": a panel each for z gain, KL, MI,
+active units and the IW bound, a bar per value of x with the seed spread (remedies);
+"pareto": Optuna's Pareto front and parameter importances (search studies). "lines",
+"bars" and "curves" take a panel per value of `panel`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def draw_figures(results: StudyResults, out: Path) -> tuple[list[str], list[str]
     if spec.kind == "pareto":
         return _draw_pareto(results, out)
     name = figure_files(results.study)[0]
-    fig = {"lines": _draw_lines, "bars": _draw_bars, "curves": _draw_curves}[spec.kind](results, spec)
+    draw = {"lines": _draw_lines, "bars": _draw_bars, "curves": _draw_curves, "measures": _draw_measures}
+    fig = draw[spec.kind](results, spec)
     fig.savefig(out / name, dpi=110)
     return [name], []
 
@@ -148,6 +151,35 @@ def _draw_bars(results: StudyResults, spec: Figure):
             ax.set_ylim(top=top * 1.3)
         ax.legend(fontsize="small", title="full cost = sum", title_fontsize="small", loc="upper center", ncols=2)
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
+    return fig
+
+
+MEASURE_PANELS = (("z_gain_bpc", "z gain, bits/char"), ("kl_bpc", "KL, bits/char"), ("mi", "MI, nats"),
+                  ("active_units", "active units"), ("iw_nll_bpc", "IW bound, bits/char"))
+
+
+def _draw_measures(results: StudyResults, spec: Figure):
+    """A panel per measure (z gain, KL, MI, active units, IW bound), a bar per value of x at
+    the mean over seeds, the min-max over seeds as error bars; one colour per model (the
+    part of x before "+")."""
+    study = results.study
+    rows = [r for r in results.summary if r["status"] in points.USABLE]
+    cats = ordered(study, spec.x, [r.get(spec.x) for r in rows])
+    models = list(dict.fromkeys(str(c).split("+")[0] for c in cats))
+    fig, axes = _new_figure(len(MEASURE_PANELS))
+    fig.set_size_inches(4.2 * len(MEASURE_PANELS), 5.2)
+    for ax, (measure, label) in zip(axes, MEASURE_PANELS):
+        value = points.DERIVED.get(measure, lambda r, m=measure: r.get(m))
+        spread = [[v for v in (value(r) for r in rows if r.get(spec.x) == c) if finite(v)] for c in cats]
+        means = [sum(v) / len(v) if v else float("nan") for v in spread]
+        err = [[m - min(v) if v else 0 for m, v in zip(means, spread)],
+               [max(v) - m if v else 0 for m, v in zip(means, spread)]]
+        colours = [f"C{models.index(str(c).split('+')[0]) % 10}" for c in cats]
+        ax.bar(range(len(cats)), means, yerr=err, color=colours, capsize=3)
+        ax.set_xticks(range(len(cats)), [str(c) for c in cats], rotation=60, ha="right", fontsize="small")
+        _dress_axes(ax, spec, None, "", label, None if cats else "no completed trials", grid_axis="y")
+        ax.set_title(label, fontsize="medium")
+    fig.suptitle(_title(results, f"{study.reproduces}: {study.title} (mean over seeds, min-max bars)"))
     return fig
 
 
