@@ -176,7 +176,9 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"samples.txt", "config.json"} <= artifacts, (key, artifacts)
         local = Path(client.download_artifacts(run.info.run_id, "samples.txt", str(folder.parent)))
-        assert local.read_text().startswith("# samples from the prior"), key
+        text = local.read_text()
+        assert text.startswith("# samples from the prior"), key
+        assert "# samples from the prior (temperature 1)" in text and "# interpolation between" in text, text
 
 
 def test_smoke_trials_parquet_matches_the_mlflow_runs(smoke):

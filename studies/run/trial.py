@@ -22,7 +22,7 @@ import torch
 
 from textvae_core import CheckpointError, DivergenceError, Trainer, fit, history_table
 from textvae_core.train import check_checkpoint
-from textvae_core.sampling import reconstruct, sample_prior
+from textvae_core.sampling import interpolate, reconstruct, sample_prior
 
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
@@ -188,15 +188,23 @@ def resume_point(store: StudyStore, key: str, restored: Path | None, work: Path)
 
 
 def final_extras(trainer: Trainer) -> dict[str, str]:
-    """Decoded samples from the prior and reconstructions of validation fragments."""
+    """Decoded samples from the prior (greedy and at temperature 1), reconstructions of fixed
+    validation fragments and an interpolation between two of them, by the functions
+    `vaestudy sample` uses."""
     model, vocab, cfg = trainer.model.eval(), trainer.vocab, trainer.config
     with torch.no_grad():
-        prior = sample_prior(model, vocab, 8, temperature=0.0, seed=cfg.seed)
+        greedy = sample_prior(model, vocab, 8, temperature=0.0, seed=cfg.seed)
+        warm = sample_prior(model, vocab, 8, temperature=1.0, seed=cfg.seed)
         x = trainer.validation_batches()[0][:6].cpu()
         originals = [vocab.decode(row) for row in x]
         recon = reconstruct(model, vocab, originals)
+        path = interpolate(model, vocab, originals[0], originals[1], steps=5) if len(originals) > 1 else []
     show = lambda s: s.replace("\n", "\\n")  # noqa: E731
-    lines = ["# samples from the prior (greedy)"] + [show(s) for s in prior]
+    lines = ["# samples from the prior (greedy)"] + [show(s) for s in greedy]
+    lines += ["", "# samples from the prior (temperature 1)"] + [show(s) for s in warm]
     lines += ["", "# reconstructions of validation fragments (input -> output)"]
     lines += [f"{show(a)}  ->  {show(b)}" for a, b in zip(originals, recon)]
+    if path:
+        lines += ["", "# interpolation between the first two fragments' posterior means (greedy)"]
+        lines += [show(s) for s in path]
     return {"samples": "\n".join(lines) + "\n", "config_json": json.dumps(cfg.to_dict(), indent=1)}
