@@ -120,3 +120,18 @@ def test_collapse_needs_kl_mi_and_z_gain_all_under_their_thresholds():
     assert rule.collapsed({**low, "valid/kl_bpc": 0.3}) is None
     older = {k: v for k, v in low.items() if k != "valid/z_gain_bpc"}  # a report without z gain
     assert rule.collapsed(older) is not None
+
+
+def test_a_remedy_makes_a_collapsed_lstm_vae_read_z():
+    """On `synthetic` (L=32, p=0.5, 800 steps, lr 3e-3, tiny sizes) the plain LSTM VAE ignores z
+    while BN-VAE (gamma=1) makes its decoder read it. Measured here: z gain 0.0018 vs 0.27
+    bits/char (MI 0.003 vs 1.67 nats); free bits (1 nat per dimension) gave 0.077."""
+    from textvae_core import fit
+
+    base = dict(corpus="synthetic", steps=800, eval_every=400, iw_samples=0, threads=1, seed=0, dropout=0.5,
+                length=32, anneal_start=100, anneal_end=300, lr=3e-3)
+    plain = fit(make_config("lstm", "tiny", base)).history[-1].metrics
+    remedied = fit(make_config("lstm", "tiny", {**base, "bn_vae": True, "bn_gamma": 1.0})).history[-1].metrics
+    print(f"z gain: plain {plain['valid/z_gain_bpc']:.4f}, bn-vae {remedied['valid/z_gain_bpc']:.4f} bits/char")
+    assert plain["valid/z_gain_bpc"] < 0.02, plain
+    assert remedied["valid/z_gain_bpc"] >= 0.05, remedied
