@@ -49,3 +49,5 @@ def test_remedies_smoke_runs_end_to_end_and_its_claims_are_judged(tmp_path):
     assert len(runs) == 10
     for r in runs:
         assert {"valid/probe_topic_acc", "valid/probe_topic_chance", "valid/z_gain_bpc"} <= set(r.data.metrics), r
+        assert {f"probe_{f}_chance" for f in ("topic", "tense", "length")} <= set(r.data.params), r.data.params
+        assert float(r.data.params["probe_topic_chance"]) == r.data.metrics["valid/probe_topic_chance"]

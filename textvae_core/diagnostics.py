@@ -26,6 +26,9 @@ import torch
 from .losses import sequence_nll
 from .models import TextVAE
 
+PROBE_FRAGMENTS = 2000  # sentence-initial fragments of the synthetic corpus's probe set
+PROBE_SHARE = 0.75  # the probe is fit on this share of them and scored on the rest
+
 
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     """Number of latent dimensions with Var_x(mu_d) > threshold. mu: (N, Z)."""
@@ -80,7 +83,7 @@ def z_gain(model: TextVAE, x: torch.Tensor, z: torch.Tensor, own_logits: torch.T
     return (sequence_nll(other_logits, x) - sequence_nll(own_logits, x)).mean()
 
 
-def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share: float = 0.75,
+def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share: float = PROBE_SHARE,
                           steps: int = 100, lr: float = 0.1) -> tuple[float, float]:
     """How well a linear probe (multinomial logistic regression, full-batch Adam from zero
     weights, so no randomness) reads `labels` (N,) from `codes` (N, Z): fit on the first
@@ -107,6 +110,20 @@ def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share
         acc = float(((codes[cut:] @ weight + bias).argmax(1) == labels[cut:]).float().mean())
     chance = float(torch.bincount(labels[cut:]).max()) / (codes.shape[0] - cut)
     return acc, chance
+
+
+def probe_set(length: int, vocab) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The fixed probe set of the synthetic corpus at this fragment length: ids (N, L) and
+    each fragment's generating factors (topic, tense, length)."""
+    from .grammar import synthetic_probe_set
+
+    return synthetic_probe_set(seed=123, n=PROBE_FRAGMENTS, length=length, vocab=vocab)
+
+
+def chance_levels(labels: dict[str, np.ndarray]) -> dict[str, float]:
+    """probe_<factor>_chance: the majority label's share of the scored part of the probe set."""
+    cut = int(PROBE_SHARE * len(next(iter(labels.values()))))
+    return {f"probe_{f}_chance": float(np.bincount(y[cut:]).max() / len(y[cut:])) for f, y in labels.items()}
 
 
 @torch.no_grad()

@@ -25,9 +25,8 @@ import torch
 
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import (active_units, importance_weighted_nll, mutual_information, probe_metrics,
+from .diagnostics import (active_units, importance_weighted_nll, mutual_information, probe_metrics, probe_set,
                           unigram_entropy_bpc, z_gain)
-from .grammar import synthetic_probe_set
 from .errors import CheckpointError
 from .losses import KLSchedule, bits_per_char, vae_objective
 from .models import TextVAE, VAEOutput, build_model
@@ -44,7 +43,6 @@ METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars
 # probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only (mode
 # still on; encoder-only updates and their seconds since the last report). Final report only: mi_pool,
 # I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc, the training characters' entropy.
-PROBE_FRAGMENTS = 2000
 AGGRESSIVE_WINDOW = 5  # encoder updates stop once a window's mean loss is no lower than the one before
 
 
@@ -234,7 +232,7 @@ class Trainer:
     def probe(self) -> dict[str, float]:
         """The linear probe of each generating factor of the synthetic corpus (diagnostics)."""
         if not hasattr(self, "_probe_set"):
-            ids, labels = synthetic_probe_set(seed=123, n=PROBE_FRAGMENTS, length=self.config.length, vocab=self.vocab)
+            ids, labels = probe_set(self.config.length, self.vocab)
             self._probe_set = (torch.as_tensor(ids, device=self.device),
                                {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()})
         gen = torch.Generator(self.device).manual_seed(self.config.seed + 31)  # its own: other metrics unchanged

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from textvae_core import __version__
+from textvae_core.diagnostics import chance_levels, probe_set
 
 from ..spec import Study, trial_key, trial_name
 from ..store import Status, StudyStore, TrialRecord
@@ -43,8 +44,11 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                     "vaestudy.seed": config.seed, "vaestudy.corpus": config.corpus,
                     "vaestudy.corpus_sha256": corpora[config.corpus].sha256 if config.corpus in corpora else "",
                     "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
+            chance = {}
+            if config.corpus == "synthetic" and config.corpus in corpora:  # the probe's chance levels
+                chance = chance_levels(probe_set(config.length, corpora[config.corpus].vocab)[1])
             runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
-                f"sweep.{k}": v for k, v in params.items()}}, tags)
+                f"sweep.{k}": v for k, v in params.items()}, **chance}, tags)
             known = store.trial(key) or TrialRecord(params, config.to_dict())
             store.save_trial(key, dataclasses.replace(known, params=params, config=config.to_dict(),
                                                       status=Status.RUNNING, mlflow_run_id=runs[key],
