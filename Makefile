@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/vaestudy bench throughput --threads 1
 	$(BIN)/vaestudy bench overhead
+
+# Any Python with torch, numpy and pyarrow: this checkout's .venv when it has one, else $(PYTHON)
+# (a GPU machine's own Python; no virtualenv is built). Without CUDA: one line, exit 0.
+GPU_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON))
+gpu-check:
+	@$(GPU_PYTHON) -m textvae_core.gpu_check --out gpu-check.json
 
 clean:
 	rm -rf $(VENV) vaestudy-runs

@@ -1,6 +1,7 @@
 """The CLI outside the study runs: train/sample round trip, `vaestudy ui`, and a plain
 (non-editable) install that finds its built-in studies from any directory."""
 
+import json
 import os
 import socket
 import subprocess
@@ -151,3 +152,25 @@ def test_ui_of_a_folder_that_is_no_study_says_what_to_give(tmp_path):
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and "is not a study folder" in lines[0] and "vaestudy run" in lines[0], res.output
+
+
+def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_path):
+    """`make gpu-check` on a machine without CUDA: one line, exit 0. `--cpu --tiny` runs every
+    measurement it would make on a GPU (throughput both cells, short fits, shared trials)."""
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    if not torch.cuda.is_available():
+        res = subprocess.run(["make", "-s", "gpu-check"], cwd=root, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and res.stdout.count("\n") == 1, (res.stdout, res.stderr)
+        assert res.stdout.startswith("gpu-check: no CUDA device here"), res.stdout
+    out = tmp_path / "gpu.json"
+    res = subprocess.run([sys.executable, "-m", "textvae_core.gpu_check", "--cpu", "--tiny", "--out", str(out)],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(out.read_text())
+    models = result["throughput"]["models"]
+    assert {"hybrid-lstm", "hybrid-bytenet", "lstm", "hybrid-lstm+layernorm", "lstm+layernorm"} <= set(models)
+    assert models["lstm+layernorm"]["ratio_to_fused"] > 0
+    assert models["hybrid-bytenet"]["executed_gflops"] < models["hybrid-bytenet"]["achieved_gflops"]
+    assert result["fit"]["ratio_hybrid_lstm_over_lstm"] > 0 and result["shared"]["trials"] == 4
