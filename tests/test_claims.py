@@ -31,6 +31,11 @@ def world(study, point, config):
     elif study.name == "dropout":
         kl, rec = {0.2: (0.02, 1.5), 0.5: (0.05, 1.7), 0.8: (0.1, 2.0)}.get(config.dropout, (0.3, 1.3))
         m.update(kl_bpc=kl, rec_bpc=rec)
+    elif study.name == "remedies":  # plain LSTM VAE collapsed, every remedy and the hybrid read z
+        variant = point["variant"]
+        z_gain, mi = (0.0, 0.01) if variant == "lstm" else (0.3, 4.0) if variant.startswith("hybrid") else (0.1, 0.5)
+        m.update(kl_bpc=0.001 if variant == "lstm" else 0.2, rec_bpc=1.5, z_gain_bpc=z_gain, mutual_info=mi,
+                 mi_pool=mi, iw_nll_bpc=1.55 if variant.startswith("hybrid") else 1.5)
     m["total_bpc"] = m["rec_bpc"] + m["kl_bpc"]
     return m
 
