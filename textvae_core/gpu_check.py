@@ -20,6 +20,7 @@ Everything printed is also written to one JSON file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -107,7 +108,7 @@ def shared_trials(device: str, tiny: bool, steps: int, n: int = 4) -> dict:
     def work(i: int) -> None:
         stream = torch.cuda.Stream(dev) if dev.type == "cuda" else None
         start = time.perf_counter()
-        with torch.cuda.stream(stream) if stream is not None else _null():
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             for _ in range(steps):
                 trainers[i].train_step()
         if stream is not None:
@@ -131,14 +132,6 @@ def shared_trials(device: str, tiny: bool, steps: int, n: int = 4) -> dict:
             "per_trial_chars_per_s": [chars / w for w in walls],
             "peak_memory_mib_all": peak, "memory_mib_per_trial": None if peak is None else peak / n,
             "max_utilisation_pct": util}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,6 +95,7 @@ class Trainer:
         self.aggressive_on = config.aggressive
         self._best_mi = -math.inf
         self._encoder_updates, self._encoder_time = 0, 0.0
+        self._probe_set = None  # the synthetic corpus's probe fragments, made at the first report
 
     @property
     def vocab(self) -> Vocabulary:
@@ -231,7 +232,7 @@ class Trainer:
 
     def probe(self) -> dict[str, float]:
         """The linear probe of each generating factor of the synthetic corpus (diagnostics)."""
-        if not hasattr(self, "_probe_set"):
+        if self._probe_set is None:
             ids, labels = probe_set(self.config.length, self.vocab)
             self._probe_set = (torch.as_tensor(ids, device=self.device),
                                {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()})

@@ -31,6 +31,7 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
     from .ray_adapter import TrialEvents
 
     runs: dict[str, str] = {}
+    chances: dict[int, dict[str, float]] = {}  # probe chance levels by fragment length (synthetic corpus)
     commit = git_commit()
 
     def update(key: str, **fields) -> None:
@@ -46,7 +47,9 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                     "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
             chance = {}
             if config.corpus == "synthetic" and config.corpus in corpora:  # the probe's chance levels
-                chance = chance_levels(probe_set(config.length, corpora[config.corpus].vocab)[1])
+                if config.length not in chances:
+                    chances[config.length] = chance_levels(probe_set(config.length, corpora[config.corpus].vocab)[1])
+                chance = chances[config.length]
             runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
                 f"sweep.{k}": v for k, v in params.items()}, **chance}, tags)
             known = store.trial(key) or TrialRecord(params, config.to_dict())
