@@ -92,7 +92,7 @@ def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path |
     if resume and not ckpt.exists():
         raise UserError(f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run")
     if resume:  # an unreadable checkpoint is one line before any progress is drawn
-        from textvae_core.train import check_checkpoint
+        from textvae_core.checkpoint import check_checkpoint
 
         check_checkpoint(ckpt)
 
@@ -246,29 +246,41 @@ def bench_throughput(threads: int, seconds: float, length: int, as_json: bool) -
 
 
 @bench.command("overhead")
-@click.option("--study", default="alpha-sweep", show_default=True)
-@click.option("--concurrency", default=2, show_default=True, help="Trials at once in both runs.")
+@click.option("--study", default="dropout", show_default=True, help="Its grid points are the trials.")
+@click.option("--preset", default="smoke", show_default=True, help="Sizes and steps of the trials (smoke, cpu).")
+@click.option("--limit-steps", type=click.IntRange(min=1), default=None,
+              help="Train each trial this many steps instead of the preset's.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per point.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trials at once in both runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def bench_overhead(study: str, concurrency: int, as_json: bool) -> None:
-    """Wall time of a smoke study through `vaestudy run` vs bare fit calls, side by side.
+def bench_overhead(study: str, preset: str, limit_steps: int | None, num_samples: int, concurrency: int,
+                   as_json: bool) -> None:
+    """A study's trials through `vaestudy run` vs bare fit calls, side by side.
 
     \b
     Example:
       vaestudy bench overhead --json
+      vaestudy bench overhead --preset cpu --limit-steps 500
     """
-    from studies.run.bench import measure_overhead
+    from studies.run.bench import PARTS, measure_overhead
 
-    r = measure_overhead(study, "smoke", concurrency, echo=echo_err)
+    r = measure_overhead(study, preset, concurrency, limit_steps, num_samples, echo=echo_err)
     if as_json:
         click.echo(json.dumps(r, indent=1))
         return
-    click.echo(f"{r['trials']} smoke trials of {study}, {concurrency} at a time")
+    steps = "/".join(map(str, r["steps"]))
+    click.echo(f"{r['trials']} {preset} trials of {study} ({steps} steps), {concurrency} at a time")
     click.echo(f"bare fit calls   {r['bare_wall_s']:7.1f} s  (mean fit {r['mean_fit_s']:.1f} s)")
     click.echo(f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)")
-    click.echo(f"ratio {r['ratio_platform_over_bare']:.2f}x: study set-up {r['setup_s']:.1f} s before the first trial, "
-               f"{r['teardown_s']:.1f} s after the last")
-    click.echo(f"per trial: {r['per_trial_overhead_s']:.2f} s of scheduling and result plumbing; "
-               f"reporting/checkpointing {r['report_share_of_trial']:.1%} of its run time")
+    click.echo(f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before the first "
+               f"trial, {r['teardown_s']:.1f} s after the last; per trial {r['per_trial_overhead_s']:.2f} s of "
+               "scheduling and result plumbing")
+    split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])
+    click.echo(f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); rest: start-up")
+    if r["eval_share_at_preset_steps"] is not None and r["steps"] != r["preset_steps"]:
+        click.echo(f"eval share projected to the preset's {'/'.join(map(str, r['preset_steps']))} steps: "
+                   f"{r['eval_share_at_preset_steps']:.1%} of train + eval")
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -83,7 +83,7 @@ class TrialRecord:
     ended: float | None = None
     final: Mapping[str, float] = field(default_factory=dict)  # its last report's metrics
     last_step: int | None = None
-    report_overhead_s: float | None = None  # seconds its reports cost in the worker
+    seconds: Mapping[str, float] = field(default_factory=dict)  # where trial_wall_s went (TrialReport.seconds)
     trial_wall_s: float | None = None  # seconds the trial's own code ran
 
     def __post_init__(self):
@@ -120,9 +120,13 @@ class StudyRecord:
     attempts: int = 1
     status: StudyStatus = StudyStatus.RUNNING
     statuses: Mapping[str, int] = field(default_factory=dict)  # trial status -> count, at the end
+    # One per driver run: {"attempt", "started", "ended" (epoch seconds; None while it runs or
+    # if it was killed), "concurrency" (trials at once; None until Ray is up)}.
+    launches: Sequence[Mapping[str, Any]] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "status", StudyStatus(self.status))
+        object.__setattr__(self, "launches", tuple(dict(r) for r in self.launches))  # a JSON list reads back equal
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "status": self.status.value}

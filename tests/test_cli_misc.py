@@ -174,3 +174,21 @@ def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_pa
     assert models["lstm+layernorm"]["ratio_to_fused"] > 0
     assert models["hybrid-bytenet"]["executed_gflops"] < models["hybrid-bytenet"]["achieved_gflops"]
     assert result["fit"]["ratio_hybrid_lstm_over_lstm"] > 0 and result["shared"]["trials"] == 4
+
+
+@pytest.mark.slow
+def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
+    """`vaestudy bench overhead`: the same four trials through `vaestudy run` and as bare fits,
+    cut to 20 of the preset's 40 steps; the split and the projection come out consistent."""
+    res = subprocess.run([sys.executable, "-m", "cli.main", "bench", "overhead", "--limit-steps", "20", "--json"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r = json.loads(res.stdout)
+    assert r["trials"] == 4 and r["steps"] == [20] and r["preset_steps"] == [40] and r["concurrency"] == 2, r
+    assert r["bare_wall_s"] > 0 and r["ratio_platform_over_bare"] == pytest.approx(
+        r["platform_wall_s"] / r["bare_wall_s"])
+    split = r["split"]
+    assert set(split) == {"train", "eval", "checkpoint", "report"} and all(v > 0 for v in split.values()), split
+    assert sum(split.values()) < 1 and 0 < r["final_eval_share"] <= split["eval"], r
+    # 20 steps are one (final) report; 40 add one periodic one, so the projected share is of that shape
+    assert 0 < r["eval_share_at_preset_steps"] < 1, r

@@ -179,6 +179,20 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
         text = local.read_text()
         assert text.startswith("# samples from the prior"), key
         assert "# samples from the prior (temperature 1)" in text and "# interpolation between" in text, text
+        # where the trial's time went, as its worker measured it: parts of its wall time, in MLflow too
+        trial = json.loads((folder / "trials" / key / "trial.json").read_text())
+        spent = trial["seconds"]
+        assert set(spent) == {"train", "eval", "final", "checkpoint", "report"}, spent
+        assert spent["train"] > 0 and 0 < spent["final"] <= spent["eval"] and spent["checkpoint"] > 0, spent
+        assert sum(spent[k] for k in ("train", "eval", "checkpoint", "report")) <= trial["trial_wall_s"], trial
+        assert run.data.metrics["time/train_s"] == pytest.approx(spent["train"]), key
+    # study.json: this one driver run, its start, end and concurrency; the report states the use of its slots
+    (launch,) = json.loads((folder / "study.json").read_text())["launches"]
+    assert launch["attempt"] == 1 and launch["concurrency"] >= 1 and launch["started"] < launch["ended"], launch
+    report = (folder / "report.md").read_text()
+    assert "1 driver run(s)" in report and "trial(s) at once" in report and "slot utilisation" in report, report
+    use = json.loads((folder / "claims.json").read_text())["compute"]
+    assert 0 < use["utilisation"] <= 1 and use["concurrency"] == [launch["concurrency"]] and not use["estimated"], use
 
 
 def test_smoke_trials_parquet_matches_the_mlflow_runs(smoke):

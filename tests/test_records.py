@@ -32,11 +32,35 @@ def test_trial_wall_time_falls_back_to_the_driver_clock():
     assert TrialRecord({}, {}).wall_s is None and not TrialRecord({}, {}).finished
 
 
+def test_slot_utilisation_is_trial_compute_over_wall_time_times_concurrency():
+    from studies.results.markdown import compute_line
+    from studies.results.read import compute_use
+
+    trials = [TrialRecord({}, {}, started=10.0, ended=40.0, trial_wall_s=25.0,
+                          seconds={"train": 20.0, "eval": 4.0, "final": 1.0, "checkpoint": 0.5, "report": 0.25}),
+              TrialRecord({}, {}, started=12.0, ended=70.0, trial_wall_s=15.0, seconds={"train": 10.0, "eval": 2.0})]
+    # the first run was killed before it wrote its end: it ends at its last trial event (40 s)
+    runs = [{"attempt": 1, "started": 5.0, "ended": None, "concurrency": 2},
+            {"attempt": 2, "started": 50.0, "ended": 75.0, "concurrency": 1},
+            {"attempt": 3, "started": 90.0, "ended": None, "concurrency": None}]  # Ray never came up
+    use = compute_use(runs, trials)
+    assert use["driver_runs"] == 2 and use["estimated"] == 1 and use["concurrency"] == [1, 2]
+    assert use["wall_s"] == 35 + 25 and use["trial_s"] == 40
+    assert use["utilisation"] == pytest.approx(40 / (35 * 2 + 25 * 1))
+    assert use["split"] == pytest.approx({"train": 0.75, "eval": 0.15, "final": 0.025, "checkpoint": 0.0125,
+                                          "report": 0.00625})
+    line = compute_line(use)
+    assert "2 driver run(s) (1 killed" in line and "slot utilisation 42%" in line and "train 75.0%" in line, line
+    assert compute_use([], trials) is None and compute_line(None).startswith("Not recorded")
+
+
 def test_study_record_round_trips_and_a_broken_file_is_one_line(tmp_path):
     store = StudyStore(tmp_path)
     assert store.study() is None
     record = StudyRecord({"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}},
-                         "dropout", "parent", "sqlite:///x.db", "sqlite:///o.db", {"max_failures": 2}, attempts=2)
+                         "dropout", "parent", "sqlite:///x.db", "sqlite:///o.db", {"max_failures": 2}, attempts=2,
+                         launches=[{"attempt": 1, "started": 5.0, "ended": None, "concurrency": 2},
+                                   {"attempt": 2, "started": 50.0, "ended": 80.0, "concurrency": 2}])
     store.save_study(record)
     assert store.study() == record and store.study().status is StudyStatus.RUNNING
     (tmp_path / "study.json").write_text('{"identity": {}}')
@@ -63,7 +87,8 @@ def test_the_status_is_decided_from_what_the_driver_saw():
 
 def test_a_report_survives_tunes_flat_result():
     rep = TrialReport(250, {"valid/kl_bpc": 0.12, "train/kl_weight": 1.0, "lr": 1e-3}, final=True,
-                      replayed=Status.COMPLETED, samples="a -> a\n", overhead_s=0.5, wall_s=12.0)
+                      replayed=Status.COMPLETED, samples="a -> a\n", wall_s=12.0,
+                      seconds={"train": 10.0, "eval": 1.5, "final": 0.5, "checkpoint": 0.25, "report": 0.125})
     flat = to_result(rep)
     assert flat["step"] == 250 and flat["valid/kl_bpc"] == 0.12 and all(not isinstance(v, dict) for v in flat.values())
     # Tune adds its own keys; they do not come back as metrics.

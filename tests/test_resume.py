@@ -131,6 +131,16 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     table = pq.read_table(folder / "trials.parquet").to_pylist()
     rows = [(t["trial_key"], t["step"], t["split"]) for t in table]
     assert len(rows) == len(set(rows)) == 4 * len(expected_steps) * 2
+    # study.json: both driver runs; the killed one never recorded its end, so the report ends it at
+    # its last trial event.
+    first, second = json.loads((folder / "study.json").read_text())["launches"]
+    assert first["ended"] is None and first["concurrency"] == 2, first
+    assert first["started"] < second["started"] < second["ended"] and second["attempt"] == 2, second
+    from studies.results.read import compute_use
+    from studies.store import StudyStore
+
+    use = compute_use([first, second], StudyStore(folder).trials().values())
+    assert use["driver_runs"] == 2 and use["estimated"] == 1 and 0 < use["utilisation"] <= 1, use
     # Optuna: nothing left RUNNING or WAITING.
     study = optuna.load_study(study_name="alpha-sweep", storage=f"sqlite:///{folder}/optuna.db")
     states = {t.state.name for t in study.trials}

@@ -19,7 +19,8 @@ _HOMES = {
     "errors": ("CheckpointError", "DataError"),
     "losses": ("KLSchedule", "bits_per_char", "gaussian_kl", "sequence_nll", "vae_objective"),
     "models": ("VAEOutput", "build_model", "count_parameters"),
-    "train": ("DivergenceError", "Report", "Trainer", "fit", "history_table", "load_checkpoint", "write_history"),
+    "checkpoint": ("check_checkpoint", "load_checkpoint"),
+    "train": ("DivergenceError", "Report", "Trainer", "fit", "history_table", "write_history"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 

@@ -23,16 +23,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from .checkpoint import CHECKPOINT_FORMAT, check_format, read_checkpoint
 from .config import TrainConfig
 from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
 from .diagnostics import (active_units, importance_weighted_nll, mutual_information, probe_metrics, probe_set,
                           unigram_entropy_bpc, z_gain)
-from .errors import CheckpointError
 from .losses import KLSchedule, bits_per_char, vae_objective
 from .models import TextVAE, VAEOutput, build_model
 
-# 2: the hybrids' autoregressive head is one module, `head` (was `rnn` + `out`, or `bytenet`).
-CHECKPOINT_FORMAT = 2
 # Fields a resumed run may change; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
 SPLITS = ("train", "valid")
@@ -96,6 +94,9 @@ class Trainer:
         self._best_mi = -math.inf
         self._encoder_updates, self._encoder_time = 0, 0.0
         self._probe_set = None  # the synthetic corpus's probe fragments, made at the first report
+        # Seconds this process spent training (encoder-only updates included) and evaluating;
+        # "final": the last report's share of "eval" (its IW bound and MI pool included).
+        self.seconds = {"train": 0.0, "eval": 0.0, "final": 0.0}
 
     @property
     def vocab(self) -> Vocabulary:
@@ -127,7 +128,9 @@ class Trainer:
         self.step += 1
         self._window += values
         self._window_steps += 1
-        self._window_time += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self._window_time += elapsed
+        self.seconds["train"] += elapsed
 
     def _objective(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
@@ -262,9 +265,14 @@ class Trainer:
 
     def report(self, final: bool = False) -> Report:
         metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
+        start = time.perf_counter()
         valid = self.evaluate(self.config.iw_samples if final else 0)
         if final:
             valid.update(self.final_diagnostics())
+        elapsed = time.perf_counter() - start
+        self.seconds["eval"] += elapsed
+        if final:
+            self.seconds["final"] += elapsed
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
         if self.aggressive_on:  # aggressive mode ends once held-out MI stops rising
             if valid["mutual_info"] <= self._best_mi:
@@ -324,30 +332,6 @@ class Trainer:
         self.load_state_dict(read_checkpoint(path, self.device))
 
 
-def read_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict:
-    """A checkpoint's state; a truncated or corrupt file is a CheckpointError in one line."""
-    try:
-        return torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-
-
-def check_format(state: dict, path: str | os.PathLike | None = None) -> None:
-    found = state.get("format") if isinstance(state, dict) else None
-    if found != CHECKPOINT_FORMAT:
-        where = f"{path} " if path is not None else ""
-        raise CheckpointError(f"checkpoint {where}has format {found}; this vaestudy reads format {CHECKPOINT_FORMAT} "
-                              "only: retrain the model (or use the vaestudy version that wrote it)")
-
-
-def check_checkpoint(path: str | os.PathLike) -> None:
-    """Raise CheckpointError unless `path` holds a checkpoint this version can load."""
-    check_format(read_checkpoint(path), path)
-
-
 def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None = None,
         resume_from: str | os.PathLike | None = None, corpus: Corpus | None = None) -> Trainer:
     """Train `config.steps` steps, calling `on_report(report, trainer)` every `eval_every`
@@ -366,17 +350,6 @@ def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None
             if on_report is not None:
                 on_report(rep, trainer)
     return trainer
-
-
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[TextVAE, TrainConfig, Vocabulary]:
-    """Model (in eval mode), config and vocabulary from a checkpoint file."""
-    state = torch.load(path, map_location=device, weights_only=False)
-    check_format(state, path)
-    config = dataclasses.replace(TrainConfig(**state["config"]), device=device)
-    vocab = Vocabulary.from_json(state["vocab"])
-    model = build_model(config, vocab.size).to(device)
-    model.load_state_dict(state["model"])
-    return model.eval(), config, vocab
 
 
 def history_table(history: list[Report]) -> pa.Table:

@@ -35,6 +35,25 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def compute_line(c: Mapping[str, Any] | None) -> str:
+    """The slot utilisation of a study's driver runs and where its trials' time went."""
+    if c is None:
+        return "Not recorded: study.json has no driver run with its start, end and concurrency."
+    at_once = "/".join(str(n) for n in c["concurrency"])
+    killed = f" ({c['estimated']} killed, taken to end at its last trial event)" if c["estimated"] else ""
+    use = f"{c['utilisation']:.0%}" if c["utilisation"] is not None else "-"
+    text = (f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at {at_once} "
+            f"trial(s) at once; trial compute {c['trial_s'] / 60:.1f} min: slot utilisation {use} (trial compute "
+            "over wall time times concurrency).")
+    split = c["split"]
+    if split:
+        final = f" (the final IW bound and MI pool {split['final']:.1%} of it)" if "final" in split else ""
+        parts = [f"{k} {split[k]:.1%}" + (final if k == "eval" else "")
+                 for k in ("train", "eval", "checkpoint", "report") if k in split]
+        text += f" Trial time: {', '.join(parts)}; the rest is start-up (data, model, resume)."
+    return text
+
+
 def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]], figures: Sequence[str],
                     notes: Sequence[str]) -> str:
     study = results.study
@@ -81,6 +100,7 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
     if pools:
         mi_note += (" MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
                     f"({', '.join(map(str, pools))}).")
+    lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += ["", "## Trials", "", f"Final validation metrics in bits per character, but for MI. {mi_note} "
               "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
               "decoder ignores z, whatever the KL.", "",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -19,7 +19,7 @@ from .. import tracking
 from ..errors import StudyError
 from ..trials_table import CONFIG_COLUMNS, trials_table
 from ..spec import Study, load_study, trial_name
-from ..store import StudyStore
+from ..store import StudyStore, TrialRecord
 from .points import MEASURES
 
 # Config values a summary row carries beside the swept ones (`steps` is the steps trained).
@@ -39,6 +39,7 @@ class StudyResults:
     tracking_uri: str | None
     source: str  # where the trials were read from, said plainly
     seeds: tuple[int, ...] | None = None  # the seeds the study ran (None: those in the rows)
+    compute: Mapping[str, Any] | None = None  # `compute_use` of a study folder (None: not recorded)
 
 
 def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
@@ -51,8 +52,8 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     identity = record.identity
     study = _definition(record.study_ref, identity["study"])
     store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
-    summary = []
-    for key, trial in store.trials().items():
+    summary, trials = [], store.trials()
+    for key, trial in trials.items():
         path = f"trials/{key}/history.parquet"
         history = store.read_table(path).to_pylist() if store.exists(path) else []
         summary.append(summary_row(key, trial.params, trial.config, trial.status.value, trial.reason, history,
@@ -60,7 +61,41 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     preset = identity["preset"]
     return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
                         trials_table(store, study.name), record.parent_run_id,
-                        tracking_uri or record.tracking_uri, store.uri, _seeds(study, identity))
+                        tracking_uri or record.tracking_uri, store.uri, _seeds(study, identity),
+                        compute_use(record.launches, trials.values()))
+
+
+def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRecord]) -> dict[str, Any] | None:
+    """How well the driver runs used their trial slots: trial compute (the seconds each
+    trial's own code ran) over the sum of each run's wall time times its concurrency, and
+    where the trials' time went (train / eval / checkpoint / report). A run killed before it
+    could record its end ends at its last trial event (counted in "estimated"). None where
+    study.json records no driver run with its concurrency (a study run before they were)."""
+    trials = list(trials)
+    events = sorted(x for t in trials for x in (t.started, t.ended) if x)
+    runs, estimated = [], 0
+    for i, r in enumerate(launches):
+        if not (r.get("started") and r.get("concurrency")):
+            continue
+        end = r.get("ended")
+        if not end:
+            upto = launches[i + 1]["started"] if i + 1 < len(launches) else math.inf
+            end = max((x for x in events if r["started"] <= x < upto), default=None)
+            estimated += end is not None
+        if end:
+            runs.append((end - r["started"], r["concurrency"]))
+    if not runs:
+        return None
+    slot_s = sum(wall * n for wall, n in runs)
+    trial_s = sum(t.trial_wall_s or 0.0 for t in trials)
+    split: dict[str, float] = {}
+    for t in trials:
+        for k, v in t.seconds.items():
+            split[k] = split.get(k, 0.0) + v
+    return {"driver_runs": len(runs), "estimated": estimated, "wall_s": sum(wall for wall, _ in runs),
+            "concurrency": sorted({n for _, n in runs}), "trial_s": trial_s,
+            "utilisation": trial_s / slot_s if slot_s > 0 else None,
+            "split": {k: v / trial_s for k, v in split.items()} if trial_s > 0 else {}}
 
 
 def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:

@@ -61,7 +61,7 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
         figures, notes = draw_figures(results, work)
         (work / "claims.json").write_text(json.dumps(
             {"study": results.study.name, "preset": results.preset, "corpus": results.corpus,
-             "claims": verdicts}, indent=1, default=str))
+             "claims": verdicts, "compute": results.compute}, indent=1, default=str))
         (work / "report.md").write_text(render_markdown(results, verdicts, figures, notes))
         written = {}
         for path in sorted(work.iterdir()):

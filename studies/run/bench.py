@@ -1,14 +1,17 @@
 """`vaestudy bench overhead`: what the platform costs over bare training.
 
-The same smoke-sized trials run twice, side by side in one invocation: once through
-`run_study` (Ray, Optuna, MLflow, checkpoints) and once as bare `textvae_core.fit` calls
-in a process pool of the same concurrency. Printed: both wall times, their ratio, Ray's
-start-up, the per-trial start-up cost, and the share of each trial spent reporting
-(checkpoint save and hand-off) as measured inside the trials.
+The same trials (a study's grid points at one preset, optionally cut to `limit_steps`) run
+twice, side by side in one invocation: once through `run_study` (Ray, Optuna, MLflow,
+checkpoints) and once as bare `textvae_core.fit` calls in a process pool of the same
+concurrency. Printed: both wall times and their ratio, Ray's start-up, the per-trial
+scheduling cost, and where the platform's trial time went (train / eval / checkpoint /
+report, as the trials measured it), with the eval share projected to the preset's full
+length: a cut trial pays its final IW bound and MI pool over fewer steps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import tempfile
 import time
@@ -20,28 +23,33 @@ from ..spec import load_study
 from ..store import StudyStore
 from .trial import TrialContext
 
+PARTS = ("train", "eval", "checkpoint", "report")
 
-def _fit_one(config_dict: dict) -> float:
+
+def _fit_one(config_dict: dict) -> dict[str, float]:
     from textvae_core import TrainConfig, fit
 
     start = time.perf_counter()
-    fit(TrainConfig(**config_dict))
-    return time.perf_counter() - start
+    trainer = fit(TrainConfig(**config_dict))
+    return {"wall": time.perf_counter() - start, **trainer.seconds}
 
 
-def measure_overhead(study_name: str = "alpha-sweep", preset: str = "smoke", concurrency: int = 2,
-                     echo=lambda s: None) -> dict:
+def measure_overhead(study_name: str = "dropout", preset: str = "smoke", concurrency: int = 2,
+                     limit_steps: int | None = None, num_samples: int | None = 1, echo=lambda s: None) -> dict:
     study = load_study(study_name)
-    opts = RunOptions(preset=preset, max_concurrent=concurrency, cpus_per_trial=1.0, dashboard=False)
+    overrides = {"steps": limit_steps} if limit_steps else {}
+    opts = RunOptions(preset=preset, overrides=overrides, num_samples=num_samples, max_concurrent=concurrency,
+                      cpus_per_trial=1.0, dashboard=False)
     points, n = plan_trials(study, opts)
-    ctx = TrialContext(study, preset, "unused", {}, 0, threads=1)
-    configs = [ctx.config(p).to_dict() for p in (points or [{}] * n)]
+    configs = [TrialContext(study, preset, "unused", overrides, 0, threads=1).config(p).to_dict()
+               for p in (points or [{}] * n)]
+    full = [TrialContext(study, preset, "unused", {}, 0, threads=1).config(p) for p in (points or [{}] * n)]
 
     # Bare: the same configs in a pool of the same size (spawned workers pay torch's import,
     # as Ray's workers do).
     start = time.perf_counter()
     with ProcessPoolExecutor(concurrency, mp_context=mp.get_context("spawn")) as pool:
-        fit_times = list(pool.map(_fit_one, configs))
+        fits = list(pool.map(_fit_one, configs))
     bare = time.perf_counter() - start
 
     # The platform, into a fresh folder and MLflow store.
@@ -53,22 +61,38 @@ def measure_overhead(study_name: str = "alpha-sweep", preset: str = "smoke", con
         ray_adapter.connect(None, num_cpus=concurrency, dashboard=False)
         ray_start = time.perf_counter() - t0
         t1, wall1 = time.perf_counter(), time.time()
-        run_study(study_name, RunOptions(**{**opts.__dict__, "storage": str(folder)}), echo=echo)
+        run_study(study_name, dataclasses.replace(opts, storage=str(folder)), echo=echo)
         platform, wall2 = time.perf_counter() - t1, time.time()
         trials = list(StudyStore(folder).finished_trials().values())
-        report_s = sum(t.report_overhead_s or 0 for t in trials)
-        trial_wall = sum(t.trial_wall_s or 0 for t in trials)
         ray_adapter.shutdown()
+    trial_wall = sum(t.trial_wall_s or 0 for t in trials)
+    spent = {k: sum(t.seconds.get(k, 0.0) for t in trials) for k in (*PARTS, "final")}
     # Driver-observed trial time (start callback to end callback) less the time the trial's
     # own code ran: scheduling, actor hand-off, result and checkpoint plumbing.
     per_trial = [t.ended - t.started - t.trial_wall_s for t in trials if t.trial_wall_s and t.ended and t.started]
     return {
         "study": study_name, "preset": preset, "trials": len(configs), "concurrency": concurrency,
+        "steps": sorted({c["steps"] for c in configs}), "preset_steps": sorted({c.steps for c in full}),
         "bare_wall_s": bare, "platform_wall_s": platform, "ratio_platform_over_bare": platform / bare,
         "ray_start_s": ray_start,
         "setup_s": min(t.started for t in trials) - wall1,
         "teardown_s": wall2 - max(t.ended for t in trials),
         "per_trial_overhead_s": sum(per_trial) / len(per_trial) if per_trial else None,
-        "mean_fit_s": sum(fit_times) / len(fit_times),
-        "report_share_of_trial": report_s / trial_wall if trial_wall else None,
+        "mean_fit_s": sum(f["wall"] for f in fits) / len(fits),
+        "split": {k: spent[k] / trial_wall for k in PARTS} if trial_wall else {},
+        "final_eval_share": spent["final"] / trial_wall if trial_wall else None,
+        "eval_share_at_preset_steps": _projected_eval_share(fits, configs, full),
     }
+
+
+def _projected_eval_share(fits: list[dict], configs: list[dict], full: list) -> float | None:
+    """The eval share of the bare fits scaled to the preset's own steps: training and the
+    periodic evaluations grow with the steps, the final report's extra cost does not."""
+    train = evals = 0.0
+    for f, cut, cfg in zip(fits, configs, full):
+        reports = max(cut["steps"] // cut["eval_every"], 1)
+        periodic = (f["eval"] - f["final"]) / max(reports - 1, 1) if reports > 1 else f["final"]
+        scale = cfg.steps / cut["steps"]
+        train += f["train"] * scale
+        evals += periodic * (cfg.steps // cfg.eval_every - 1) + f["final"]
+    return evals / (train + evals) if train + evals > 0 else None

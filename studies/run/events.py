@@ -65,15 +65,16 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
 
     def on_result(params: dict, rep: TrialReport) -> None:
         key, run_id = run_of(params)
-        if rep.step >= 0:
-            tracker.log_metrics(run_id, rep.step, rep.metrics)
+        if rep.step >= 0:  # a trial's last report carries where its time went
+            spent = {f"time/{k}_s": v for k, v in (rep.seconds or {}).items()} if rep.final else {}
+            tracker.log_metrics(run_id, rep.step, {**rep.metrics, **spent})
         if rep.final:
             if rep.samples:
                 tracker.log_text(run_id, rep.samples, "samples.txt")
             if rep.config_json:
                 tracker.log_text(run_id, rep.config_json, "config.json")
             final = {k: v for k, v in rep.metrics.items() if k != "lr"}
-            update(key, final=final, last_step=rep.step, report_overhead_s=rep.overhead_s, trial_wall_s=rep.wall_s)
+            update(key, final=final, last_step=rep.step, seconds=dict(rep.seconds or {}), trial_wall_s=rep.wall_s)
 
     def on_end(params: dict, status: Status, reason: str | None) -> None:
         key, run_id = run_of(params)

@@ -33,7 +33,8 @@ from .trial import CollapseRule, TrialContext, TrialReport, is_metric, outcome, 
 STEP = "step"
 _FIELDS = {"final": "vaestudy/final", "failure": "vaestudy/failure", "replayed": "vaestudy/replayed",
            "samples": "vaestudy/samples", "config_json": "vaestudy/config_json",
-           "overhead_s": "overhead/report_s", "wall_s": "overhead/trial_wall_s"}
+           "wall_s": "overhead/trial_wall_s"}
+SECONDS = "seconds/"  # TrialReport.seconds, one key each: "seconds/train", "seconds/eval", ...
 
 
 def to_result(report: TrialReport) -> dict:
@@ -41,6 +42,7 @@ def to_result(report: TrialReport) -> dict:
     extra = {flat: getattr(report, name) for name, flat in _FIELDS.items() if getattr(report, name) is not None}
     if report.replayed is not None:
         extra[_FIELDS["replayed"]] = report.replayed.value
+    extra.update({SECONDS + k: v for k, v in (report.seconds or {}).items()})
     return {**report.metrics, STEP: report.step, **extra}
 
 
@@ -50,7 +52,8 @@ def from_result(result: dict) -> TrialReport:
     values = {name: result[flat] for name, flat in _FIELDS.items() if flat in result}
     if "replayed" in values:
         values["replayed"] = Status(values["replayed"])
-    return TrialReport(int(result.get(STEP, -1)), metrics, **values)
+    seconds = {k[len(SECONDS):]: v for k, v in result.items() if k.startswith(SECONDS)}
+    return TrialReport(int(result.get(STEP, -1)), metrics, **values, seconds=seconds or None)
 
 LOCAL_ENV = {
     # With this, Ray takes the loopback address as the node IP, and its GCS, raylet,

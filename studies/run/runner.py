@@ -245,7 +245,15 @@ def run_study(study_ref: str, opts: RunOptions, echo: Callable[[str], None] = pr
 
 def _mark_interrupted(store: StudyStore) -> None:
     if (record := store.study()) is not None:
-        store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED))
+        store.save_study(dataclasses.replace(record, status=StudyStatus.INTERRUPTED, launches=_ended(record)))
+
+
+def _ended(record: StudyRecord, **changes: Any) -> tuple[Mapping[str, Any], ...]:
+    """The record's launches with the latest one's `changes` made ("ended" = now, by default)."""
+    if not record.launches:
+        return tuple(record.launches)
+    *earlier, last = record.launches
+    return (*earlier, {**last, **(changes or {"ended": time.time()})})
 
 
 def quiet_third_party() -> None:
@@ -285,10 +293,12 @@ def open_optuna(plan: StudyPlan, parent: str):
     optuna_url = opts.optuna_storage or (before.optuna_storage if before else None) \
         or f"sqlite:///{store.local_dir / 'optuna.db'}"
     attempt = (before.attempts if before else 0) + 1
+    launches = (*(before.launches if before else ()), {"attempt": attempt, "started": time.time(), "ended": None,
+                                                       "concurrency": None})
     store.save_study(StudyRecord(
         identity=plan.identity, study_ref=plan.study_ref, parent_run_id=parent, tracking_uri=plan.tracking_uri,
         optuna_storage=optuna_url, options={k: v for k, v in asdict(opts).items() if k != "overrides"},
-        attempts=attempt, status=StudyStatus.RUNNING))
+        attempts=attempt, status=StudyStatus.RUNNING, launches=launches))
     ostorage = search.rdb_storage(optuna_url)
     return search.open_study(ostorage, plan.study.name, plan.study), ostorage, attempt
 
@@ -327,8 +337,11 @@ def run_on_ray(plan: StudyPlan, tracker, parent: str, ostorage, attempt: int, nu
          + (f", dashboard http://{info['dashboard']}" if info.get("dashboard") else "")
          + (" (its token: `ray get-auth-token`)" if info.get("dashboard") and not opts.address else "")
          + f" | MLflow: {plan.tracking_uri} (parent run {parent})")
-    settings = tune_settings(plan, num_samples, attempt, ray_adapter.trial_slots(opts.cpus_per_trial,
-                                                                                  opts.gpus_per_trial))
+    slots = ray_adapter.trial_slots(opts.cpus_per_trial, opts.gpus_per_trial)
+    settings = tune_settings(plan, num_samples, attempt, slots)
+    record = plan.store.study()  # trials at once: the cap, or fewer where the cluster has fewer slots
+    concurrency = min(settings.max_concurrent, slots) if slots else settings.max_concurrent
+    plan.store.save_study(dataclasses.replace(record, launches=_ended(record, concurrency=concurrency)))
     grid = plan.grid
     sampler = search.make_sampler(study, grid, opts.seed)
     metric, mode = (list(study.metrics), list(study.modes)) if study.multi_objective else (study.metric, study.mode)
@@ -349,7 +362,8 @@ def finish(plan: StudyPlan, tracker, parent: str, ostudy, wall_s: float, echo: C
     complete = sum(n for s, n in statuses.items() if Status(s).final) >= target
     tracker.finish(parent, "FINISHED" if complete else "KILLED",
                    None if complete else f"{target - sum(statuses.values())} trial(s) did not finish")
-    store.save_study(dataclasses.replace(store.study(), statuses=statuses,
+    record = store.study()
+    store.save_study(dataclasses.replace(record, statuses=statuses, launches=_ended(record),
                                          status=StudyStatus.COMPLETED if complete else StudyStatus.INCOMPLETE))
     return StudyOutcome(store.uri, parent, plan.tracking_uri, statuses, store.uri_of("trials.parquet"), wall_s)
 

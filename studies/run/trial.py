@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from textvae_core import CheckpointError, DivergenceError, Trainer, fit, history_table
-from textvae_core.train import check_checkpoint
+from textvae_core.checkpoint import check_checkpoint
 from textvae_core.sampling import interpolate, reconstruct, sample_prior
 
 from ..spec import Study, trial_key
@@ -47,8 +47,11 @@ class TrialReport:
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
     config_json: str | None = None  # (final only) the TrainConfig as trained
-    overhead_s: float = 0.0  # cumulative seconds spent saving and reporting, in this process
     wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
+    # Where wall_s went, cumulative in this process: "train" and "eval" (the Trainer's own
+    # clocks; "final": the last report's share of eval), "checkpoint" (saving, uploading,
+    # the history table) and "report" (samples and the hand-off to the driver).
+    seconds: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc)), None)
             return
         sent = {"step": -1}
-        overhead = [0.0]  # seconds spent saving, uploading and reporting (not training or evaluating)
+        spent = {"checkpoint": 0.0, "report": 0.0}
 
         def on_report(rep, trainer: Trainer) -> None:
             t0 = time.perf_counter()
@@ -144,13 +147,16 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             trainer.save(ckpt_dir / "checkpoint.pt")
             store.save_checkpoint(key, ckpt_dir / "checkpoint.pt")
             store.write_table(f"trials/{key}/history.parquet", history_table(trainer.history))
+            t1 = time.perf_counter()
+            spent["checkpoint"] += t1 - t0
             extras = final_extras(trainer) if rep.final else {}
-            report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras,
-                               overhead_s=overhead[0] + (time.perf_counter() - t0),
-                               wall_s=time.perf_counter() - started), ckpt_dir)
+            now = time.perf_counter()  # the hand-off itself is counted in the next report
+            report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras, wall_s=now - started,
+                               seconds={**trainer.seconds, "checkpoint": spent["checkpoint"],
+                                        "report": spent["report"] + now - t1}), ckpt_dir)
             sent["step"] = rep.step
             shutil.rmtree(ckpt_dir, ignore_errors=True)
-            overhead[0] += time.perf_counter() - t0
+            spent["report"] += time.perf_counter() - t1
 
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
