@@ -19,15 +19,18 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .losses import sequence_nll
 from .models import TextVAE
 
 PROBE_FRAGMENTS = 2000  # sentence-initial fragments of the synthetic corpus's probe set
 PROBE_SHARE = 0.75  # the probe is fit on this share of them and scored on the rest
+PROBE_CHUNK = 500  # fragments encoded at once (or the batch size, if larger)
 
 
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
@@ -83,12 +86,14 @@ def z_gain(model: TextVAE, x: torch.Tensor, z: torch.Tensor, own_logits: torch.T
     return (sequence_nll(other_logits, x) - sequence_nll(own_logits, x)).mean()
 
 
-def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share: float = PROBE_SHARE,
-                          steps: int = 100, lr: float = 0.1) -> tuple[float, float]:
+def linear_probes(codes: torch.Tensor, labels: Mapping[str, torch.Tensor], train_share: float = PROBE_SHARE,
+                  steps: int = 100, lr: float = 0.1) -> dict[str, tuple[float, float]]:
     """How well a linear probe (multinomial logistic regression, full-batch Adam from zero
-    weights, so no randomness) reads `labels` (N,) from `codes` (N, Z): fit on the first
-    `train_share` of the rows, scored on the rest. Returns (accuracy, chance), chance being
-    the majority label's share of the scored rows.
+    weights, so no randomness) reads each factor's labels (N,) from `codes` (N, Z): fit on
+    the first `train_share` of the rows, scored on the rest. Returns factor -> (accuracy,
+    chance), chance being the majority label's share of the scored rows. The factors' probes
+    train as one matrix on the summed loss: each head's gradient is its own loss's, and Adam
+    is elementwise, so each is the probe it would be alone, at one optimiser loop's cost.
 
     Feed it sampled codes z ~ q(z|x), not bare means: what reaches the decoder is z, and a
     collapsed encoder's means still vary a little with x (standardised, a probe reads that
@@ -97,19 +102,28 @@ def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, train_share
         codes = codes.float()
     codes = (codes - codes.mean(0)) / (codes.std(0) + 1e-6)
     cut = int(train_share * codes.shape[0])
-    n_classes = int(labels.max()) + 1
-    weight = codes.new_zeros(codes.shape[1], n_classes, requires_grad=True)
-    bias = codes.new_zeros(n_classes, requires_grad=True)
+    sizes = [int(y.max()) + 1 for y in labels.values()]
+    weight = codes.new_zeros(codes.shape[1], sum(sizes), requires_grad=True)
+    bias = codes.new_zeros(sum(sizes), requires_grad=True)
     opt = torch.optim.Adam([weight, bias], lr=lr)
+    fit, held = codes[:cut], codes[cut:]
     with torch.enable_grad():
         for _ in range(steps):
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(codes[:cut] @ weight + bias, labels[:cut]).backward()
+            heads = (fit @ weight + bias).split(sizes, dim=1)
+            sum(F.cross_entropy(h, y[:cut]) for h, y in zip(heads, labels.values())).backward()
             opt.step()
+    out = {}
     with torch.no_grad():
-        acc = float(((codes[cut:] @ weight + bias).argmax(1) == labels[cut:]).float().mean())
-    chance = float(torch.bincount(labels[cut:]).max()) / (codes.shape[0] - cut)
-    return acc, chance
+        for name, h, y in zip(labels, (held @ weight + bias).split(sizes, dim=1), labels.values()):
+            acc = float((h.argmax(1) == y[cut:]).float().mean())
+            out[name] = acc, float(torch.bincount(y[cut:]).max()) / (codes.shape[0] - cut)
+    return out
+
+
+def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, **kwargs) -> tuple[float, float]:
+    """`linear_probes` of one factor: (accuracy, chance)."""
+    return linear_probes(codes, {"y": labels}, **kwargs)["y"]
 
 
 def probe_set(length: int, vocab) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -130,15 +144,14 @@ def chance_levels(labels: dict[str, np.ndarray]) -> dict[str, float]:
 def probe_metrics(model: TextVAE, ids: torch.Tensor, labels: dict[str, torch.Tensor], batch_size: int,
                   generator: torch.Generator | None = None) -> dict[str, float]:
     """probe_<factor>_acc and probe_<factor>_chance for each labelled factor, from codes
-    z ~ q(z|x) of the fragments `ids` (N, L), encoded `batch_size` at a time."""
+    z ~ q(z|x) of the fragments `ids` (N, L), encoded PROBE_CHUNK (or `batch_size`, if larger) at a time."""
     codes = []
-    for chunk in ids.split(batch_size):
+    for chunk in ids.split(max(batch_size, PROBE_CHUNK)):
         mu, logvar = model.encode(chunk)
         codes.append(model.reparameterize(mu, logvar, generator))
-    z = torch.cat(codes)
     out = {}
-    for factor, y in labels.items():
-        out[f"probe_{factor}_acc"], out[f"probe_{factor}_chance"] = linear_probe_accuracy(z, y)
+    for factor, (acc, chance) in linear_probes(torch.cat(codes), labels).items():
+        out[f"probe_{factor}_acc"], out[f"probe_{factor}_chance"] = acc, chance
     return out
 
 
