@@ -43,8 +43,8 @@ def compute_line(c: Mapping[str, Any] | None) -> str:
     killed = f" ({c['estimated']} killed, taken to end at its last trial event)" if c["estimated"] else ""
     use = f"{c['utilisation']:.0%}" if c["utilisation"] is not None else "-"
     text = (f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at {at_once} "
-            f"trial(s) at once; trial compute {c['trial_s'] / 60:.1f} min: slot utilisation {use} (trial compute "
-            "over wall time times concurrency).")
+            f"trial(s) at once; compute of the {c['trials']} trial(s) that ended in them {c['trial_s'] / 60:.1f} min: "
+            f"slot utilisation {use} (trial compute over wall time times concurrency).")
     split = c["split"]
     if split:
         final = f" (the final IW bound and MI pool {split['final']:.1%} of it)" if "final" in split else ""

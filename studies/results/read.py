@@ -83,17 +83,21 @@ def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRec
             end = max((x for x in events if r["started"] <= x < upto), default=None)
             estimated += end is not None
         if end:
-            runs.append((end - r["started"], r["concurrency"]))
+            runs.append((r["started"], end - r["started"], r["concurrency"]))
     if not runs:
         return None
-    slot_s = sum(wall * n for wall, n in runs)
+    # Trials that ended inside a recorded run: a trial's wall time is its last process's, so a
+    # trial resumed across runs counts in the run it ended in, and one from before they were
+    # recorded (or still running) in none.
+    trials = [t for t in trials if t.ended and any(start <= t.ended <= start + wall for start, wall, _ in runs)]
+    slot_s = sum(wall * n for _, wall, n in runs)
     trial_s = sum(t.trial_wall_s or 0.0 for t in trials)
     split: dict[str, float] = {}
     for t in trials:
         for k, v in t.seconds.items():
             split[k] = split.get(k, 0.0) + v
-    return {"driver_runs": len(runs), "estimated": estimated, "wall_s": sum(wall for wall, _ in runs),
-            "concurrency": sorted({n for _, n in runs}), "trial_s": trial_s,
+    return {"driver_runs": len(runs), "estimated": estimated, "wall_s": sum(wall for _, wall, _ in runs),
+            "concurrency": sorted({n for _, _, n in runs}), "trials": len(trials), "trial_s": trial_s,
             "utilisation": trial_s / slot_s if slot_s > 0 else None,
             "split": {k: v / trial_s for k, v in split.items()} if trial_s > 0 else {}}
 
