@@ -274,8 +274,8 @@ def bench_overhead(study: str, preset: str, limit_steps: int | None, num_samples
     click.echo(f"bare fit calls   {r['bare_wall_s']:7.1f} s  (mean fit {r['mean_fit_s']:.1f} s)")
     click.echo(f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)")
     click.echo(f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before the first "
-               f"trial, {r['teardown_s']:.1f} s after the last; per trial {r['per_trial_overhead_s']:.2f} s of "
-               "scheduling and result plumbing")
+               f"trial, {r['teardown_s']:.1f} s after the last; without them {r['ratio_after_setup']:.3f}x; per "
+               f"trial {r['per_trial_overhead_s']:.2f} s of scheduling and result plumbing")
     split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])
     click.echo(f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); rest: start-up")
     if r["eval_share_at_preset_steps"] is not None and r["steps"] != r["preset_steps"]:

@@ -186,7 +186,7 @@ def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
     r = json.loads(res.stdout)
     assert r["trials"] == 4 and r["steps"] == [20] and r["preset_steps"] == [40] and r["concurrency"] == 2, r
     assert r["bare_wall_s"] > 0 and r["ratio_platform_over_bare"] == pytest.approx(
-        r["platform_wall_s"] / r["bare_wall_s"])
+        r["platform_wall_s"] / r["bare_wall_s"]) and 0 < r["ratio_after_setup"] < r["ratio_platform_over_bare"]
     split = r["split"]
     assert set(split) == {"train", "eval", "checkpoint", "report"} and all(v > 0 for v in split.values()), split
     assert sum(split.values()) < 1 and 0 < r["final_eval_share"] <= split["eval"], r
