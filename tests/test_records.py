@@ -7,7 +7,7 @@ import math
 import pytest
 
 from studies.errors import StudyError
-from studies.run.ray_adapter import from_result, to_result
+from studies.run.ray_adapter import from_result, time_left, to_result
 from studies.run.trial import TrialReport, outcome
 from studies.store import Status, StudyRecord, StudyStatus, StudyStore, TrialRecord
 
@@ -54,6 +54,14 @@ def test_slot_utilisation_is_trial_compute_over_wall_time_times_concurrency():
     line = compute_line(use)
     assert "2 driver run(s) (1 killed" in line and "slot utilisation 42%" in line and "train 75.0%" in line, line
     assert compute_use([], trials) is None and compute_line(None).startswith("Not recorded")
+
+
+def test_time_left_counts_the_running_trials_share_of_their_steps():
+    # 10 trials, 2 at a time, 400 s each: at 600 s one finished and two are at 1/2 and 1/4.
+    assert time_left(600.0, 1, [0.5, 0.25], left=9) == pytest.approx(600 / 1.75 * (9 - 0.75))
+    assert time_left(600.0, 1, [0.5, 0.25], left=9) < 600.0 / 1 * 9  # counting finished trials only says 2x more
+    assert time_left(30.0, 0, [0.0, 0.0], left=10) is None  # no work done yet: no estimate
+    assert time_left(100.0, 0, [2.0, -1.0], left=2) == pytest.approx(100.0)  # shares are clamped to [0, 1]
 
 
 def test_study_record_round_trips_and_a_broken_file_is_one_line(tmp_path):

@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import StudyError
 from . import logs
@@ -252,8 +252,19 @@ class TrialEvents:
     on_end: Callable[[dict, Status, str | None], None]  # params, status, reason
 
 
+def time_left(elapsed: float, finished: int, running: Sequence[float], left: int) -> float | None:
+    """Seconds left at this run's pace: trials finished in it plus the done share of each running
+    one (its step over its steps) against `left`, the trials not yet finished. None before
+    any work is done. Counting the running trials' shares keeps the first estimates from
+    reading as if the trials ran one at a time."""
+    partial = sum(min(max(f, 0.0), 1.0) for f in running)
+    work = finished + partial
+    return elapsed / work * (left - partial) if work > 0 else None
+
+
 def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None], total: int,
-                   done_before: int, metric: str, mode: str, interval: float = 10.0):
+                   done_before: int, metric: str, mode: str, interval: float = 10.0,
+                   steps_of: Callable[[dict], int] | None = None):
     from ray import tune
 
     class StudyCallback(tune.Callback):
@@ -305,7 +316,9 @@ def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None]
             done = done_before + finished
             pending = max(total - done - running, 0)
             elapsed = time.monotonic() - self.start
-            eta = elapsed / finished * (total - done) if finished else None
+            shares = [(t.last_result or {}).get(STEP, 0) / steps_of(dict(t.config)) if steps_of else 0.0
+                      for t in trials if t.status == "RUNNING"]
+            eta = time_left(elapsed, finished, shares, total - done) if done < total else None
             best = f"{self.best:.4f}" if self.best is not None else "-"
             progress(f"{done}/{total} done, {running} running, {pending} pending | best {metric} {best} | "
                      f"elapsed {_fmt(elapsed)}" + (f", ~{_fmt(eta)} left" if eta is not None else ""))
@@ -372,7 +385,8 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
                                     max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=settings.experiment_name, storage_path=settings.storage_path, stop=stopper,
-            callbacks=make_callbacks(events, stopper, progress, total, done_before, metric, mode),
+            callbacks=make_callbacks(events, stopper, progress, total, done_before, metric, mode,
+                                     steps_of=lambda params: max(ctx.config(params).steps, 1)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             verbose=0),
