@@ -279,3 +279,31 @@ def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
     from studies.results.markdown import summary_table
 
     assert summary_table(results.summary).num_rows == len(results.summary)
+
+
+def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended():
+    from studies.results.markdown import aggressive_lines, summary_table
+    from studies.results.points import average
+
+    def train(step, updates, seconds):
+        return {"step": step, "split": "train", "total_bpc": 2.0, "encoder_updates": updates, "encoder_s": seconds}
+
+    history = [train(250, 3400.0, 300.0), train(500, 3100.0, 280.0), train(750, 0.0, 0.0),
+               {"step": 750, "split": "valid", "total_bpc": 2.1}]
+    rows = [summary_row("a", {"variant": "lstm+aggressive", "seed": 0}, {"corpus": "ptb"}, "completed", None,
+                        history, 1000.0, None),
+            summary_row("b", {"variant": "lstm", "seed": 0}, {"corpus": "ptb"}, "completed", None,
+                        [{"step": 750, "split": "train", "total_bpc": 2.0}], 400.0, None)]
+    a, b = rows
+    assert (a["encoder_updates"], a["encoder_s"], a["aggressive_until"]) == (6500.0, 580.0, 500.0)
+    assert "encoder_updates" not in b  # only trials that trained aggressively have the columns
+    lines = aggressive_lines(rows, ["variant", "seed"])
+    assert len([ln for ln in lines if ln.startswith("- ")]) == 1
+    assert "variant=lstm+aggressive, seed=0: 6500 encoder updates through step 500" in lines[-1]
+    assert "580 s, 58% of its 1000 s" in lines[-1]
+    assert aggressive_lines(rows[1:], ["variant"]) == []
+    # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average together
+    c = summary_row("c", {"variant": "lstm+aggressive", "seed": 1}, {"corpus": "ptb"}, "completed", None,
+                    [train(250, 10.0, 1.0)], 50.0, None)
+    assert len([p for p in average([a, c]) if p["variant"] == "lstm+aggressive"]) == 1
+    assert summary_table(rows).column("encoder_updates").to_pylist() == [6500.0, None]

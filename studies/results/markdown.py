@@ -54,6 +54,22 @@ def compute_line(c: Mapping[str, Any] | None) -> str:
     return text
 
 
+def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """What aggressive training cost each trial that used it: its encoder-only updates on top
+    of the `steps` decoder updates, their seconds, and how long the mode lasted."""
+    rows = [r for r in rows if finite(r.get("encoder_updates"))]
+    if not rows:
+        return []
+    lines = ["", "Aggressive training (encoder-only updates on top of the decoder updates that `steps` counts):", ""]
+    for r in rows:
+        name = ", ".join(f"{k}={_fmt(r[k])}" for k in names if k in r) or r["trial_key"]
+        share = (f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s" if finite(r.get("wall_s"))
+                 and r["wall_s"] > 0 else "")
+        lines.append(f"- {name}: {r['encoder_updates']:.0f} encoder updates through step {r['aggressive_until']:.0f} "
+                     f"(aggressive mode on until then), {r['encoder_s']:.0f} s{share}")
+    return lines
+
+
 def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]], figures: Sequence[str],
                     notes: Sequence[str]) -> str:
     study = results.study
@@ -101,6 +117,7 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
         mi_note += (" MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
                     f"({', '.join(map(str, pools))}).")
     lines += ["", "## Compute", "", compute_line(results.compute)]
+    lines += aggressive_lines(results.summary, swept(study, results.preset))
     lines += ["", "## Trials", "", f"Final validation metrics in bits per character, but for MI. {mi_note} "
               "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
               "decoder ignores z, whatever the KL.", "",

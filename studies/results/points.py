@@ -34,9 +34,12 @@ DERIVED = {"kl_share": lambda m: m["kl_bpc"] / m["total_bpc"] if m.get("total_bp
            "mi": _final_mi}
 # "Not collapsed" (the controls): at least this many active units and this much MI (nats).
 MIN_ACTIVE_UNITS, MIN_MI = 1, 0.1
+# Aggressive training's cost (absent for other trials): encoder-only updates and their seconds in all,
+# and the last step whose report window had any (aggressive mode was on through it).
+AGGRESSIVE_COLUMNS = ("encoder_updates", "encoder_s", "aggressive_until")
 # Keys of a summary row that are neither hyperparameters nor measures.
 BOOKKEEPING = ("study", "preset", "corpus", "trial_key", "name", "status", "reason", "seed", "steps", "wall_s",
-               "chars_per_s", "mlflow_run_id", "mi_max", "mi_pool_max", "history")
+               "chars_per_s", "mlflow_run_id", "mi_max", "mi_pool_max", "history", *AGGRESSIVE_COLUMNS)
 _NOT_HYPERPARAMETERS = frozenset(MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
 
 

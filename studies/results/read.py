@@ -149,7 +149,18 @@ def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], 
     row["mi_pool_max"] = math.log(pool) if pool else math.nan
     # the validation reports by step, for claims that read a trial's history (not in summary.parquet)
     row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
+    row.update(_aggressive([r for r in history if r["split"] == "train" and finite(r.get("encoder_updates"))]))
     return row
+
+
+def _aggressive(train: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """AGGRESSIVE_COLUMNS from the training reports of an aggressive trial (none for others)."""
+    if not train:
+        return {}
+    on = [int(r["step"]) for r in train if r["encoder_updates"] > 0]
+    return {"encoder_updates": sum(r["encoder_updates"] for r in train),
+            "encoder_s": sum(_float(r.get("encoder_s")) for r in train if finite(r.get("encoder_s"))),
+            "aggressive_until": float(max(on, default=0))}
 
 
 def _with_identity(rows: list[dict], study: Study, preset: str) -> list[dict]:
