@@ -40,7 +40,7 @@ class Status(str, Enum):
     RUNNING = "running"
     COMPLETED = "completed"  # trained to its last step
     FAILED = "failed"  # diverged, or crashed more often than --max-failures
-    COLLAPSED = "collapsed"  # stopped by the KL-collapse stopper
+    COLLAPSED = "collapsed"  # stopped early as collapsed (trial.CollapseRule), its last report made final
     STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
 
     @property

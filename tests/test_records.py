@@ -88,7 +88,9 @@ def test_the_status_is_decided_from_what_the_driver_saw():
     assert outcome(final) == (Status.COMPLETED, None)
     assert outcome(midway) == (Status.STOPPED, "stopped early by the scheduler (ASHA)")
     assert outcome(None)[0] is Status.STOPPED
-    assert outcome(midway, collapsed="KL collapsed") == (Status.COLLAPSED, "KL collapsed")
+    collapsed = TrialReport(50, {"valid/kl_bpc": 0.001}, final=True, collapsed="KL collapsed")
+    assert outcome(collapsed) == (Status.COLLAPSED, "KL collapsed")
+    assert outcome(collapsed, error="boom") == (Status.FAILED, "boom")
     assert outcome(final, error="boom") == (Status.FAILED, "boom")
     assert outcome(TrialReport(-1, {}, final=True, failure="loss is nan")) == (Status.FAILED, "loss is nan")
     assert outcome(TrialReport(100, {}, final=True, replayed=Status.COLLAPSED)) == (Status.COLLAPSED,
@@ -97,7 +99,7 @@ def test_the_status_is_decided_from_what_the_driver_saw():
 
 def test_a_report_survives_tunes_flat_result():
     rep = TrialReport(250, {"valid/kl_bpc": 0.12, "train/kl_weight": 1.0, "lr": 1e-3}, final=True,
-                      replayed=Status.COMPLETED, samples="a -> a\n", wall_s=12.0,
+                      replayed=Status.COMPLETED, samples="a -> a\n", wall_s=12.0, collapsed="KL collapsed: ...",
                       seconds={"train": 10.0, "eval": 1.5, "final": 0.5, "checkpoint": 0.25, "report": 0.125})
     flat = to_result(rep)
     assert flat["step"] == 250 and flat["valid/kl_bpc"] == 0.12 and all(not isinstance(v, dict) for v in flat.values())

@@ -121,6 +121,18 @@ def test_collapse_needs_kl_mi_and_z_gain_all_under_their_thresholds():
     older = {k: v for k, v in low.items() if k != "valid/z_gain_bpc"}  # a report without z gain
     assert rule.collapsed(older) is not None
 
+    # A trial stops after `patience` collapsed reports in a row, counted over its whole history.
+    from textvae_core.train import Report
+
+    alive = {**low, "valid/z_gain_bpc": 0.1}
+    history = [Report(250 * (i + 1), m) for i, m in enumerate([low, low, alive, low, low])]
+    patient = CollapseRule(kl=0.005, mi=0.05, z_gain=0.02, patience=3)
+    assert patient.stop(history) is None  # 2 in a row since the last healthy report
+    history.append(Report(1500, low))
+    assert patient.stop(history) == ("KL collapsed: valid kl_bpc 0.0010 < 0.005, MI (nats) 0.0100 < 0.05, "
+                                     "z gain (bits/char) 0.0000 < 0.02 for 3 reports after annealing (step 1500)")
+    assert patient.stop(history[:2]) is None  # fewer reports than the patience
+
 
 def test_a_remedy_makes_a_collapsed_lstm_vae_read_z():
     """On `synthetic` (L=32, p=0.5, 800 steps, lr 3e-3, tiny sizes) the plain LSTM VAE ignores z

@@ -5,6 +5,7 @@ store and a real Optuna database in a tmp folder.
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -185,7 +186,7 @@ STOPPER_STUDY = '''
 from studies.spec import Preset, Study
 
 SIZE = dict(steps=360, eval_every=30, eval_batches=2, batch_size=16, length=32, latent=16, lr=3e-3,
-            conv_channels=(32, 64), deconv_out=64, anneal=False)
+            conv_channels=(32, 64), deconv_out=64, anneal=False, iw_samples=4)
 P = Preset(size="tiny", corpus="synthetic", overrides=SIZE)
 STUDY = Study(
     name="stopper-check", title="a collapsing, a healthy and a diverging trial", reproduces="test",
@@ -216,6 +217,10 @@ def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_pa
     assert healthy["status"] == "completed" and healthy["last_step"] == 360, healthy
     hist = pq.read_table(folder / "trials" / trial_key(collapsed["params"]) / "history.parquet").to_pylist()
     assert max(r["step"] for r in hist) < 360, "the collapsed trial should have been stopped early"
+    # its last report was made final: the IW bound and MI pool are measured, as for a completed trial
+    assert collapsed["last_step"] == max(r["step"] for r in hist) and len({r["step"] for r in hist}) == len(hist) // 2
+    assert math.isfinite(collapsed["final"]["valid/iw_nll_bpc"]) and "valid/mi_pool" in collapsed["final"]
+    assert math.isfinite(healthy["final"]["valid/iw_nll_bpc"])
 
     c, parents, runs = children(folder, "stopper-check")
     status = {r.data.tags["vaestudy.trial_key"]: r for r in runs}

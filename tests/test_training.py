@@ -1,6 +1,7 @@
 """Training behaviour on real data: losses fall, the historyless conv VAE fits, z carries
 the synthetic corpus's topic when KL > 0, and runs are reproducible and resumable."""
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -149,6 +150,32 @@ def test_importance_weighted_bound_is_reported_and_not_looser_than_elbo():
     assert "valid/iw_nll_bpc" in final
     # log-mean-exp of importance weights >= mean of their logs (Jensen), up to MC noise.
     assert final["valid/iw_nll_bpc"] <= final["valid/total_bpc"] + 0.02, final
+
+
+def test_a_run_stopped_early_gets_a_final_report_there_and_is_not_continued(tmp_path):
+    cfg = make_config("hybrid-lstm", "tiny", {"corpus": "synthetic", "steps": 60, "eval_every": 10,
+                                              "iw_samples": 8, "threads": 1})
+    full = fit(cfg)
+    ckpt = tmp_path / "ckpt.pt"
+    seen = []
+
+    def stop_at_20(report, trainer):
+        seen.append((report.step, report.final))
+        if report.final:
+            trainer.save(ckpt)
+        return report.step == 20  # e.g. a collapsed trial
+
+    stopped = fit(cfg, on_report=stop_at_20)
+    assert seen == [(10, False), (20, False), (20, True)] and stopped.step == 20
+    assert [(r.step, r.final) for r in stopped.history] == [(10, False), (20, True)]  # replaced, not appended
+    last, plain = stopped.history[-1].metrics, full.history[1].metrics
+    assert last["valid/iw_nll_bpc"] == last["valid/iw_nll_bpc"] and "valid/mi_pool" in last  # the final extras
+    for k in ("train/total_bpc", "train/kl_weight", "valid/total_bpc", "valid/kl_bpc", "valid/z_gain_bpc"):
+        assert last[k] == plain[k], k  # the same report, made final: the same numbers as an unstopped run's
+    assert "valid/iw_nll_bpc" not in plain
+    assert fit(cfg, resume_from=ckpt).step == 20  # it ended there: resuming does not train on
+    longer = fit(dataclasses.replace(cfg, steps=80), resume_from=ckpt)  # more steps do continue it
+    assert longer.step == 80 and [r.step for r in longer.history][-1] == 80
 
 
 def test_corpus_is_shared_not_copied():

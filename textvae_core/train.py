@@ -89,6 +89,7 @@ class Trainer:
         self._window_steps = 0
         self._window_time = 0.0
         self.history: list[Report] = []
+        self.checkpoint_steps: int | None = None  # after `load`: the `steps` of the checkpoint's run
         # Aggressive encoder training (He et al. 2019): on until held-out MI stops rising.
         self.aggressive_on = config.aggressive
         self._best_mi = -math.inf
@@ -265,14 +266,7 @@ class Trainer:
 
     def report(self, final: bool = False) -> Report:
         metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
-        start = time.perf_counter()
-        valid = self.evaluate(self.config.iw_samples if final else 0)
-        if final:
-            valid.update(self.final_diagnostics())
-        elapsed = time.perf_counter() - start
-        self.seconds["eval"] += elapsed
-        if final:
-            self.seconds["final"] += elapsed
+        valid = self._validate(final)
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
         if self.aggressive_on:  # aggressive mode ends once held-out MI stops rising
             if valid["mutual_info"] <= self._best_mi:
@@ -282,6 +276,30 @@ class Trainer:
         rep = Report(self.step, metrics, final)
         self.history.append(rep)
         return rep
+
+    def finalize(self) -> Report:
+        """The report just made, made final: for a run stopped before `steps` (a collapsed
+        trial). It gains what only a final report has (the IW bound, the MI pool, the unigram
+        entropy); every metric it had stays as it was. It replaces the report in the history."""
+        last = self.history[-1]
+        if last.step != self.step:
+            raise RuntimeError(f"finalize: the last report is at step {last.step}, training at {self.step}")
+        metrics = dict(last.metrics)
+        for k, v in self._validate(final=True).items():
+            metrics.setdefault(f"valid/{k}", v)
+        self.history[-1] = rep = Report(self.step, metrics, True)
+        return rep
+
+    def _validate(self, final: bool) -> dict[str, float]:
+        start = time.perf_counter()
+        valid = self.evaluate(self.config.iw_samples if final else 0)
+        if final:
+            valid.update(self.final_diagnostics())
+        elapsed = time.perf_counter() - start
+        self.seconds["eval"] += elapsed
+        if final:
+            self.seconds["final"] += elapsed
+        return valid
 
     # --- checkpoints ---------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -313,6 +331,7 @@ class Trainer:
         self.sampler.load_state_dict(state["sampler"])
         self.generator.set_state(state["generator"])
         self.step = state["step"]
+        self.checkpoint_steps = saved.steps  # the `steps` it was training for
         window, self._window_steps, self._window_time = state["window"]
         self._window = window.clone()
         if "aggressive" in state:
@@ -337,18 +356,24 @@ def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None
     """Train `config.steps` steps, calling `on_report(report, trainer)` every `eval_every`
     steps and at the end. Returns the trainer; `trainer.history` holds every report.
 
+    An `on_report` that returns True for a report that is not final stops training there:
+    that report is made final (`Trainer.finalize`) and handed to `on_report` again.
+
     Raises DivergenceError when the loss becomes NaN or infinite.
     """
     trainer = Trainer(config, corpus)
     if resume_from is not None:
         trainer.load(resume_from)
+        if trainer.history and trainer.history[-1].final and trainer.checkpoint_steps == config.steps:
+            return trainer  # it ended there (stopped early, or done): only more `steps` continue it
     while trainer.step < config.steps:
         trainer.train_step()
         final = trainer.step == config.steps
         if trainer.step % config.eval_every == 0 or final:
             rep = trainer.report(final=final)
-            if on_report is not None:
-                on_report(rep, trainer)
+            if on_report is not None and on_report(rep, trainer) and not final:
+                on_report(trainer.finalize(), trainer)
+                break
     return trainer
 
 

@@ -3,8 +3,9 @@
 - `connect(address)`: join a cluster, or start a local Ray whose every port listens on
   127.0.0.1 only.
 - `run_tuner(...)`: a Tune run of the remaining trials of a study, searched by Optuna,
-  with checkpoints through Ray's API, retries from them, the KL-collapse stopper, optional
-  ASHA, and driver-side callbacks for MLflow tracking and progress.
+  with checkpoints through Ray's API, retries from them, optional ASHA, and driver-side
+  callbacks for MLflow tracking and progress. (A collapsed trial stops itself: see
+  `trial.CollapseRule`.)
 
 Ray is imported lazily: the environment that keeps a local Ray on loopback must be set
 before `import ray`, and only for a local Ray (a cluster's driver must be reachable).
@@ -26,12 +27,13 @@ from typing import Callable, Sequence
 from ..errors import StudyError
 from . import logs
 from ..store import Status
-from .trial import CollapseRule, TrialContext, TrialReport, is_metric, outcome, run_trial
+from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
-# progress line read the metric by name, the stopper "train/kl_weight"), the rest under these.
+# progress line read the metric by name), the rest under these.
 STEP = "step"
 _FIELDS = {"final": "vaestudy/final", "failure": "vaestudy/failure", "replayed": "vaestudy/replayed",
+           "collapsed": "vaestudy/collapsed",
            "samples": "vaestudy/samples", "config_json": "vaestudy/config_json",
            "wall_s": "overhead/trial_wall_s"}
 SECONDS = "seconds/"  # TrialReport.seconds, one key each: "seconds/train", "seconds/eval", ...
@@ -212,34 +214,6 @@ def trainable(params: dict, ctx: TrialContext) -> None:
 # --- stopping -----------------------------------------------------------------------------------
 
 
-def make_collapse_stopper(rule: CollapseRule):
-    """Stop a trial whose reports count as collapsed under `rule` (KL, MI and z gain all under
-    their thresholds once the KL weight is 1) `rule.patience` times in a row;
-    `stopper.collapsed` keeps why."""
-    from ray import tune
-
-    class CollapseStopper(tune.Stopper):
-        def __init__(self):
-            self.low: dict[str, int] = {}
-            self.collapsed: dict[str, str] = {}
-
-        def __call__(self, trial_id: str, result: dict) -> bool:
-            if result.get(_FIELDS["final"]):
-                return False
-            why = rule.collapsed(result)
-            self.low[trial_id] = self.low.get(trial_id, 0) + 1 if why else 0
-            if self.low[trial_id] >= rule.patience:
-                self.collapsed[trial_id] = (f"KL collapsed: {why} for {rule.patience} reports after annealing "
-                                            f"(step {result.get(STEP)})")
-                return True
-            return False
-
-        def stop_all(self) -> bool:
-            return False
-
-    return CollapseStopper()
-
-
 # --- callbacks ----------------------------------------------------------------------------------
 
 
@@ -262,7 +236,7 @@ def time_left(elapsed: float, finished: int, running: Sequence[float], left: int
     return elapsed / work * (left - partial) if work > 0 else None
 
 
-def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None], total: int,
+def make_callbacks(events: TrialEvents, progress: Callable[[str], None], total: int,
                    done_before: int, metric: str, mode: str, interval: float = 10.0,
                    steps_of: Callable[[dict], int] | None = None):
     from ray import tune
@@ -281,8 +255,7 @@ def make_callbacks(events: TrialEvents, stopper, progress: Callable[[str], None]
             events.on_result(dict(trial.config), rep)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id),
-                                                       collapsed=stopper.collapsed.get(trial.trial_id)))
+            events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id)))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id), error=_error_line(trial)))
@@ -353,7 +326,6 @@ class TuneSettings:
     asha: bool = False
     asha_max_t: int = 0
     asha_grace: int = 1
-    collapse: CollapseRule = CollapseRule()
     experiment_name: str = "tune"
     storage_path: str = ""
 
@@ -372,7 +344,6 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
 
     study = ctx.study
     metric, mode = study.metrics[0], study.modes[0]
-    stopper = make_collapse_stopper(settings.collapse)
     scheduler = None
     if settings.asha:
         scheduler = ASHAScheduler(time_attr=STEP, metric=metric, mode=mode, max_t=settings.asha_max_t,
@@ -384,8 +355,8 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
                                     max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=settings.experiment_name, storage_path=settings.storage_path, stop=stopper,
-            callbacks=make_callbacks(events, stopper, progress, total, done_before, metric, mode,
+            name=settings.experiment_name, storage_path=settings.storage_path,
+            callbacks=make_callbacks(events, progress, total, done_before, metric, mode,
                                      steps_of=lambda params: max(ctx.config(params).steps, 1)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),

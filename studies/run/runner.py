@@ -168,12 +168,16 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
         raise StudyError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if opts.max_concurrent is not None and opts.max_concurrent < 1:
         raise StudyError("--max-concurrent must be >= 1")
+    if opts.collapse_patience < 1:
+        raise StudyError(f"--collapse-patience must be >= 1 (reports in a row), got {opts.collapse_patience}")
     if opts.asha and study.multi_objective:
         raise StudyError(f"--asha needs one metric; study {study.name} optimises {', '.join(study.metrics)}")
     points, target = plan_trials(study, opts)
     storage = opts.storage or str(DEFAULT_ROOT / study.name)
     ctx = TrialContext(study, opts.preset, storage if is_remote(storage) else str(Path(storage).resolve()),
-                       dict(opts.overrides), opts.seed, threads=max(1, int(opts.cpus_per_trial)))
+                       dict(opts.overrides), opts.seed, threads=max(1, int(opts.cpus_per_trial)),
+                       collapse=CollapseRule(opts.collapse_threshold, opts.collapse_mi, opts.collapse_z_gain,
+                                             opts.collapse_patience))
     configs = [ctx.config(p) for p in points] if points is not None else [ctx.config({})]
     corpora = {c.corpus: load_corpus(c.corpus) for c in configs}  # fetches PTB once, or fails here
     store = StudyStore(ctx.storage)
@@ -322,7 +326,6 @@ def tune_settings(plan: StudyPlan, num_samples: int, attempt: int, slots: int):
         # which serialises a study: default to the slots the cluster has now.
         max_concurrent=opts.max_concurrent or slots, max_failures=opts.max_failures, asha=opts.asha,
         asha_max_t=first.steps, asha_grace=first.eval_every,
-        collapse=CollapseRule(opts.collapse_threshold, opts.collapse_mi, opts.collapse_z_gain, opts.collapse_patience),
         experiment_name=f"attempt-{attempt}", storage_path=plan.store.uri_of("ray"))
 
 

@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -47,6 +47,7 @@ class TrialReport:
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
     config_json: str | None = None  # (final only) the TrainConfig as trained
+    collapsed: str | None = None  # (final only) why it stopped early as collapsed (CollapseRule)
     wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
     # Where wall_s went, cumulative in this process: "train" and "eval" (the Trainer's own
     # clocks; "final": the last report's share of eval), "checkpoint" (saving, uploading,
@@ -59,8 +60,9 @@ class CollapseRule:
     """When a report counts as collapsed: once the KL weight is 1, the valid KL, MI and z gain
     are all under their thresholds. KL alone is not enough: free bits and BN-VAE hold it up
     by construction, and a small KL can still carry what the decoder reads. A metric a
-    report lacks does not hold the trial up. The stopper stops after `patience` such reports
-    in a row."""
+    report lacks does not hold the trial up. A trial stops after `patience` such reports in a
+    row, and that last report becomes its final one (IW bound, MI pool, samples): a collapsed
+    trial's bound is measured like any other's."""
 
     kl: float = 0.005  # bits/char
     mi: float = 0.05  # nats
@@ -79,15 +81,24 @@ class CollapseRule:
             return None
         return ", ".join(f"{k} {v:.4f} < {t}" for k, (v, t) in known.items())
 
+    def stop(self, history: Sequence[Any]) -> str | None:
+        """Why the run with these reports (oldest first) stops as collapsed, or None: its last
+        `patience` reports all count as collapsed. Read from the whole history, so a resumed
+        trial counts the reports before its restart."""
+        last = history[-self.patience:]
+        whys = [self.collapsed(r.metrics) for r in last]
+        if len(last) < self.patience or not all(whys):
+            return None
+        return f"KL collapsed: {whys[-1]} for {self.patience} reports after annealing (step {last[-1].step})"
 
-def outcome(last: TrialReport | None, collapsed: str | None = None,
-            error: str | None = None) -> tuple[Status, str | None]:
+
+def outcome(last: TrialReport | None, error: str | None = None) -> tuple[Status, str | None]:
     """The one place a trial's status is decided, from what the driver saw of it: its last
-    report, the collapse stopper's reason and the error of a crash it did not survive."""
+    report (final, collapsed, failed, replayed) and the error of a crash it did not survive."""
     if error is not None:
         return Status.FAILED, error
-    if collapsed is not None:
-        return Status.COLLAPSED, collapsed
+    if last is not None and last.collapsed is not None:
+        return Status.COLLAPSED, last.collapsed
     if last is not None and last.replayed is not None:
         return last.replayed, "already finished"
     if last is not None and last.failure is not None:
@@ -107,6 +118,7 @@ class TrialContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # --set values
     seed: int = 0
     threads: int = 1
+    collapse: CollapseRule | None = None  # None: no trial stops early as collapsed
 
     def config(self, params: Mapping[str, Any]):
         extra = {**self.overrides, "threads": self.threads}
@@ -141,7 +153,13 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         sent = {"step": -1}
         spent = {"checkpoint": 0.0, "report": 0.0}
 
-        def on_report(rep, trainer: Trainer) -> None:
+        rule = ctx.collapse
+        collapsed = {"why": None}
+
+        def on_report(rep, trainer: Trainer) -> bool:
+            if not rep.final and rule is not None and (why := rule.stop(trainer.history)):
+                collapsed["why"] = why
+                return True  # fit makes this report final and hands it back
             t0 = time.perf_counter()
             ckpt_dir = work / f"ckpt-{rep.step}"
             trainer.save(ckpt_dir / "checkpoint.pt")
@@ -152,11 +170,13 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             extras = final_extras(trainer) if rep.final else {}
             now = time.perf_counter()  # the hand-off itself is counted in the next report
             report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras, wall_s=now - started,
+                               collapsed=collapsed["why"] if rep.final else None,
                                seconds={**trainer.seconds, "checkpoint": spent["checkpoint"],
                                         "report": spent["report"] + now - t1}), ckpt_dir)
             sent["step"] = rep.step
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             spent["report"] += time.perf_counter() - t1
+            return False
 
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
@@ -165,10 +185,11 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
                                wall_s=time.perf_counter() - started), None)
             return
         if sent["step"] < 0 and trainer.history:
-            # Resumed at its last step (the driver died after the final checkpoint): the
-            # last report is re-sent so the study records the trial as complete.
+            # Resumed at its final report (the driver died after the final checkpoint): it is
+            # re-sent so the study records the trial as complete, or as collapsed.
             rep = trainer.history[-1]
-            report(TrialReport(rep.step, rep.metrics, final=True, **final_extras(trainer),
+            why = rule.stop(trainer.history) if rule is not None and rep.step < config.steps else None
+            report(TrialReport(rep.step, rep.metrics, final=True, **final_extras(trainer), collapsed=why,
                                wall_s=time.perf_counter() - started), None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
