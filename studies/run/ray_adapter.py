@@ -289,7 +289,7 @@ def make_callbacks(events: TrialEvents, progress: Callable[[str], None], total: 
             done = done_before + finished
             pending = max(total - done - running, 0)
             elapsed = time.monotonic() - self.start
-            shares = [(t.last_result or {}).get(STEP, 0) / steps_of(dict(t.config)) if steps_of else 0.0
+            shares = [(t.last_result or {}).get(STEP, 0) / (steps_of(dict(t.config)) if steps_of else math.inf)
                       for t in trials if t.status == "RUNNING"]
             eta = time_left(elapsed, finished, shares, total - done) if done < total else None
             best = f"{self.best:.4f}" if self.best is not None else "-"
@@ -297,6 +297,14 @@ def make_callbacks(events: TrialEvents, progress: Callable[[str], None], total: 
                      f"elapsed {_fmt(elapsed)}" + (f", ~{_fmt(eta)} left" if eta is not None else ""))
 
     return [StudyCallback(), Progress()]
+
+
+def _steps(ctx: TrialContext, params: dict) -> float:
+    """A trial's steps, for the progress line (inf where its config cannot be built: no share)."""
+    try:
+        return max(ctx.config(params).steps, 1)
+    except Exception:  # noqa: BLE001 - the trial itself reports a bad config; the line goes on
+        return math.inf
 
 
 def _error_line(trial) -> str:
@@ -357,7 +365,7 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
         run_config=tune.RunConfig(
             name=settings.experiment_name, storage_path=settings.storage_path,
             callbacks=make_callbacks(events, progress, total, done_before, metric, mode,
-                                     steps_of=lambda params: max(ctx.config(params).steps, 1)),
+                                     steps_of=lambda params: _steps(ctx, params)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
             verbose=0),
