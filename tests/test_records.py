@@ -39,6 +39,8 @@ def test_slot_utilisation_is_trial_compute_over_wall_time_times_concurrency():
     trials = [TrialRecord({}, {}, started=10.0, ended=40.0, trial_wall_s=25.0,
                           seconds={"train": 20.0, "eval": 4.0, "final": 1.0, "checkpoint": 0.5, "report": 0.25}),
               TrialRecord({}, {}, started=12.0, ended=70.0, trial_wall_s=15.0, seconds={"train": 10.0, "eval": 2.0}),
+              # stopped without a last report (before worker-side collapse stops): the driver's clock counts
+              TrialRecord({}, {}, started=20.0, ended=30.0),
               # ended before any recorded run (a run of an older vaestudy) and one still running: not counted
               TrialRecord({}, {}, started=1.0, ended=4.0, trial_wall_s=3.0), TrialRecord({}, {}, started=91.0)]
     # the first run was killed before it wrote its end: it ends at its last trial event (40 s)
@@ -47,12 +49,12 @@ def test_slot_utilisation_is_trial_compute_over_wall_time_times_concurrency():
             {"attempt": 3, "started": 90.0, "ended": None, "concurrency": None}]  # Ray never came up
     use = compute_use(runs, trials)
     assert use["driver_runs"] == 2 and use["estimated"] == 1 and use["concurrency"] == [1, 2]
-    assert use["wall_s"] == 35 + 25 and use["trial_s"] == 40 and use["trials"] == 2
-    assert use["utilisation"] == pytest.approx(40 / (35 * 2 + 25 * 1))
+    assert use["wall_s"] == 35 + 25 and use["trial_s"] == 50 and use["trials"] == 3
+    assert use["utilisation"] == pytest.approx(50 / (35 * 2 + 25 * 1))
     assert use["split"] == pytest.approx({"train": 0.75, "eval": 0.15, "final": 0.025, "checkpoint": 0.0125,
                                           "report": 0.00625})
     line = compute_line(use)
-    assert "2 driver run(s) (1 killed" in line and "slot utilisation 42%" in line and "train 75.0%" in line, line
+    assert "2 driver run(s) (1 killed" in line and "slot utilisation 53%" in line and "train 75.0%" in line, line
     assert compute_use([], trials) is None and compute_line(None).startswith("Not recorded")
 
 

@@ -91,15 +91,17 @@ def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRec
     # recorded (or still running) in none.
     trials = [t for t in trials if t.ended and any(start <= t.ended <= start + wall for start, wall, _ in runs)]
     slot_s = sum(wall * n for _, wall, n in runs)
-    trial_s = sum(t.trial_wall_s or 0.0 for t in trials)
+    trial_s = sum(t.wall_s or 0.0 for t in trials)  # the driver's clock where the trial never said
     split: dict[str, float] = {}
-    for t in trials:
+    timed = [t for t in trials if t.seconds]  # the split is over the trials that measured it
+    for t in timed:
         for k, v in t.seconds.items():
             split[k] = split.get(k, 0.0) + v
+    timed_s = sum(t.wall_s or 0.0 for t in timed)
     return {"driver_runs": len(runs), "estimated": estimated, "wall_s": sum(wall for _, wall, _ in runs),
             "concurrency": sorted({n for _, _, n in runs}), "trials": len(trials), "trial_s": trial_s,
             "utilisation": trial_s / slot_s if slot_s > 0 else None,
-            "split": {k: v / trial_s for k, v in split.items()} if trial_s > 0 else {}}
+            "split": {k: v / timed_s for k, v in split.items()} if timed_s > 0 else {}}
 
 
 def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:
