@@ -54,6 +54,11 @@ def compute_line(c: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _trial_label(row: Mapping[str, Any], names: Sequence[str]) -> str:
+    """A trial by its swept values (its key if it has none)."""
+    return ", ".join(f"{k}={_fmt(row[k])}" for k in names if k in row) or row["trial_key"]
+
+
 def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
     """What aggressive training cost each trial that used it: its encoder-only updates on top
     of the `steps` decoder updates, their seconds, and how long the mode lasted."""
@@ -62,7 +67,7 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
         return []
     lines = ["", "Aggressive training (encoder-only updates on top of the decoder updates that `steps` counts):", ""]
     for r in rows:
-        name = ", ".join(f"{k}={_fmt(r[k])}" for k in names if k in r) or r["trial_key"]
+        name = _trial_label(r, names)
         share = (f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s" if finite(r.get("wall_s"))
                  and r["wall_s"] > 0 else "")
         lines.append(f"- {name}: {r['encoder_updates']:.0f} encoder updates through step {r['aggressive_until']:.0f} "
@@ -129,7 +134,7 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
         names = [k for k in names if k != "seed"]
     for r in results.summary:
         speed = round(r["chars_per_s"]) if finite(r["chars_per_s"]) else None
-        name = ", ".join(f"{k}={_fmt(r[k])}" for k in names if k in r) or r["trial_key"]
+        name = _trial_label(r, names)
         measures = [r[m] for m in MEASURES]
         if finite(r["mutual_info"]) and finite(r.get("mi_max")) and r["mutual_info"] >= r["mi_max"] - 5e-3:
             measures[MEASURES.index("mutual_info")] = f"{_fmt(r['mutual_info'])} (cap)"
