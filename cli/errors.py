@@ -23,8 +23,12 @@ class UserError(click.ClickException):
 
 
 def expected_error_types() -> tuple[type[BaseException], ...]:
-    return tuple(getattr(sys.modules[m], name) for m, names in EXPECTED.items() if m in sys.modules
-                 for name in ((names,) if isinstance(names, str) else names))
+    return tuple(
+        getattr(sys.modules[m], name)
+        for m, names in EXPECTED.items()
+        if m in sys.modules
+        for name in ((names,) if isinstance(names, str) else names)
+    )
 
 
 @contextlib.contextmanager

@@ -45,7 +45,9 @@ class Group(click.Group):
         return rv
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(package_name="vaestudy")
 def cli() -> None:
     """Hyperparameter studies for text VAEs (Semeniuta et al., EMNLP 2017).
@@ -71,13 +73,24 @@ for command in (run, resume, ui):
 
 @cli.command()
 @click.argument("model", type=click.Choice(MODELS))
-@click.option("--preset", default="ptb", show_default=True,
-              help="Base sizes: ptb (released defaults), tweets, tiny.")
+@click.option(
+    "--preset",
+    default="ptb",
+    show_default=True,
+    help="Base sizes: ptb (released defaults), tweets, tiny.",
+)
 @set_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder [default: ./vaestudy-runs/train/MODEL].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder [default: ./vaestudy-runs/train/MODEL].",
+)
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt.")
-def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path | None, resume: bool) -> None:
+def train(
+    model: str, preset: str, assignments: tuple[str, ...], out_dir: Path | None, resume: bool
+) -> None:
     """Train one configuration without Ray; write a checkpoint and metrics.parquet.
 
     \b
@@ -90,7 +103,9 @@ def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path |
     out_dir = out_dir or DEFAULT_ROOT / "train" / model
     ckpt = out_dir / "checkpoint.pt"
     if resume and not ckpt.exists():
-        raise UserError(f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run")
+        raise UserError(
+            f"--resume: no checkpoint at {ckpt}; run without --resume to start a new run"
+        )
     if resume:  # an unreadable checkpoint is one line before any progress is drawn
         from textvae_core.checkpoint import check_checkpoint
 
@@ -105,8 +120,10 @@ def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path |
         bar.update(report.step - last[0])
         last[0] = report.step
         m = report.metrics
-        bar.label = (f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
-                     f"kl {m['valid/kl_bpc']:.3f} bpc")
+        bar.label = (
+            f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
+            f"kl {m['valid/kl_bpc']:.3f} bpc"
+        )
 
     with bar:
         trainer = fit(config, on_report=on_report, resume_from=ckpt if resume else None)
@@ -119,12 +136,21 @@ def train(model: str, preset: str, assignments: tuple[str, ...], out_dir: Path |
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-n", "--num", default=5, show_default=True, help="Samples from the prior.")
 @click.option("--temperature", default=0.0, show_default=True, help="0 decodes greedily.")
-@click.option("--reconstruct", "texts", multiple=True, help="A text to encode and decode (repeatable).")
+@click.option(
+    "--reconstruct", "texts", multiple=True, help="A text to encode and decode (repeatable)."
+)
 @click.option("--interpolate", nargs=2, default=None, help="Two texts to interpolate between.")
 @click.option("--steps", default=5, show_default=True, help="Points on the interpolation line.")
 @click.option("--seed", default=0, show_default=True)
-def sample(checkpoint: Path, num: int, temperature: float, texts: tuple[str, ...],
-           interpolate: tuple[str, str] | None, steps: int, seed: int) -> None:
+def sample(
+    checkpoint: Path,
+    num: int,
+    temperature: float,
+    texts: tuple[str, ...],
+    interpolate: tuple[str, str] | None,
+    steps: int,
+    seed: int,
+) -> None:
     """Decode from a trained checkpoint: prior samples, reconstructions, interpolations.
 
     \b
@@ -160,7 +186,7 @@ def list_studies() -> None:
     Example:
       vaestudy list
     """
-    from studies.spec import builtin_studies, load_study
+    from studies.loading import builtin_studies, load_study
 
     for name in builtin_studies():
         s = load_study(name)
@@ -177,7 +203,7 @@ def show(study: str, as_json: bool) -> None:
     Example:
       vaestudy show alpha-sweep
     """
-    from studies.spec import load_study
+    from studies.loading import load_study
 
     d = load_study(study).describe()
     if as_json:
@@ -190,9 +216,13 @@ def show(study: str, as_json: bool) -> None:
     for k, v in (d["grid"] or d["space"]).items():
         click.echo(f"  {'grid' if d['grid'] else 'space'} {k}: {v}")
     for name, p in d["presets"].items():
-        seeds = f"  {len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}" if p["seeds"] else ""
-        click.echo(f"  preset {name:6} {p['trials']:>3} trials{seeds}  size {p['size']:5} corpus {p['corpus']:10} "
-                   f"{p['cost']}")
+        seeds = (
+            f"  {len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}" if p["seeds"] else ""
+        )
+        click.echo(
+            f"  preset {name:6} {p['trials']:>3} trials{seeds}  size {p['size']:5} corpus {p['corpus']:10} "
+            f"{p['cost']}"
+        )
     for c in d["claims"]:
         click.echo(f"  claim {c['id']}: {c['text']}")
         for k in c["controls"]:
@@ -211,7 +241,9 @@ def bench() -> None:
 
 
 @bench.command("throughput")
-@click.option("--threads", default=1, show_default=True, help="torch threads (same for every model).")
+@click.option(
+    "--threads", default=1, show_default=True, help="torch threads (same for every model)."
+)
 @click.option("--seconds", default=6.0, show_default=True, help="Timed seconds per model.")
 @click.option("--length", default=52, show_default=True, help="Fragment length.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
@@ -231,31 +263,69 @@ def bench_throughput(threads: int, seconds: float, length: int, as_json: bool) -
     if as_json:
         click.echo(json.dumps(r, indent=1))
         return
-    click.echo(f"device {r['device']}, {threads} thread(s), L={length}, batch {r['batch_size']}; "
-               f"matmul {r['matmul_gflops']:.1f} GFLOP/s")
-    click.echo(f"{'model':24}{'chars/s':>10}{'GFLOP/s':>10}{'of matmul':>11}{'executed':>10}{'vs fused':>10}")
+    click.echo(
+        f"device {r['device']}, {threads} thread(s), L={length}, batch {r['batch_size']}; "
+        f"matmul {r['matmul_gflops']:.1f} GFLOP/s"
+    )
+    click.echo(
+        f"{'model':24}{'chars/s':>10}{'GFLOP/s':>10}{'of matmul':>11}{'executed':>10}{'vs fused':>10}"
+    )
     for m, v in r["models"].items():
         ratio = f"{v['ratio_to_fused']:.2f}x" if "ratio_to_fused" in v else ""
-        click.echo(f"{m:24}{v['chars_per_s']:>10.0f}{v['achieved_gflops']:>10.1f}{v['fraction_of_matmul']:>10.0%}"
-                   f"{v['executed_gflops']:>10.1f}{ratio:>10}")
-    click.echo("GFLOP/s count model FLOPs (one-hot inputs as dense products, as MFU does); "
-               "executed: the FLOPs that run (one-hot products done as gathers left out)")
-    click.echo(f"hybrid-lstm / lstm chars/s: {r['ratio_hybrid_lstm_over_lstm']:.2f}x "
-               f"(FLOP ratio lstm / hybrid-lstm {r['flop_ratio_lstm_over_hybrid_lstm']:.2f}x)")
+        click.echo(
+            f"{m:24}{v['chars_per_s']:>10.0f}{v['achieved_gflops']:>10.1f}{v['fraction_of_matmul']:>10.0%}"
+            f"{v['executed_gflops']:>10.1f}{ratio:>10}"
+        )
+    click.echo(
+        "GFLOP/s count model FLOPs (one-hot inputs as dense products, as MFU does); "
+        "executed: the FLOPs that run (one-hot products done as gathers left out)"
+    )
+    click.echo(
+        f"hybrid-lstm / lstm chars/s: {r['ratio_hybrid_lstm_over_lstm']:.2f}x "
+        f"(FLOP ratio lstm / hybrid-lstm {r['flop_ratio_lstm_over_hybrid_lstm']:.2f}x)"
+    )
     click.echo(f"claim: {r['claim_speed']['text']}: {r['claim_speed']['verdict']}")
 
 
 @bench.command("overhead")
-@click.option("--study", default="dropout", show_default=True, help="Its grid points are the trials.")
-@click.option("--preset", default="smoke", show_default=True, help="Sizes and steps of the trials (smoke, cpu).")
-@click.option("--limit-steps", type=click.IntRange(min=1), default=None,
-              help="Train each trial this many steps instead of the preset's.")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per point.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Trials at once in both runs.")
+@click.option(
+    "--study", default="dropout", show_default=True, help="Its grid points are the trials."
+)
+@click.option(
+    "--preset",
+    default="smoke",
+    show_default=True,
+    help="Sizes and steps of the trials (smoke, cpu).",
+)
+@click.option(
+    "--limit-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train each trial this many steps instead of the preset's.",
+)
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Seeds per point.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Trials at once in both runs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
-def bench_overhead(study: str, preset: str, limit_steps: int | None, num_samples: int, concurrency: int,
-                   as_json: bool) -> None:
+def bench_overhead(
+    study: str,
+    preset: str,
+    limit_steps: int | None,
+    num_samples: int,
+    concurrency: int,
+    as_json: bool,
+) -> None:
     """A study's trials through `vaestudy run` vs bare fit calls, side by side.
 
     \b
@@ -272,15 +342,23 @@ def bench_overhead(study: str, preset: str, limit_steps: int | None, num_samples
     steps = "/".join(map(str, r["steps"]))
     click.echo(f"{r['trials']} {preset} trials of {study} ({steps} steps), {concurrency} at a time")
     click.echo(f"bare fit calls   {r['bare_wall_s']:7.1f} s  (mean fit {r['mean_fit_s']:.1f} s)")
-    click.echo(f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)")
-    click.echo(f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before the first "
-               f"trial, {r['teardown_s']:.1f} s after the last; without them {r['ratio_after_setup']:.3f}x; per "
-               f"trial {r['per_trial_overhead_s']:.2f} s of scheduling and result plumbing")
+    click.echo(
+        f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)"
+    )
+    click.echo(
+        f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before the first "
+        f"trial, {r['teardown_s']:.1f} s after the last; without them {r['ratio_after_setup']:.3f}x; per "
+        f"trial {r['per_trial_overhead_s']:.2f} s of scheduling and result plumbing"
+    )
     split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])
-    click.echo(f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); rest: start-up")
+    click.echo(
+        f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); rest: start-up"
+    )
     if r["eval_share_at_preset_steps"] is not None and r["steps"] != r["preset_steps"]:
-        click.echo(f"eval share projected to the preset's {'/'.join(map(str, r['preset_steps']))} steps: "
-                   f"{r['eval_share_at_preset_steps']:.1%} of train + eval")
+        click.echo(
+            f"eval share projected to the preset's {'/'.join(map(str, r['preset_steps']))} steps: "
+            f"{r['eval_share_at_preset_steps']:.1%} of train + eval"
+        )
 
 
 def main() -> None:

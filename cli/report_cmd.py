@@ -13,14 +13,23 @@ DEFAULT_REPORTS = Path("vaestudy-reports")
 
 @click.command()
 @click.argument("path")
-@click.option("--tracking-uri", default=None,
-              help="MLflow tracking URI. For a study folder: where its parent run is [default: the URI it was "
-                   "run with]. Otherwise PATH is an MLflow experiment read from this URI.")
-@click.option("--experiment", default=None,
-              help="Read the trials from this MLflow experiment (needs --tracking-uri); PATH is then the folder "
-                   "to write into.")
-@click.option("--out", default=None,
-              help="Folder to write into [default: the study folder; for an experiment ./vaestudy-reports/NAME].")
+@click.option(
+    "--tracking-uri",
+    default=None,
+    help="MLflow tracking URI. For a study folder: where its parent run is [default: the URI it was "
+    "run with]. Otherwise PATH is an MLflow experiment read from this URI.",
+)
+@click.option(
+    "--experiment",
+    default=None,
+    help="Read the trials from this MLflow experiment (needs --tracking-uri); PATH is then the folder "
+    "to write into.",
+)
+@click.option(
+    "--out",
+    default=None,
+    help="Folder to write into [default: the study folder; for an experiment ./vaestudy-reports/NAME].",
+)
 def report(path: str, tracking_uri: str | None, experiment: str | None, out: str | None) -> None:
     """Check a study against the paper: its figure, Parquet tables and claim verdicts.
 
@@ -41,13 +50,16 @@ def report(path: str, tracking_uri: str | None, experiment: str | None, out: str
     with user_errors():
         if experiment is None and not StudyStore(path).exists("study.json"):
             if not tracking_uri:
-                raise StudyError(f"{path} is not a study folder (no study.json); to report an MLflow experiment "
-                                 "give its name with --tracking-uri")
+                raise StudyError(
+                    f"{path} is not a study folder (no study.json); to report an MLflow experiment "
+                    "give its name with --tracking-uri"
+                )
             experiment, path = path, out or str(DEFAULT_REPORTS / path)
         elif experiment is not None:
             path = out or path
-        written = write_report(path, tracking_uri=tracking_uri, experiment=experiment,
-                               out=None if experiment else out)
+        written = write_report(
+            path, tracking_uri=tracking_uri, experiment=experiment, out=None if experiment else out
+        )
         verdicts = StudyStore(path if experiment else out or path).read_json("claims.json")
     for c in verdicts["claims"]:
         click.echo(f"{c['verdict']:13}{c['id']}" + (f"  ({c['note']})" if c["note"] else ""))

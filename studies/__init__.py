@@ -2,4 +2,5 @@
 
 from pathlib import Path
 
-DEFAULT_ROOT = Path("vaestudy-runs")  # where study folders (and `vaestudy train` runs) go by default
+# where study folders (and `vaestudy train` runs) go by default
+DEFAULT_ROOT = Path("vaestudy-runs")

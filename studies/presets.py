@@ -34,7 +34,10 @@ from .spec import Preset
 
 
 def _ramps(hybrid: tuple[int, int], lstm: tuple[int, int]) -> dict[str, dict[str, int]]:
-    return {m: dict(zip(("anneal_start", "anneal_end"), lstm if m == "lstm" else hybrid)) for m in MODELS}
+    return {
+        m: dict(zip(("anneal_start", "anneal_end"), lstm if m == "lstm" else hybrid))
+        for m in MODELS
+    }
 
 
 SMOKE_RAMPS = _ramps(hybrid=(5, 25), lstm=(10, 30))
@@ -54,8 +57,9 @@ CPU = dict(batch_size=32, eval_every=250, eval_batches=4, iw_samples=20, lr_deca
 CPU_SEEDS = 3
 
 
-def _merge(base: Mapping[str, Mapping[str, Any]],
-           extra: Mapping[str, Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+def _merge(
+    base: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, dict[str, Any]]:
     """Per-model overrides: the preset's ramps, then a study's own per-model values."""
     out = {m: dict(v) for m, v in base.items()}
     for model, values in (extra or {}).items():
@@ -63,21 +67,55 @@ def _merge(base: Mapping[str, Mapping[str, Any]],
     return out
 
 
-def smoke(grid: Mapping[str, tuple] | None = None, cost: str = "", num_samples: int = 1,
-          model_overrides: Mapping[str, Mapping[str, Any]] | None = None, **overrides: Any) -> Preset:
-    return Preset(size="tiny", corpus="synthetic", overrides={**SMOKE, **overrides}, grid=grid, cost=cost,
-                  model_overrides=_merge(SMOKE_RAMPS, model_overrides), num_samples=num_samples)
+def smoke(
+    grid: Mapping[str, tuple] | None = None,
+    cost: str = "",
+    num_samples: int = 1,
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    **overrides: Any,
+) -> Preset:
+    return Preset(
+        size="tiny",
+        corpus="synthetic",
+        overrides={**SMOKE, **overrides},
+        grid=grid,
+        cost=cost,
+        model_overrides=_merge(SMOKE_RAMPS, model_overrides),
+        num_samples=num_samples,
+    )
 
 
-def cpu(steps: int, grid: Mapping[str, tuple] | None = None, cost: str = "",
-        model_overrides: Mapping[str, Mapping[str, Any]] | None = None, num_samples: int = CPU_SEEDS,
-        **overrides: Any) -> Preset:
+def cpu(
+    steps: int,
+    grid: Mapping[str, tuple] | None = None,
+    cost: str = "",
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    num_samples: int = CPU_SEEDS,
+    **overrides: Any,
+) -> Preset:
     """Every model trains `steps` steps; grid studies repeat each point with 3 seeds."""
-    return Preset(size="ptb", corpus="ptb", overrides={**CPU, "steps": steps, **overrides}, grid=grid, cost=cost,
-                  model_overrides=_merge(CPU_RAMPS, model_overrides), num_samples=num_samples)
+    return Preset(
+        size="ptb",
+        corpus="ptb",
+        overrides={**CPU, "steps": steps, **overrides},
+        grid=grid,
+        cost=cost,
+        model_overrides=_merge(CPU_RAMPS, model_overrides),
+        num_samples=num_samples,
+    )
 
 
-def paper(cost: str = "", model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
-          num_samples: int = 1, **overrides: Any) -> Preset:
-    return Preset(size="ptb", corpus="ptb", overrides={**PAPER, **overrides}, cost=cost,
-                  model_overrides=_merge(PAPER_RAMPS, model_overrides), num_samples=num_samples)
+def paper(
+    cost: str = "",
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    num_samples: int = 1,
+    **overrides: Any,
+) -> Preset:
+    return Preset(
+        size="ptb",
+        corpus="ptb",
+        overrides={**PAPER, **overrides},
+        cost=cost,
+        model_overrides=_merge(PAPER_RAMPS, model_overrides),
+        num_samples=num_samples,
+    )

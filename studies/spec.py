@@ -1,7 +1,7 @@
 """A study is data: which model(s), base config, the sweep, the metric, presets, claims.
 
-Each file in `studies/definitions/` defines `STUDY = Study(...)`; `load_study` finds one by
-name or by path, so a user adds a study by writing one more file (or passing its path).
+Each file in `studies/definitions/` defines `STUDY = Study(...)`; `loading.load_study` finds
+one by name or by path, so a user adds a study by writing one more file (or passing its path).
 
 A trial's config is built in layers (see `Study.trial_config`):
     core size preset (`ptb` or `tiny`)  <- study.base  <- preset.overrides
@@ -11,19 +11,16 @@ A trial's config is built in layers (see `Study.trial_config`):
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from textvae_core.config import TrainConfig, make_config
 
 from .errors import StudyError
 
-DEFINITIONS = Path(__file__).parent / "definitions"
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
 
@@ -53,7 +50,9 @@ class Float:
 
     def __post_init__(self) -> None:
         if not self.lo < self.hi or (self.log and self.lo <= 0):
-            raise StudyError(f"Float({self.lo}, {self.hi}, log={self.log}): expected lo < hi (and lo > 0 for log)")
+            raise StudyError(
+                f"Float({self.lo}, {self.hi}, log={self.log}): expected lo < hi (and lo > 0 for log)"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,15 @@ class Int:
     log: bool = False
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.lo, int) and isinstance(self.hi, int)) or not self.lo < self.hi \
-                or (self.log and self.lo <= 0):
-            raise StudyError(f"Int({self.lo}, {self.hi}, log={self.log}): expected integers lo < hi "
-                             "(and lo > 0 for log)")
+        if (
+            not (isinstance(self.lo, int) and isinstance(self.hi, int))
+            or not self.lo < self.hi
+            or (self.log and self.lo <= 0)
+        ):
+            raise StudyError(
+                f"Int({self.lo}, {self.hi}, log={self.log}): expected integers lo < hi "
+                "(and lo > 0 for log)"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,16 @@ SPACE_KINDS = (Float, Int, Categorical)
 # --- the figure ----------------------------------------------------------------------------
 
 FIGURE_KINDS = {  # kind -> (fields it needs, fields it may take)
-    "lines": (("x", "series"), ("panel",)),  # final cost (solid) and KL (dashed) against x, a line per series
+    "lines": (
+        ("x", "series"),
+        ("panel",),
+    ),  # final cost (solid) and KL (dashed) against x, a line per series
     "bars": (("x",), ("panel",)),  # stacked reconstruction and KL bars per value of x (Table 2)
     "curves": (("series",), ("panel",)),  # train/valid reconstruction against the step (Fig 3)
-    "measures": (("x",), ()),  # z gain, KL, MI, AU and IW bound per value of x, seed spread (remedies)
+    "measures": (
+        ("x",),
+        (),
+    ),  # z gain, KL, MI, AU and IW bound per value of x, seed spread (remedies)
     "pareto": ((), ()),  # Optuna's Pareto front and importances (search studies)
 }
 
@@ -108,13 +118,17 @@ class Figure:
 
     def __post_init__(self) -> None:
         if self.kind not in FIGURE_KINDS:
-            raise StudyError(f"Figure(kind={self.kind!r}): expected one of {', '.join(FIGURE_KINDS)}")
+            raise StudyError(
+                f"Figure(kind={self.kind!r}): expected one of {', '.join(FIGURE_KINDS)}"
+            )
         needs, may = FIGURE_KINDS[self.kind]
         given = {k for k in ("x", "series", "panel") if getattr(self, k) is not None}
         if set(needs) - given or given - set(needs) - set(may):
-            raise StudyError(f"Figure(kind={self.kind!r}) takes {', '.join(needs) or 'no fields'}"
-                             + (f" (and optionally {', '.join(may)})" if may else "")
-                             + f"; got {', '.join(sorted(given)) or 'none'}")
+            raise StudyError(
+                f"Figure(kind={self.kind!r}) takes {', '.join(needs) or 'no fields'}"
+                + (f" (and optionally {', '.join(may)})" if may else "")
+                + f"; got {', '.join(sorted(given)) or 'none'}"
+            )
 
 
 # --- claims --------------------------------------------------------------------------------
@@ -123,12 +137,16 @@ class Figure:
 def check_call(check: Callable, params: Mapping[str, Any], where: str) -> None:
     """A claim's or control's check must be a function taking (rows, **params)."""
     if not callable(check):
-        raise StudyError(f"{where}: check={check!r} is not a function; use one of studies.results.checks")
+        raise StudyError(
+            f"{where}: check={check!r} is not a function; use one of studies.results.checks"
+        )
     try:
         inspect.signature(check).bind(None, **params)
     except TypeError as exc:
         names = [n for n in inspect.signature(check).parameters if n != "rows"]
-        raise StudyError(f"{where}: check {check.__name__} takes {', '.join(names)} ({exc})") from None
+        raise StudyError(
+            f"{where}: check {check.__name__} takes {', '.join(names)} ({exc})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -178,21 +196,29 @@ class Study:
 
     def __post_init__(self) -> None:
         if self.sampler not in ("grid", "tpe", "nsga2"):
-            raise StudyError(f"study {self.name}: sampler={self.sampler!r}; expected grid, tpe or nsga2")
+            raise StudyError(
+                f"study {self.name}: sampler={self.sampler!r}; expected grid, tpe or nsga2"
+            )
         if self.sampler == "grid" and not self.grid:
             raise StudyError(f"study {self.name}: a grid study needs a grid")
         if self.sampler != "grid" and not self.space:
             raise StudyError(f"study {self.name}: a search study needs a space")
         for name, entry in self.space.items():
             if not isinstance(entry, SPACE_KINDS):
-                raise StudyError(f"study {self.name}: space entry {name}={entry!r}; expected Float(lo, hi), "
-                                 "Int(lo, hi) or Categorical(choices) from studies.spec")
+                raise StudyError(
+                    f"study {self.name}: space entry {name}={entry!r}; expected Float(lo, hi), "
+                    "Int(lo, hi) or Categorical(choices) from studies.spec"
+                )
         if self.figure is not None and not isinstance(self.figure, Figure):
-            raise StudyError(f"study {self.name}: figure={self.figure!r}; expected Figure(kind, ...) from studies.spec "
-                             "or None")
+            raise StudyError(
+                f"study {self.name}: figure={self.figure!r}; expected Figure(kind, ...) from studies.spec "
+                "or None"
+            )
         for claim in self.claims:
             if not isinstance(claim, Claim):
-                raise StudyError(f"study {self.name}: claims must be Claim(...) objects, got {claim!r}")
+                raise StudyError(
+                    f"study {self.name}: claims must be Claim(...) objects, got {claim!r}"
+                )
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:
             raise StudyError(f"study {self.name}: presets {', '.join(missing)} are missing")
@@ -222,8 +248,10 @@ class Study:
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
-            raise StudyError(f"unknown preset {name!r} for study {self.name}: expected one of "
-                             f"{', '.join(self.presets)}")
+            raise StudyError(
+                f"unknown preset {name!r} for study {self.name}: expected one of "
+                f"{', '.join(self.presets)}"
+            )
         return self.presets[name]
 
     def grid_for(self, preset: str) -> dict[str, tuple]:
@@ -239,8 +267,9 @@ class Study:
             pts = [{**p, "seed": s} for s in seeds for p in pts]
         return pts
 
-    def trial_config(self, preset: str, params: Mapping[str, Any],
-                     overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    def trial_config(
+        self, preset: str, params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+    ) -> TrainConfig:
         """The validated config of one trial: layers as described in the module docstring."""
         pr = self.preset(preset)
         params = dict(params)
@@ -251,27 +280,61 @@ class Study:
                 raise StudyError(f"study {self.name}: unknown variant {name!r}")
             variant = dict(self.variants[name])
         model = variant.pop("model", params.pop("model", self.model))
-        values = {**self.base, "corpus": pr.corpus, **pr.overrides, **pr.model_overrides.get(model, {}),
-                  **variant, **params, **(overrides or {})}
+        values = {
+            **self.base,
+            "corpus": pr.corpus,
+            **pr.overrides,
+            **pr.model_overrides.get(model, {}),
+            **variant,
+            **params,
+            **(overrides or {}),
+        }
         return make_config(model, pr.size, values)
 
     def describe(self) -> dict[str, Any]:
         return {
-            "name": self.name, "title": self.title, "reproduces": self.reproduces, "model": self.model,
-            "sampler": self.sampler, "metric": self.metric, "mode": self.mode,
+            "name": self.name,
+            "title": self.title,
+            "reproduces": self.reproduces,
+            "model": self.model,
+            "sampler": self.sampler,
+            "metric": self.metric,
+            "mode": self.mode,
             "grid": {k: list(v) for k, v in self.grid.items()},
-            "space": {k: {"kind": type(v).__name__, **_plain(vars(v))} for k, v in self.space.items()},
+            "space": {
+                k: {"kind": type(v).__name__, **_plain(vars(v))} for k, v in self.space.items()
+            },
             "figure": _plain(vars(self.figure)) if self.figure else None,
             "variants": {k: dict(v) for k, v in self.variants.items()},
-            "presets": {n: {"size": p.size, "corpus": p.corpus, "cost": p.cost, "num_samples": p.num_samples,
-                            "trials": self.trial_count(n), "overrides": _plain(p.overrides),
-                            "model_overrides": _plain(p.model_overrides),
-                            "grid": {k: list(v) for k, v in self.grid_for(n).items()} if self.is_grid else None,
-                            "seeds": list(range(p.num_samples)) if self.is_grid else None}
-                        for n, p in self.presets.items()},
-            "claims": [{"id": c.id, "text": c.text, "check": c.check.__name__, "params": _plain(c.params),
-                        "controls": [{"text": k.text, "check": k.check.__name__, "params": _plain(k.params)}
-                                     for k in c.controls]} for c in self.claims],
+            "presets": {
+                n: {
+                    "size": p.size,
+                    "corpus": p.corpus,
+                    "cost": p.cost,
+                    "num_samples": p.num_samples,
+                    "trials": self.trial_count(n),
+                    "overrides": _plain(p.overrides),
+                    "model_overrides": _plain(p.model_overrides),
+                    "grid": {k: list(v) for k, v in self.grid_for(n).items()}
+                    if self.is_grid
+                    else None,
+                    "seeds": list(range(p.num_samples)) if self.is_grid else None,
+                }
+                for n, p in self.presets.items()
+            },
+            "claims": [
+                {
+                    "id": c.id,
+                    "text": c.text,
+                    "check": c.check.__name__,
+                    "params": _plain(c.params),
+                    "controls": [
+                        {"text": k.text, "check": k.check.__name__, "params": _plain(k.params)}
+                        for k in c.controls
+                    ],
+                }
+                for c in self.claims
+            ],
         }
 
     def trial_count(self, preset: str, num_samples: int | None = None) -> int:
@@ -299,41 +362,3 @@ def trial_key(params: Mapping[str, Any]) -> str:
 
 def trial_name(params: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
-
-
-def builtin_studies() -> dict[str, Path]:
-    return {p.stem.replace("_", "-"): p for p in sorted(DEFINITIONS.glob("*.py")) if not p.stem.startswith("_")}
-
-
-def load_study(name_or_path: str) -> Study:
-    """A built-in study by name (`alpha-sweep`) or a study file by path."""
-    path = Path(name_or_path)
-    if not (path.suffix == ".py" and path.exists()):
-        known = builtin_studies()
-        if name_or_path not in known:
-            raise StudyError(f"unknown study {name_or_path!r}: expected one of {', '.join(known)} "
-                             "or a path to a study .py file")
-        path = known[name_or_path]
-    spec = importlib.util.spec_from_file_location(f"vaestudy_study_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except StudyError:
-        raise
-    except Exception as exc:  # a user's study file with an error: say which file and what
-        raise StudyError(f"could not load study file {path}: {type(exc).__name__}: {exc}") from None
-    study = getattr(module, "STUDY", None)
-    if not isinstance(study, Study):
-        raise StudyError(f"study file {path} must define STUDY = Study(...)")
-    return study
-
-
-def validate_study(study: Study) -> None:
-    """Build every trial config of every preset once, so a bad study fails before any run."""
-    for preset in study.presets:
-        if study.is_grid:
-            for p in study.points(preset):
-                study.trial_config(preset, p)
-        else:
-            study.trial_config(preset, {})
-

@@ -40,7 +40,8 @@ class Status(str, Enum):
     RUNNING = "running"
     COMPLETED = "completed"  # trained to its last step
     FAILED = "failed"  # diverged, or crashed more often than --max-failures
-    COLLAPSED = "collapsed"  # stopped early as collapsed (trial.CollapseRule), its last report made final
+    # stopped early as collapsed (trial.CollapseRule), its last report made final
+    COLLAPSED = "collapsed"
     STOPPED = "stopped"  # stopped early by the scheduler (ASHA)
 
     @property
@@ -60,8 +61,11 @@ class StudyStatus(str, Enum):
 def _from_json(cls, data: Mapping[str, Any], what: str):
     """A frozen record from its JSON object; a file that is not one is an error in one line."""
     names = {f.name for f in dataclasses.fields(cls)}
-    required = {f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    required = {
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
     if not isinstance(data, Mapping) or not required <= set(data):
         raise StudyError(f"{what} is not a vaestudy record: it needs {', '.join(sorted(required))}")
     try:
@@ -83,7 +87,8 @@ class TrialRecord:
     ended: float | None = None
     final: Mapping[str, float] = field(default_factory=dict)  # its last report's metrics
     last_step: int | None = None
-    seconds: Mapping[str, float] = field(default_factory=dict)  # where trial_wall_s went (TrialReport.seconds)
+    # where trial_wall_s went (TrialReport.seconds)
+    seconds: Mapping[str, float] = field(default_factory=dict)
     trial_wall_s: float | None = None  # seconds the trial's own code ran
 
     def __post_init__(self):
@@ -126,7 +131,8 @@ class StudyRecord:
 
     def __post_init__(self):
         object.__setattr__(self, "status", StudyStatus(self.status))
-        object.__setattr__(self, "launches", tuple(dict(r) for r in self.launches))  # a JSON list reads back equal
+        # a JSON list reads back equal
+        object.__setattr__(self, "launches", tuple(dict(r) for r in self.launches))
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "status": self.status.value}

@@ -11,8 +11,20 @@ import pyarrow as pa
 
 from .store import StudyStore
 
-CONFIG_COLUMNS = ("model", "length", "alpha", "dropout", "depth", "anneal", "kl", "latent", "hidden", "lr",
-                  "steps", "seed")
+CONFIG_COLUMNS = (
+    "model",
+    "length",
+    "alpha",
+    "dropout",
+    "depth",
+    "anneal",
+    "kl",
+    "latent",
+    "hidden",
+    "lr",
+    "steps",
+    "seed",
+)
 
 
 def trials_table(store: StudyStore, study_name: str) -> pa.Table:
@@ -22,7 +34,11 @@ def trials_table(store: StudyStore, study_name: str) -> pa.Table:
             continue
         hist = store.read_table(f"trials/{key}/history.parquet")
         n = hist.num_rows
-        cols = {"study": [study_name] * n, "trial_key": [key] * n, "status": [record.status.value] * n}
+        cols = {
+            "study": [study_name] * n,
+            "trial_key": [key] * n,
+            "status": [record.status.value] * n,
+        }
         params, config = record.params, record.config
         for name in params:
             cols[f"param_{name}"] = [params[name]] * n
@@ -30,7 +46,13 @@ def trials_table(store: StudyStore, study_name: str) -> pa.Table:
             if name in config:
                 cols[name] = [config[name]] * n
         extra = pa.table(cols)
-        tables.append(pa.Table.from_arrays(extra.columns + hist.columns, names=extra.column_names + hist.column_names))
+        tables.append(
+            pa.Table.from_arrays(
+                extra.columns + hist.columns, names=extra.column_names + hist.column_names
+            )
+        )
     if not tables:
-        return pa.table({"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
+        return pa.table(
+            {"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())}
+        )
     return pa.concat_tables(tables, promote_options="permissive")

@@ -41,14 +41,33 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> str:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", self.backend, "--default-artifact-root", str(self.root.resolve() / "art"),
-               "--workers", "1"]
+        env = {
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            self.backend,
+            "--default-artifact-root",
+            str(self.root.resolve() / "art"),
+            "--workers",
+            "1",
+        ]
         log_path = self.root / "server.log"
         with open(log_path, "ab") as log:
             # A session of its own, so the uvicorn worker it forks dies with it.
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         try:
             _wait_healthy(self.url, self.proc, log_path)
         except BaseException:
@@ -84,7 +103,9 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path) -> None:
                 return
         except OSError:
             time.sleep(0.25)
-    raise RuntimeError(f"mlflow server at {url} not healthy after {START_TIMEOUT_S:g} s:\n{_tail(log_path)}")
+    raise RuntimeError(
+        f"mlflow server at {url} not healthy after {START_TIMEOUT_S:g} s:\n{_tail(log_path)}"
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -20,14 +20,22 @@ from pathlib import Path
 
 import pytest
 
+from conftest import subprocess_env
 from mlflow_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+ENV = subprocess_env()
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # As the machine's own probe starts it: no sandbox as root, and no calls to Google's hosts.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = Path(os.environ.get("VAESTUDY_TEST_ARTIFACTS", ROOT / "test-artifacts"))
 
 pytestmark = pytest.mark.browser
@@ -55,12 +63,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("browser") / "alpha"
-    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke", "--storage",
-                          str(folder), "--json", "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+def smoke_study(finished_smoke_study):
+    folder = finished_smoke_study.folder
     params = [json.loads(p.read_text())["params"] for p in (folder / "trials").glob("*/trial.json")]
     return folder, sorted(",".join(f"{k}={v}" for k, v in p.items()) for p in params)
 
@@ -79,9 +83,15 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
 def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study):
     folder, names = smoke_study
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)], cwd=ROOT,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = proc.stdout.readline()
         url = next(w for w in line.split() if w.startswith("http://"))
@@ -106,8 +116,15 @@ def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study
 
 
 def _serve(args: list[str], port: int):
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args, "--port", str(port)], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args, "--port", str(port)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     line = proc.stdout.readline()
     url = next((w for w in line.split() if w.startswith("http://")), None)
     assert url, line
@@ -129,9 +146,26 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
     import optuna
 
     folder = tmp_path / "klf"
-    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "kl-frontier", "--preset", "smoke", "--storage",
-                          str(folder), "--json", "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "run",
+            "kl-frontier",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--json",
+            "--no-report",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     study = optuna.load_study(study_name="kl-frontier", storage=f"sqlite:///{folder}/optuna.db")
     done = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -161,11 +195,32 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
 
 def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_path):
     folder = tmp_path / "alpha"
-    driver = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke", "--storage",
-                               str(folder), "--set", "steps=3000", "--set", "eval_every=100", "--collapse-threshold", "0",
-                               "--no-report"],
-                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "run",
+            "alpha-sweep",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--set",
+            "steps=3000",
+            "--set",
+            "eval_every=100",
+            "--collapse-threshold",
+            "0",
+            "--no-report",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         dashboard = None
         for line in driver.stderr:  # vaestudy's own progress lines: the dashboard is named in one
@@ -175,8 +230,13 @@ def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_p
         assert dashboard and dashboard.startswith("http://127.0.0.1:"), dashboard
         # The user's way to the token of a local cluster, never printed here.
         ray_cli = Path(sys.executable).with_name("ray")
-        token = subprocess.run([str(ray_cli), "get-auth-token"], capture_output=True, text=True,
-                               env=ENV).stdout.strip().splitlines()[-1]
+        token = (
+            subprocess.run(
+                [str(ray_cli), "get-auth-token"], capture_output=True, text=True, env=ENV
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         assert len(token) >= 16
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(dashboard)
@@ -184,13 +244,17 @@ def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_p
         page.get_by_role("button", name="Submit").click()
         page.get_by_text("Authentication Token Required").wait_for(state="hidden", timeout=30_000)
         deadline = time.monotonic() + 120
-        while True:  # the Actors page, reloaded until Tune's trial actors are listed (the dashboard polls)
+        while (
+            True
+        ):  # the Actors page, reloaded until Tune's trial actors are listed (the dashboard polls)
             page.goto(f"{dashboard}/#/actors")
             try:
                 page.get_by_text("trainable", exact=True).first.wait_for(timeout=10_000)
                 break
             except Exception:  # noqa: BLE001 - playwright's TimeoutError: try again until the deadline
-                assert time.monotonic() < deadline and driver.poll() is None, "no trial actor on the Actors page"
+                assert time.monotonic() < deadline and driver.poll() is None, (
+                    "no trial actor on the Actors page"
+                )
                 page.reload()
         assert page.get_by_text("ImplicitFunc", exact=True).count() >= 1
         assert page.get_by_text("ALIVE", exact=True).count() >= 1

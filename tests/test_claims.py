@@ -8,7 +8,8 @@ import pytest
 
 from studies.results import checks, claims
 from studies.errors import StudyError
-from studies.spec import Claim, Control, builtin_studies, load_study
+from studies.loading import builtin_studies, load_study
+from studies.spec import Claim, Control
 
 SEEDS = (0, 1, 2)
 
@@ -29,13 +30,27 @@ def world(study, point, config):
         kl = {0.0: 0.1 if config.depth <= 2 else 0.001, 0.2: 0.3, 0.5: 0.6}[config.alpha]
         m.update(kl_bpc=kl, rec_bpc=1.5)
     elif study.name == "dropout":
-        kl, rec = {0.2: (0.02, 1.5), 0.5: (0.05, 1.7), 0.8: (0.1, 2.0)}.get(config.dropout, (0.3, 1.3))
+        kl, rec = {0.2: (0.02, 1.5), 0.5: (0.05, 1.7), 0.8: (0.1, 2.0)}.get(
+            config.dropout, (0.3, 1.3)
+        )
         m.update(kl_bpc=kl, rec_bpc=rec)
     elif study.name == "remedies":  # plain LSTM VAE collapsed, every remedy and the hybrid read z
         variant = point["variant"]
-        z_gain, mi = (0.0, 0.01) if variant == "lstm" else (0.3, 4.0) if variant.startswith("hybrid") else (0.1, 0.5)
-        m.update(kl_bpc=0.001 if variant == "lstm" else 0.2, rec_bpc=1.5, z_gain_bpc=z_gain, mutual_info=mi,
-                 mi_pool=mi, iw_nll_bpc=1.55 if variant.startswith("hybrid") else 1.5)
+        z_gain, mi = (
+            (0.0, 0.01)
+            if variant == "lstm"
+            else (0.3, 4.0)
+            if variant.startswith("hybrid")
+            else (0.1, 0.5)
+        )
+        m.update(
+            kl_bpc=0.001 if variant == "lstm" else 0.2,
+            rec_bpc=1.5,
+            z_gain_bpc=z_gain,
+            mutual_info=mi,
+            mi_pool=mi,
+            iw_nll_bpc=1.55 if variant.startswith("hybrid") else 1.5,
+        )
     m["total_bpc"] = m["rec_bpc"] + m["kl_bpc"]
     return m
 
@@ -46,9 +61,18 @@ def rows_for(study, preset="cpu", seeds=SEEDS, change=None):
     for seed in seeds:
         for point in study.points(preset):
             config = study.trial_config(preset, {**point, "seed": seed})
-            r = {**point, "model": config.model, "length": config.length, "alpha": config.alpha,
-                 "dropout": config.dropout, "depth": config.depth, "anneal": config.anneal, "seed": seed,
-                 "status": "completed", **world(study, point, config)}
+            r = {
+                **point,
+                "model": config.model,
+                "length": config.length,
+                "alpha": config.alpha,
+                "dropout": config.dropout,
+                "depth": config.depth,
+                "anneal": config.anneal,
+                "seed": seed,
+                "status": "completed",
+                **world(study, point, config),
+            }
             r["history"] = {1000: {k: r[k] for k in ("rec_bpc", "kl_bpc", "total_bpc")}}
             if change:
                 change(r)
@@ -62,7 +86,9 @@ def test_every_claim_of_a_builtin_study_passes_where_the_paper_holds(name):
     results = claims.evaluate(study, rows_for(study), "cpu", SEEDS)
     assert {r["id"]: r["verdict"] for r in results} == {c.id: "PASS" for c in study.claims}
     for r in results:
-        assert [s["seed"] for s in r["seeds"]] == list(SEEDS) and all(s["verdict"] == "PASS" for s in r["seeds"])
+        assert [s["seed"] for s in r["seeds"]] == list(SEEDS) and all(
+            s["verdict"] == "PASS" for s in r["seeds"]
+        )
         assert len(r["controls"]) == len(next(c for c in study.claims if c.id == r["id"]).controls)
 
 
@@ -73,10 +99,15 @@ def test_a_failed_control_makes_the_claim_inconclusive_never_pass_or_fail():
         if r["variant"].startswith("lstm"):
             r.update(active_units=0.0, mutual_info=0.001, mi_pool=0.002)
 
-    by_id = {r["id"]: r for r in claims.evaluate(study, rows_for(study, change=collapse_lstm), "cpu", SEEDS)}
+    by_id = {
+        r["id"]: r
+        for r in claims.evaluate(study, rows_for(study, change=collapse_lstm), "cpu", SEEDS)
+    }
     for cid in ("lstm-p0.2-kl-share-vanishes", "lstm-p0.5-kl-share-vanishes"):
         assert by_id[cid]["verdict"] == "INCONCLUSIVE"
-        assert "control failed" in by_id[cid]["note"] and "cannot test the claim" in by_id[cid]["note"]
+        assert (
+            "control failed" in by_id[cid]["note"] and "cannot test the claim" in by_id[cid]["note"]
+        )
         assert all(s["controls"][0]["verdict"] == "FAIL" for s in by_id[cid]["seeds"])
     assert by_id["hybrid-kl-share-holds"]["verdict"] == "PASS"
 
@@ -88,9 +119,15 @@ def test_seeds_that_disagree_are_unstable_and_say_how_many_gave_which():
         if r["seed"] == 2 and r["alpha"] == 0.0 and r["depth"] == 6:
             r["kl_bpc"] = 0.04
 
-    results = {r["id"]: r for r in claims.evaluate(study, rows_for(study, change=seed2_keeps_kl), "cpu", SEEDS)}
+    results = {
+        r["id"]: r
+        for r in claims.evaluate(study, rows_for(study, change=seed2_keeps_kl), "cpu", SEEDS)
+    }
     collapse = results["collapse-without-aux"]
-    assert collapse["verdict"] == "UNSTABLE" and collapse["note"] == "seeds disagree: 2 PASS, 1 FAIL of 3"
+    assert (
+        collapse["verdict"] == "UNSTABLE"
+        and collapse["note"] == "seeds disagree: 2 PASS, 1 FAIL of 3"
+    )
     assert [s["verdict"] for s in collapse["seeds"]] == ["PASS", "PASS", "FAIL"]
     key = "alpha=0.0, depth=6"
     assert collapse["measured"][key] == pytest.approx((0.001 * 2 + 0.04) / 3)
@@ -116,16 +153,20 @@ def test_all_seeds_fail_is_fail_and_all_inconclusive_is_inconclusive():
 
     def flat(r):
         r["kl_bpc"] = 0.3 - r["alpha"] / 10  # KL falls with alpha
+
     by_id = {r["id"]: r for r in claims.evaluate(study, rows_for(study, change=flat), "cpu", SEEDS)}
     assert by_id["kl-grows-with-alpha"]["verdict"] == "FAIL"
 
     def none(r):
         r["kl_bpc"] = 0.0
+
     by_id = {r["id"]: r for r in claims.evaluate(study, rows_for(study, change=none), "cpu", SEEDS)}
     assert by_id["annealing-lowers-onset"]["verdict"] == "INCONCLUSIVE"
     assert claims.overall(["PASS", "PASS"]) == ("PASS", "")
     assert claims.overall(["INCONCLUSIVE", "FAIL", "PASS"]) == (
-        "UNSTABLE", "seeds disagree: 1 PASS, 1 FAIL, 1 INCONCLUSIVE of 3")
+        "UNSTABLE",
+        "seeds disagree: 1 PASS, 1 FAIL, 1 INCONCLUSIVE of 3",
+    )
 
 
 def test_every_builtin_claim_names_a_check_with_its_params():
@@ -147,13 +188,18 @@ def test_a_bad_claim_or_control_is_a_study_error_where_it_is_made():
         Control("c", checks.not_collapsed, dict(wher={}))
     # a measure that does not exist is found when the claim is judged, in the claim's name
     study = load_study("alpha-sweep")
-    bad = dataclasses.replace(study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),))
+    bad = dataclasses.replace(
+        study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),)
+    )
     with pytest.raises(StudyError, match="claim x: y='kl' is not a measure"):
         claims.evaluate(bad, [])
 
 
 def test_the_speed_claim_is_judged_in_claims_not_in_the_cli():
-    assert claims.speed_claim(1.47)["verdict"] == "PASS" and claims.speed_claim(1.4)["verdict"] == "PASS"
+    assert (
+        claims.speed_claim(1.47)["verdict"] == "PASS"
+        and claims.speed_claim(1.4)["verdict"] == "PASS"
+    )
     assert claims.speed_claim(1.37)["verdict"] == "FAIL"
     assert claims.speed_claim(math.nan)["verdict"] == "INCONCLUSIVE"
     assert claims.speed_claim(1.5)["threshold"] == claims.SPEED_THRESHOLD == 1.4

@@ -14,30 +14,82 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from conftest import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true"}
+ENV = subprocess_env()
 
 
 def test_train_then_sample_round_trip(tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
-    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
-                              "--set", "steps=30", "--set", "eval_every=10", "--out", str(out)])
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "hybrid-lstm",
+            "--preset",
+            "tiny",
+            "--set",
+            "corpus=synthetic",
+            "--set",
+            "steps=30",
+            "--set",
+            "eval_every=10",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "checkpoint.pt").exists() and (out / "metrics.parquet").exists()
     import pyarrow.parquet as pq
 
     table = pq.read_table(out / "metrics.parquet").to_pylist()
-    assert sorted({(r["step"], r["split"]) for r in table}) == [(s, sp) for s in (10, 20, 30) for sp in ("train", "valid")]
+    assert sorted({(r["step"], r["split"]) for r in table}) == [
+        (s, sp) for s in (10, 20, 30) for sp in ("train", "valid")
+    ]
     # resume to more steps continues from the checkpoint
-    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
-                              "--set", "steps=40", "--set", "eval_every=10", "--out", str(out), "--resume"])
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "hybrid-lstm",
+            "--preset",
+            "tiny",
+            "--set",
+            "corpus=synthetic",
+            "--set",
+            "steps=40",
+            "--set",
+            "eval_every=10",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+    )
     assert res.exit_code == 0, res.output
-    assert [r["step"] for r in pq.read_table(out / "metrics.parquet").to_pylist() if r["split"] == "valid"] == [10, 20, 30, 40]
+    assert [
+        r["step"]
+        for r in pq.read_table(out / "metrics.parquet").to_pylist()
+        if r["split"] == "valid"
+    ] == [10, 20, 30, 40]
 
-    res = runner.invoke(cli, ["sample", str(out / "checkpoint.pt"), "-n", "2", "--reconstruct", "the topic of",
-                              "--interpolate", "alpha", "omega", "--steps", "3"])
+    res = runner.invoke(
+        cli,
+        [
+            "sample",
+            str(out / "checkpoint.pt"),
+            "-n",
+            "2",
+            "--reconstruct",
+            "the topic of",
+            "--interpolate",
+            "alpha",
+            "omega",
+            "--steps",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert lines[0].startswith("# 2 samples from the prior") and len(lines) == 1 + 2 + 1 + 1 + 1 + 3
@@ -49,20 +101,44 @@ def test_train_then_sample_round_trip(tmp_path):
     torch.save({**state, "format": 1}, tmp_path / "old.pt")
     for args in (["sample", str(tmp_path / "old.pt")],):
         res = runner.invoke(cli, args)
-        assert res.exit_code == 2 and "has format 1; this vaestudy reads format 2 only" in res.output, res.output
+        assert (
+            res.exit_code == 2 and "has format 1; this vaestudy reads format 2 only" in res.output
+        ), res.output
         assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     (out / "checkpoint.pt").write_bytes((tmp_path / "old.pt").read_bytes())
-    res = runner.invoke(cli, ["train", "hybrid-lstm", "--preset", "tiny", "--set", "corpus=synthetic",
-                              "--set", "steps=50", "--set", "eval_every=10", "--out", str(out), "--resume"])
-    assert res.exit_code == 2 and "has format 1" in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "hybrid-lstm",
+            "--preset",
+            "tiny",
+            "--set",
+            "corpus=synthetic",
+            "--set",
+            "steps=50",
+            "--set",
+            "eval_every=10",
+            "--out",
+            str(out),
+            "--resume",
+        ],
+    )
+    assert (
+        res.exit_code == 2
+        and "has format 1" in res.output
+        and len(res.output.strip().splitlines()) == 1
+    ), res.output
 
 
 def test_train_bad_inputs_are_one_line_exit_2(tmp_path):
     runner = CliRunner()
-    for args, text in [(["train", "lstm", "--set", "dropout=2"], "dropout=2.0 is not allowed"),
-                       (["train", "lstm", "--set", "nope=1"], "unknown key 'nope'"),
-                       (["train", "lstm", "--preset", "huge"], "preset='huge' is not allowed"),
-                       (["train", "lstm", "--resume", "--out", str(tmp_path / "none")], "no checkpoint")]:
+    for args, text in [
+        (["train", "lstm", "--set", "dropout=2"], "dropout=2.0 is not allowed"),
+        (["train", "lstm", "--set", "nope=1"], "unknown key 'nope'"),
+        (["train", "lstm", "--preset", "huge"], "preset='huge' is not allowed"),
+        (["train", "lstm", "--resume", "--out", str(tmp_path / "none")], "no checkpoint"),
+    ]:
         res = runner.invoke(cli, args)
         assert res.exit_code == 2, (args, res.output)
         assert text in res.output and "Traceback" not in res.output
@@ -83,22 +159,36 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path):
 
     MlflowClient(f"sqlite:///{folder}/mlflow.db").create_experiment("probe")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)], cwd=ROOT,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-                                            "?experiment_name=probe", timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+                    "?experiment_name=probe",
+                    timeout=2,
+                ) as r:
                     assert b"probe" in r.read()
                 break
             except OSError:
                 assert time.monotonic() < deadline and proc.poll() is None, "UI did not come up"
                 time.sleep(0.5)
-        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
-        assert listening.strip() and all("127.0.0.1:" in line for line in listening.strip().splitlines()), listening
+        listening = subprocess.run(
+            ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True
+        ).stdout
+        assert listening.strip() and all(
+            "127.0.0.1:" in line for line in listening.strip().splitlines()
+        ), listening
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
@@ -107,27 +197,71 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path):
 @pytest.mark.slow
 def test_plain_install_runs_from_any_directory(tmp_path):
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(ROOT)], check=True, env=ENV, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        env=ENV,
+        capture_output=True,
+    )
     assert (target / "studies" / "definitions" / "alpha_sweep.py").exists()
     for top in ("textvae_core", "studies", "cli"):  # every package of the tree is installed
         for init in (ROOT / top).rglob("__init__.py"):
-            assert (target / init.relative_to(ROOT)).exists(), f"{init.parent.relative_to(ROOT)} is not installed"
+            assert (target / init.relative_to(ROOT)).exists(), (
+                f"{init.parent.relative_to(ROOT)} is not installed"
+            )
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {**ENV, "PYTHONPATH": str(target)}
-    res = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "list"], cwd=workdir, env=env,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", "from cli.main import main; main()", "list"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert "alpha-sweep" in res.stdout and "kl-frontier" in res.stdout
-    res = subprocess.run([sys.executable, "-c", "import studies, sys; print(studies.__file__)"], cwd=workdir, env=env,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", "import studies, sys; print(studies.__file__)"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert res.stdout.startswith(str(target)), res.stdout
-    res = subprocess.run([sys.executable, "-c", "from cli.main import main; main()", "run", "kl-frontier",
-                          "--num-samples", "1", "--storage", str(workdir / "study")], cwd=workdir, env=env,
-                         capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cli.main import main; main()",
+            "run",
+            "kl-frontier",
+            "--num-samples",
+            "1",
+            "--storage",
+            str(workdir / "study"),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
-    assert (workdir / "study" / "mlflow.db").exists() and (workdir / "study" / "trials.parquet").exists()
+    assert (workdir / "study" / "mlflow.db").exists() and (
+        workdir / "study" / "trials.parquet"
+    ).exists()
 
 
 @pytest.mark.slow
@@ -139,9 +273,15 @@ def test_ui_of_a_study_tracked_by_a_server_prints_its_experiment_url(tmp_path):
 
     with running_mlflow_server(tmp_path) as url:
         exp = MlflowClient(url).create_experiment("dropout")
-        StudyStore(tmp_path / "study").save_study(StudyRecord(
-            {"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}}, "dropout", "p", url,
-            "sqlite:///o.db"))
+        StudyStore(tmp_path / "study").save_study(
+            StudyRecord(
+                {"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}},
+                "dropout",
+                "p",
+                url,
+                "sqlite:///o.db",
+            )
+        )
         res = CliRunner().invoke(cli, ["ui", str(tmp_path / "study")])
     assert res.exit_code == 0, res.output
     assert f"{url}/#/experiments/{exp}/runs?compareRunsMode=CHART" in res.output, res.output
@@ -151,7 +291,9 @@ def test_ui_of_a_folder_that_is_no_study_says_what_to_give(tmp_path):
     res = CliRunner().invoke(cli, ["ui", str(tmp_path)])
     assert res.exit_code == 2
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and "is not a study folder" in lines[0] and "vaestudy run" in lines[0], res.output
+    assert len(lines) == 1 and "is not a study folder" in lines[0] and "vaestudy run" in lines[0], (
+        res.output
+    )
 
 
 def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_path):
@@ -161,16 +303,29 @@ def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_pa
 
     root = Path(__file__).resolve().parents[1]
     if not torch.cuda.is_available():
-        res = subprocess.run(["make", "-s", "gpu-check"], cwd=root, capture_output=True, text=True, timeout=120)
+        res = subprocess.run(
+            ["make", "-s", "gpu-check"], cwd=root, capture_output=True, text=True, timeout=120
+        )
         assert res.returncode == 0 and res.stdout.count("\n") == 1, (res.stdout, res.stderr)
         assert res.stdout.startswith("gpu-check: no CUDA device here"), res.stdout
     out = tmp_path / "gpu.json"
-    res = subprocess.run([sys.executable, "-m", "textvae_core.gpu_check", "--cpu", "--tiny", "--out", str(out)],
-                         cwd=root, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "textvae_core.gpu_check", "--cpu", "--tiny", "--out", str(out)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads(out.read_text())
     models = result["throughput"]["models"]
-    assert {"hybrid-lstm", "hybrid-bytenet", "lstm", "hybrid-lstm+layernorm", "lstm+layernorm"} <= set(models)
+    assert {
+        "hybrid-lstm",
+        "hybrid-bytenet",
+        "lstm",
+        "hybrid-lstm+layernorm",
+        "lstm+layernorm",
+    } <= set(models)
     assert models["lstm+layernorm"]["ratio_to_fused"] > 0
     assert models["hybrid-bytenet"]["executed_gflops"] < models["hybrid-bytenet"]["achieved_gflops"]
     assert result["fit"]["ratio_hybrid_lstm_over_lstm"] > 0 and result["shared"]["trials"] == 4
@@ -180,15 +335,31 @@ def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_pa
 def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
     """`vaestudy bench overhead`: the same four trials through `vaestudy run` and as bare fits,
     cut to 20 of the preset's 40 steps; the split and the projection come out consistent."""
-    res = subprocess.run([sys.executable, "-m", "cli.main", "bench", "overhead", "--limit-steps", "20", "--json"],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", "overhead", "--limit-steps", "20", "--json"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     r = json.loads(res.stdout)
-    assert r["trials"] == 4 and r["steps"] == [20] and r["preset_steps"] == [40] and r["concurrency"] == 2, r
-    assert r["bare_wall_s"] > 0 and r["ratio_platform_over_bare"] == pytest.approx(
-        r["platform_wall_s"] / r["bare_wall_s"]) and 0 < r["ratio_after_setup"] < r["ratio_platform_over_bare"]
+    assert (
+        r["trials"] == 4
+        and r["steps"] == [20]
+        and r["preset_steps"] == [40]
+        and r["concurrency"] == 2
+    ), r
+    assert (
+        r["bare_wall_s"] > 0
+        and r["ratio_platform_over_bare"] == pytest.approx(r["platform_wall_s"] / r["bare_wall_s"])
+        and 0 < r["ratio_after_setup"] < r["ratio_platform_over_bare"]
+    )
     split = r["split"]
-    assert set(split) == {"train", "eval", "checkpoint", "report"} and all(v > 0 for v in split.values()), split
+    assert set(split) == {"train", "eval", "checkpoint", "report"} and all(
+        v > 0 for v in split.values()
+    ), split
     assert sum(split.values()) < 1 and 0 < r["final_eval_share"] <= split["eval"], r
     # 20 steps are one (final) report; 40 add one periodic one, so the projected share is of that shape
     assert 0 < r["eval_share_at_preset_steps"] < 1, r

@@ -22,15 +22,25 @@ import torch
 from click.testing import CliRunner
 
 from cli.data import data as data_cli
-from textvae_core.data import PTB_SHA256, Corpus, FragmentSampler, Vocabulary, fetch_ptb, load_corpus, split_train_valid
+from textvae_core.data import PTB_SHA256, Corpus, fetch_ptb, load_corpus, split_train_valid
 from textvae_core.errors import DataError
+from textvae_core.fragments import FragmentSampler
 from textvae_core.grammar import _SUBJECTS, synthetic_probe_set, synthetic_text
 from textvae_core.tokens import DUMMY, N_RESERVED, PAD, START, UNK
+from textvae_core.vocab import Vocabulary
 
-SHARED_PTB = Path(os.environ.get("VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"))
-needs_ptb = pytest.mark.skipif(not (SHARED_PTB / "ptb.train.txt").is_file(),
-                               reason=f"PTB files not found in {SHARED_PTB} (set VAESTUDY_TEST_PTB)")
-PTB_CHARS = "\n #$&'*-./0123456789<>N\\abcdefghijklmnopqrstuvwxyz"  # SOURCE.md: the 50 train characters
+SHARED_PTB = Path(
+    os.environ.get(
+        "VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
+    )
+)
+needs_ptb = pytest.mark.skipif(
+    not (SHARED_PTB / "ptb.train.txt").is_file(),
+    reason=f"PTB files not found in {SHARED_PTB} (set VAESTUDY_TEST_PTB)",
+)
+PTB_CHARS = (
+    "\n #$&'*-./0123456789<>N\\abcdefghijklmnopqrstuvwxyz"  # SOURCE.md: the 50 train characters
+)
 
 
 @pytest.fixture(autouse=True)
@@ -65,8 +75,12 @@ def http_server(folder: Path):
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(folder))
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", hits
@@ -90,10 +104,18 @@ def sha256(path: Path) -> str:
 # --- vocabulary ---------------------------------------------------------------------------
 def test_vocabulary_round_trip_unknowns_and_reserved_ids():
     vocab = Vocabulary.from_text("hello world\n")
-    assert vocab.chars == ("\n", " ", "d", "e", "h", "l", "o", "r", "w") and vocab.size == N_RESERVED + 9
+    assert (
+        vocab.chars == ("\n", " ", "d", "e", "h", "l", "o", "r", "w")
+        and vocab.size == N_RESERVED + 9
+    )
     ids = vocab.encode("hello world\n")
     assert ids.dtype == np.uint8 and ids.min() >= N_RESERVED
-    assert vocab.decode(ids) == vocab.decode(torch.as_tensor(ids)) == vocab.decode(ids.tolist()) == "hello world\n"
+    assert (
+        vocab.decode(ids)
+        == vocab.decode(torch.as_tensor(ids))
+        == vocab.decode(ids.tolist())
+        == "hello world\n"
+    )
     assert vocab.encode("hé{o").tolist() == [vocab.encode("h")[0], UNK, UNK, vocab.encode("o")[0]]
     assert vocab.decode([PAD, START, DUMMY, UNK, 99]) == "_??"
     assert Vocabulary.from_json(vocab.to_json()) == vocab
@@ -106,7 +128,11 @@ def test_vocabulary_round_trip_unknowns_and_reserved_ids():
 @needs_ptb
 def test_ptb_is_read_as_50_characters_and_cached(ptb_data_dir):
     corpus = load_corpus("ptb", data_dir=ptb_data_dir, fetch=False)
-    assert corpus.name == "ptb" and "".join(corpus.vocab.chars) == PTB_CHARS and corpus.vocab.size == 54
+    assert (
+        corpus.name == "ptb"
+        and "".join(corpus.vocab.chars) == PTB_CHARS
+        and corpus.vocab.size == 54
+    )
     assert (len(corpus.train), len(corpus.valid)) == (5_101_618, 399_782)
     assert isinstance(corpus.train, np.memmap) and not corpus.train.flags.writeable
     raw = (SHARED_PTB / "ptb.train.txt").read_bytes()
@@ -145,7 +171,9 @@ def test_fragment_sampler_shapes_seeding_and_contiguity():
 
 
 def test_fragment_sampler_covers_both_ends():
-    starts = torch.cat([FragmentSampler(np.arange(30), 25, 64, seed=s).sample()[:, 0] for s in range(4)])
+    starts = torch.cat(
+        [FragmentSampler(np.arange(30), 25, 64, seed=s).sample()[:, 0] for s in range(4)]
+    )
     assert set(starts.tolist()) == set(range(6))  # 0 .. n - length, uniformly
 
 
@@ -207,7 +235,11 @@ def test_fetch_ptb_unreachable_host_is_one_line_with_remedies(tmp_path):
         fetch_ptb(tmp_path / "dest", base_url=url, timeout=5)
     message = str(err.value)
     assert "\n" not in message and f"{url}/ptb.train.txt" in message
-    assert "vaestudy data fetch ptb" in message and "VAESTUDY_DATA" in message and str(tmp_path / "dest") in message
+    assert (
+        "vaestudy data fetch ptb" in message
+        and "VAESTUDY_DATA" in message
+        and str(tmp_path / "dest") in message
+    )
     assert not (tmp_path / "dest").exists()
 
 
@@ -222,16 +254,25 @@ def test_fetch_ptb_missing_file_on_server(tmp_path):
 def test_cli_fetch_ptb(tmp_path, isolated_env):
     runner = CliRunner()
     with http_server(SHARED_PTB) as (url, _):
-        result = runner.invoke(data_cli, ["fetch", "ptb", "--dir", str(tmp_path / "dest"), "--url", url])
+        result = runner.invoke(
+            data_cli, ["fetch", "ptb", "--dir", str(tmp_path / "dest"), "--url", url]
+        )
         assert result.exit_code == 0, result.output
-        assert "sha256 ok" in result.output and sha256(tmp_path / "dest" / "ptb.valid.txt") == PTB_SHA256["ptb.valid.txt"]
-        result = runner.invoke(data_cli, ["fetch", "ptb", "--url", url])  # default: $VAESTUDY_DATA/ptb
+        assert (
+            "sha256 ok" in result.output
+            and sha256(tmp_path / "dest" / "ptb.valid.txt") == PTB_SHA256["ptb.valid.txt"]
+        )
+        result = runner.invoke(
+            data_cli, ["fetch", "ptb", "--url", url]
+        )  # default: $VAESTUDY_DATA/ptb
         assert result.exit_code == 0, result.output
         assert (isolated_env / "ptb" / "ptb.train.txt").is_file()
 
 
 def test_cli_fetch_bad_url_is_one_line_exit_2(tmp_path):
-    result = CliRunner().invoke(data_cli, ["fetch", "ptb", "--dir", str(tmp_path / "d"), "--url", closed_port_url()])
+    result = CliRunner().invoke(
+        data_cli, ["fetch", "ptb", "--dir", str(tmp_path / "d"), "--url", closed_port_url()]
+    )
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: could not download")
@@ -253,9 +294,17 @@ def test_synthetic_text_is_deterministic_and_aligned_with_its_factors():
     assert synthetic_text(seed=6, n_sentences=300)[0] != text
     assert set(text) <= set("abcdefghijklmnopqrstuvwxyz .\n")
     sentences = text.splitlines()
-    assert len(sentences) == 300 and all(len(v) == 300 and v.dtype == np.int64 for v in factors.values())
-    assert set(factors["topic"].tolist()) == {0, 1, 2, 3} and set(factors["tense"].tolist()) == {0, 1, 2}
-    for sentence, topic, tense, long_ in zip(sentences, factors["topic"], factors["tense"], factors["length"]):
+    assert len(sentences) == 300 and all(
+        len(v) == 300 and v.dtype == np.int64 for v in factors.values()
+    )
+    assert set(factors["topic"].tolist()) == {0, 1, 2, 3} and set(factors["tense"].tolist()) == {
+        0,
+        1,
+        2,
+    }
+    for sentence, topic, tense, long_ in zip(
+        sentences, factors["topic"], factors["tense"], factors["length"]
+    ):
         words = sentence.split()
         assert words[0] == "the" and words[1] in _SUBJECTS[topic] and words[-1] == "."
         assert (" will " in sentence) == (tense == 2)
@@ -266,19 +315,27 @@ def test_synthetic_probe_set_starts_at_sentences_and_shows_the_topic_early():
     vocab = Vocabulary.from_text(synthetic_text(seed=0, n_sentences=200)[0])
     fragments, labels = synthetic_probe_set(seed=1, n=400, length=12, vocab=vocab)
     assert fragments.shape == (400, 12) and fragments.dtype == np.int64
-    assert set(labels) == {"topic", "tense", "length"} and all(len(v) == 400 for v in labels.values())
+    assert set(labels) == {"topic", "tense", "length"} and all(
+        len(v) == 400 for v in labels.values()
+    )
     topic_of_prefix: dict[str, int] = {}
     for row, topic in zip(fragments, labels["topic"]):
         prefix = vocab.decode(row)
         assert prefix.startswith("the ") and topic_of_prefix.setdefault(prefix, int(topic)) == topic
     long_fragments, long_labels = synthetic_probe_set(seed=1, n=5, length=200, vocab=vocab)
-    assert long_fragments.shape == (5, 200) and np.array_equal(long_labels["topic"], labels["topic"][:5])
+    assert long_fragments.shape == (5, 200) and np.array_equal(
+        long_labels["topic"], labels["topic"][:5]
+    )
     assert PAD not in long_fragments and all("\n" in vocab.decode(r) for r in long_fragments)
 
 
 def test_load_synthetic_corpus():
     corpus = load_corpus("synthetic")
-    assert isinstance(corpus, Corpus) and corpus.name == "synthetic" and load_corpus("synthetic") is corpus
+    assert (
+        isinstance(corpus, Corpus)
+        and corpus.name == "synthetic"
+        and load_corpus("synthetic") is corpus
+    )
     assert {"\n", " ", "."} < set(corpus.vocab.chars) <= set("abcdefghijklmnopqrstuvwxyz .\n")
     assert 500_000 < len(corpus.train) < 2_000_000 and 50_000 < len(corpus.valid) < 200_000
     assert not corpus.train.flags.writeable and corpus.train.dtype == np.uint8
@@ -323,24 +380,35 @@ def test_user_folders(tmp_path):
     (pair / "train.txt").write_text(text)
     (pair / "valid.txt").write_text(text[:400])
     corpus = load_corpus(str(pair))
-    assert corpus.vocab.decode(corpus.train) == text and corpus.vocab.decode(corpus.valid) == text[:400]
+    assert (
+        corpus.vocab.decode(corpus.train) == text
+        and corpus.vocab.decode(corpus.valid) == text[:400]
+    )
 
     many = tmp_path / "many"
     many.mkdir()
-    (many / "b.txt").write_text(text[len(text) // 2:])
-    (many / "a.txt").write_text(text[: len(text) // 2].rstrip("\n"))  # a newline is added between files
+    (many / "b.txt").write_text(text[len(text) // 2 :])
+    (many / "a.txt").write_text(
+        text[: len(text) // 2].rstrip("\n")
+    )  # a newline is added between files
     (many / "notes.md").write_text("ignored")
     corpus = load_corpus(str(many))
-    joined = text[: len(text) // 2].rstrip("\n") + "\n" + text[len(text) // 2:]
+    joined = text[: len(text) // 2].rstrip("\n") + "\n" + text[len(text) // 2 :]
     assert corpus.vocab.decode(corpus.train) + corpus.vocab.decode(corpus.valid) == joined
-    assert (corpus.vocab.decode(corpus.train), corpus.vocab.decode(corpus.valid)) == split_train_valid(joined)
+    assert (
+        corpus.vocab.decode(corpus.train),
+        corpus.vocab.decode(corpus.valid),
+    ) == split_train_valid(joined)
 
 
-@pytest.mark.parametrize("content, match", [
-    ("caf\u00e9 latin-1 ".encode("latin-1") * 100, "not UTF-8"),
-    (b"", "is empty"),
-    (b"too short\n" * 20, "fewer than 300"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("caf\u00e9 latin-1 ".encode("latin-1") * 100, "not UTF-8"),
+        (b"", "is empty"),
+        (b"too short\n" * 20, "fewer than 300"),
+    ],
+)
 def test_bad_user_files_are_one_line_errors(tmp_path, content, match):
     path = tmp_path / "bad.txt"
     path.write_bytes(content)

@@ -23,7 +23,9 @@ def reference_layernorm_lstm(cell: LayerNormLSTM, x: torch.Tensor, state=None):
     outs = []
     for t in range(T):
         a = cell.w_ih(x[:, t]) + cell.w_hh(h)
-        i, f, g, o = F.layer_norm(a, (4 * cell.hidden,), cell.norm.weight, cell.norm.bias, 1e-5).chunk(4, -1)
+        i, f, g, o = F.layer_norm(
+            a, (4 * cell.hidden,), cell.norm.weight, cell.norm.bias, 1e-5
+        ).chunk(4, -1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         outs.append(h)
@@ -48,10 +50,15 @@ def test_layernorm_lstm_equals_reference_in_outputs_and_gradients(with_state, tr
     ids = torch.randint(N_RESERVED, V, (B, T))
     state = None
     if with_state:
-        state = tuple(torch.randn(1, B, H, dtype=torch.double, requires_grad=True) for _ in range(2))
+        state = tuple(
+            torch.randn(1, B, H, dtype=torch.double, requires_grad=True) for _ in range(2)
+        )
     x = torch.cat([dense, F.one_hot(ids, V).double()], -1)
-    w_out, w_h, w_c = (torch.randn(B, T, H, dtype=torch.double), torch.randn(B, H, dtype=torch.double),
-                       torch.randn(B, H, dtype=torch.double))
+    w_out, w_h, w_c = (
+        torch.randn(B, T, H, dtype=torch.double),
+        torch.randn(B, H, dtype=torch.double),
+        torch.randn(B, H, dtype=torch.double),
+    )
 
     def loss_of(out, final):  # touches outputs and both final states
         return (out * w_out).sum() + (final[0][0] * w_h).sum() + (final[1][0] * w_c).sum()
@@ -83,8 +90,10 @@ def test_project_equals_dense_one_hot_linear():
     want = lin(torch.cat([dense, F.one_hot(ids, V).double()], -1))
     got = project(lin.weight, lin.bias, dense, ids)
     torch.testing.assert_close(got, want)
-    for a, b in zip(torch.autograd.grad(got.square().sum(), [lin.weight, lin.bias, dense]),
-                    torch.autograd.grad(want.square().sum(), [lin.weight, lin.bias, dense])):
+    for a, b in zip(
+        torch.autograd.grad(got.square().sum(), [lin.weight, lin.bias, dense]),
+        torch.autograd.grad(want.square().sum(), [lin.weight, lin.bias, dense]),
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -97,8 +106,10 @@ def test_onehot_conv_equals_dense_conv_with_padding(length):
     want = conv(F.one_hot(ids, V).double().transpose(1, 2))
     got = onehot_conv(conv, ids)
     torch.testing.assert_close(got, want)
-    for a, b in zip(torch.autograd.grad(got.square().sum(), list(conv.parameters())),
-                    torch.autograd.grad(want.square().sum(), list(conv.parameters()))):
+    for a, b in zip(
+        torch.autograd.grad(got.square().sum(), list(conv.parameters())),
+        torch.autograd.grad(want.square().sum(), list(conv.parameters())),
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -106,24 +117,28 @@ class _DenseOneHot:
     """The models computed the dense way: every gather replaced by the one-hot product."""
 
     def __init__(self, monkeypatch):
+        import textvae_core.blocks as blocks
         import textvae_core.lstm as lstm
-        import textvae_core.models as models
 
         def dense_project(weight, bias, dense, ids):
             n = 0 if dense is None else dense.shape[-1]
-            parts = ([] if dense is None else [dense]) + [F.one_hot(ids, weight.shape[1] - n).to(weight.dtype)]
+            parts = ([] if dense is None else [dense]) + [
+                F.one_hot(ids, weight.shape[1] - n).to(weight.dtype)
+            ]
             return F.linear(torch.cat(parts, -1), weight, bias)
 
         def dense_conv(conv, ids):
             return conv(F.one_hot(ids, conv.in_channels).to(conv.weight.dtype).transpose(1, 2))
 
         monkeypatch.setattr(lstm, "project", dense_project)
-        monkeypatch.setattr(models, "project", dense_project)
-        monkeypatch.setattr(models, "onehot_conv", dense_conv)
+        monkeypatch.setattr(blocks, "project", dense_project)
+        monkeypatch.setattr(blocks, "onehot_conv", dense_conv)
 
 
-@pytest.mark.parametrize("model,cell", [(m, "fused") for m in MODELS] + [("hybrid-lstm", "layernorm"),
-                                                                         ("lstm", "layernorm")])
+@pytest.mark.parametrize(
+    "model,cell",
+    [(m, "fused") for m in MODELS] + [("hybrid-lstm", "layernorm"), ("lstm", "layernorm")],
+)
 def test_models_equal_their_dense_one_hot_computation(model, cell, monkeypatch):
     cfg = make_config(model, "tiny", {"length": 20, "lstm_cell": cell, "dropout": 0.3})
     torch.manual_seed(4)

@@ -18,12 +18,12 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import subprocess_env
 from mlflow_server import running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1",
-       "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+ENV = subprocess_env(PATH=f"{BIN}:{os.environ.get('PATH', '')}")
 pytestmark = pytest.mark.slow
 
 
@@ -39,7 +39,12 @@ def kill_matching(fragment: str) -> None:
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         if fragment in cmd:
@@ -85,25 +90,60 @@ finally:
 
 
 def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
-    temp = Path(tempfile.mkdtemp(prefix="vsray-", dir="/tmp"))  # short: Ray's socket paths are limited
-    env = {**ENV, "RAY_TMPDIR": str(temp), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    temp = Path(
+        tempfile.mkdtemp(prefix="vsray-", dir="/tmp")
+    )  # short: Ray's socket paths are limited
+    env = {
+        **ENV,
+        "RAY_TMPDIR": str(temp),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+    }
     dash = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(dash), str(free_port())], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER, str(dash), str(free_port())],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout.readline(), "the Ray cluster did not start"
         storage, db = tmp_path / "study", tmp_path / "mlflow.db"
         deadline = time.monotonic() + 120
         while True:  # the head's job agent comes up a little after the dashboard
-            res = subprocess.run([str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
-                                  "vaestudy", "run", "alpha-sweep", "--preset", "smoke", "--storage", str(storage),
-                                  "--tracking-uri", f"sqlite:///{db}"],
-                                 env=env, capture_output=True, text=True, timeout=400)
+            res = subprocess.run(
+                [
+                    str(BIN / "ray"),
+                    "job",
+                    "submit",
+                    "--address",
+                    f"http://127.0.0.1:{dash}",
+                    "--",
+                    "vaestudy",
+                    "run",
+                    "alpha-sweep",
+                    "--preset",
+                    "smoke",
+                    "--storage",
+                    str(storage),
+                    "--tracking-uri",
+                    f"sqlite:///{db}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
             if "No available agent" not in res.stderr + res.stdout or time.monotonic() > deadline:
                 break
             time.sleep(2)
-        assert res.returncode == 0 and "succeeded" in res.stdout.lower(), (res.stdout[-3000:], res.stderr[-3000:])
+        assert res.returncode == 0 and "succeeded" in res.stdout.lower(), (
+            res.stdout[-3000:],
+            res.stderr[-3000:],
+        )
         assert "2 node(s)" in res.stdout, res.stdout[-3000:]  # the job's driver joined the cluster
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
@@ -122,12 +162,23 @@ def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
 
 def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
     port = free_port()
-    moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    moto = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    s3env = {**ENV, "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test",
-             "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-             "VAESTUDY_CACHE": str(tmp_path / "cache-1")}
+    s3env = {
+        **ENV,
+        "AWS_ENDPOINT_URL": endpoint,
+        "MLFLOW_S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "VAESTUDY_CACHE": str(tmp_path / "cache-1"),
+    }
     uri = "s3://vaestudy-test/studies/alpha"
     try:
         import boto3
@@ -135,64 +186,128 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
         deadline = time.monotonic() + 30
         while True:
             try:
-                s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
-                                  aws_secret_access_key="test", region_name="us-east-1")
+                s3 = boto3.client(
+                    "s3",
+                    endpoint_url=endpoint,
+                    aws_access_key_id="test",
+                    aws_secret_access_key="test",
+                    region_name="us-east-1",
+                )
                 s3.create_bucket(Bucket="vaestudy-test")
                 break
             except Exception:  # noqa: BLE001 - moto still starting
                 assert time.monotonic() < deadline, "moto server did not start"
                 time.sleep(0.3)
-        driver = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke",
-                                   "--storage", uri, "--set", "steps=300", "--set", "eval_every=30"],
-                                  cwd=ROOT, env=s3env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "run",
+                "alpha-sweep",
+                "--preset",
+                "smoke",
+                "--storage",
+                uri,
+                "--set",
+                "steps=300",
+                "--set",
+                "eval_every=30",
+            ],
+            cwd=ROOT,
+            env=s3env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
         def states():
-            keys = {o["Key"] for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/trials/")
-                    .get("Contents", [])}
+            keys = {
+                o["Key"]
+                for o in s3.list_objects_v2(
+                    Bucket="vaestudy-test", Prefix="studies/alpha/trials/"
+                ).get("Contents", [])
+            }
             out = {}
             for k in keys:
                 if k.endswith("trial.json"):
-                    out[k.split("/")[-2]] = json.loads(s3.get_object(Bucket="vaestudy-test", Key=k)["Body"].read())
+                    out[k.split("/")[-2]] = json.loads(
+                        s3.get_object(Bucket="vaestudy-test", Key=k)["Body"].read()
+                    )
             return out, keys
 
         deadline = time.monotonic() + 240
         while True:
             st, keys = states()
             done = [k for k, s in st.items() if s.get("status") == "completed"]
-            half = [k for k, s in st.items() if s.get("status") == "running"
-                    and f"studies/alpha/trials/{k}/checkpoint.pt" in keys]
+            half = [
+                k
+                for k, s in st.items()
+                if s.get("status") == "running"
+                and f"studies/alpha/trials/{k}/checkpoint.pt" in keys
+            ]
             if done and half:
                 break
-            assert time.monotonic() < deadline and driver.poll() is None, driver.stdout.read()[-3000:]
+            assert time.monotonic() < deadline and driver.poll() is None, driver.stdout.read()[
+                -3000:
+            ]
             time.sleep(0.3)
         driver.send_signal(signal.SIGKILL)
         driver.communicate()
         time.sleep(3)
 
         # Resume from the bucket alone: a fresh local cache, as on another machine.
-        res = subprocess.run([sys.executable, "-m", "cli.main", "resume", uri], cwd=ROOT, capture_output=True,
-                             text=True, timeout=400, env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-2")})
+        res = subprocess.run(
+            [sys.executable, "-m", "cli.main", "resume", uri],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=400,
+            env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-2")},
+        )
         assert res.returncode == 0, res.stderr[-4000:]
         st, keys = states()
         progress = [ln for ln in res.stderr.splitlines() if ln.startswith("[alpha-sweep]")]
         assert len(st) == 4 and all(s["status"] == "completed" for s in st.values()), (progress, st)
-        assert "studies/alpha/trials.parquet" in {o["Key"] for o in s3.list_objects_v2(
-            Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]}
+        assert "studies/alpha/trials.parquet" in {
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]
+        }
         db = tmp_path / "mlflow.db"
-        db.write_bytes(s3.get_object(Bucket="vaestudy-test", Key="studies/alpha/local/mlflow.db")["Body"].read())
+        db.write_bytes(
+            s3.get_object(Bucket="vaestudy-test", Key="studies/alpha/local/mlflow.db")[
+                "Body"
+            ].read()
+        )
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
-        assert sorted(r.data.tags["vaestudy.trial_key"] for r in runs) == sorted(st), "one run per trial, no duplicates"
-        assert all(r.info.status == "FINISHED" for r in runs), [(r.info.status, r.data.tags) for r in runs]
-        artifacts = [o["Key"] for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/mlartifacts/")
-                     .get("Contents", [])]
+        assert sorted(r.data.tags["vaestudy.trial_key"] for r in runs) == sorted(st), (
+            "one run per trial, no duplicates"
+        )
+        assert all(r.info.status == "FINISHED" for r in runs), [
+            (r.info.status, r.data.tags) for r in runs
+        ]
+        artifacts = [
+            o["Key"]
+            for o in s3.list_objects_v2(
+                Bucket="vaestudy-test", Prefix="studies/alpha/mlartifacts/"
+            ).get("Contents", [])
+        ]
         assert sum(k.endswith("samples.txt") for k in artifacts) == 4, artifacts
         # The resume wrote the report into the bucket, and `ui` takes the s3:// folder as `run` printed it.
-        assert "studies/alpha/report.md" in {o["Key"] for o in s3.list_objects_v2(
-            Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]}
-        ui = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", uri, "--port", str(free_port())], cwd=ROOT,
-                              env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-3")}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        assert "studies/alpha/report.md" in {
+            o["Key"]
+            for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]
+        }
+        ui = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "ui", uri, "--port", str(free_port())],
+            cwd=ROOT,
+            env={**s3env, "VAESTUDY_CACHE": str(tmp_path / "cache-3")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             line = ui.stdout.readline()
             assert "/#/experiments/" in line and "compareRunsMode=CHART" in line, line
@@ -226,37 +341,100 @@ def test_postgresql_backs_mlflow_server_and_optuna(tmp_path):
     port = free_port()
     pgdata = data / "db"
     try:
-        subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(pgdata), "-A", "trust", "-U", "vaestudy"],
-                       check=True, capture_output=True)
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(pgdata), "-l", str(data / "log"), "-w", "-o",
-                        f"-h 127.0.0.1 -p {port} -k {data}", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [*as_pg, str(bindir / "initdb"), "-D", str(pgdata), "-A", "trust", "-U", "vaestudy"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *as_pg,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(data / "log"),
+                "-w",
+                "-o",
+                f"-h 127.0.0.1 -p {port} -k {data}",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for name in ("mlflow", "optuna"):
-            subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "vaestudy", name],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-U",
+                    "vaestudy",
+                    name,
+                ],
+                check=True,
+                capture_output=True,
+            )
         pg = f"postgresql+psycopg2://vaestudy@127.0.0.1:{port}"  # SQLAlchemy 2.1 defaults to psycopg 3
         with running_mlflow_server(tmp_path, backend_store_uri=f"{pg}/mlflow") as url:
-            res = subprocess.run([sys.executable, "-m", "cli.main", "run", "historyless", "--preset", "smoke",
-                                  "--storage", str(tmp_path / "study"), "--tracking-uri", url,
-                                  "--optuna-storage", f"{pg}/optuna"], cwd=ROOT, env=ENV, capture_output=True,
-                                 text=True, timeout=400)
+            res = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "cli.main",
+                    "run",
+                    "historyless",
+                    "--preset",
+                    "smoke",
+                    "--storage",
+                    str(tmp_path / "study"),
+                    "--tracking-uri",
+                    url,
+                    "--optuna-storage",
+                    f"{pg}/optuna",
+                ],
+                cwd=ROOT,
+                env=ENV,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
             assert res.returncode == 0, res.stderr[-4000:]
-            body = json.dumps({"experiment_ids": [_experiment_id(url, "historyless")], "max_results": 100}).encode()
-            req = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", data=body,
-                                         headers={"Content-Type": "application/json"})
+            body = json.dumps(
+                {"experiment_ids": [_experiment_id(url, "historyless")], "max_results": 100}
+            ).encode()
+            req = urllib.request.Request(
+                f"{url}/api/2.0/mlflow/runs/search",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
             runs = json.loads(urllib.request.urlopen(req, timeout=30).read())["runs"]
-            kids = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+            kids = [
+                r
+                for r in runs
+                if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))
+            ]
             assert len(kids) == 4 and all(r["info"]["status"] == "FINISHED" for r in kids)
         study = optuna.load_study(study_name="historyless", storage=f"{pg}/optuna")
         assert sorted(t.state.name for t in study.trials) == ["COMPLETE"] * 4
         assert sorted((t.params["variant"], t.params["length"]) for t in study.trials) == [
-            ("conv", 10), ("conv", 30), ("lstm p=1", 10), ("lstm p=1", 30)]
+            ("conv", 10),
+            ("conv", 30),
+            ("lstm p=1", 10),
+            ("lstm p=1", 30),
+        ]
     finally:
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
 def _experiment_id(url: str, name: str) -> str:
-    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}",
-                                timeout=30) as r:
+    with urllib.request.urlopen(
+        f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name={name}", timeout=30
+    ) as r:
         return json.loads(r.read())["experiment"]["experiment_id"]

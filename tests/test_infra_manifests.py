@@ -64,8 +64,11 @@ def load_all(path: Path) -> list[dict]:
 
 
 def k8s_objects() -> list[tuple[str, dict]]:
-    return [(f"{p.name}:{d['kind']}/{d['metadata']['name']}", d)
-            for p in sorted(K8S.glob("*.yaml")) for d in load_all(p)]
+    return [
+        (f"{p.name}:{d['kind']}/{d['metadata']['name']}", d)
+        for p in sorted(K8S.glob("*.yaml"))
+        for d in load_all(p)
+    ]
 
 
 OBJECTS = k8s_objects()
@@ -86,9 +89,14 @@ def pod_templates() -> list[tuple[str, dict]]:
     out = []
     for name, spec in cluster_specs():
         out.append((f"{name}/head", spec["headGroupSpec"]["template"]))
-        out += [(f"{name}/{g['groupName']}", g["template"]) for g in spec.get("workerGroupSpecs", [])]
-    out += [(f"{d['metadata']['name']}/submitter", d["spec"]["submitterPodTemplate"])
-            for d in of_kind("RayJob") if "submitterPodTemplate" in d["spec"]]
+        out += [
+            (f"{name}/{g['groupName']}", g["template"]) for g in spec.get("workerGroupSpecs", [])
+        ]
+    out += [
+        (f"{d['metadata']['name']}/submitter", d["spec"]["submitterPodTemplate"])
+        for d in of_kind("RayJob")
+        if "submitterPodTemplate" in d["spec"]
+    ]
     return out
 
 
@@ -112,7 +120,10 @@ def dockerfile_froms(path: Path) -> list[str]:
 
 def all_images() -> list[tuple[str, str]]:
     imgs = [(n, c["image"]) for n, d in OBJECTS for c in containers(d)]
-    imgs += [(f"compose:{s}", svc["image"]) for s, svc in yaml.safe_load(COMPOSE.read_text())["services"].items()]
+    imgs += [
+        (f"compose:{s}", svc["image"])
+        for s, svc in yaml.safe_load(COMPOSE.read_text())["services"].items()
+    ]
     imgs.append(("ray up", yaml.safe_load(LAUNCHER.read_text())["docker"]["image"]))
     imgs += [(p.name, ref) for p in (DOCKERFILE, MLFLOW_DOCKERFILE) for ref in dockerfile_froms(p)]
     return imgs
@@ -138,8 +149,21 @@ def test_every_manifest_parses_as_yaml(path):
 
 def test_the_manifests_are_all_there():
     kinds = {d["kind"] for _, d in OBJECTS}
-    assert {"RayCluster", "RayJob", "Deployment", "StatefulSet", "Service", "ConfigMap", "Secret"} <= kinds
-    assert (INFRA / "README.md").exists() and DOCKERFILE.exists() and COMPOSE.exists() and LAUNCHER.exists()
+    assert {
+        "RayCluster",
+        "RayJob",
+        "Deployment",
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "Secret",
+    } <= kinds
+    assert (
+        (INFRA / "README.md").exists()
+        and DOCKERFILE.exists()
+        and COMPOSE.exists()
+        and LAUNCHER.exists()
+    )
 
 
 STANDARD = [(n, d) for n, d in OBJECTS if not d["apiVersion"].startswith("ray.io/")]
@@ -154,7 +178,12 @@ def test_standard_objects_validate_against_the_kubernetes_schemas(name, obj):
 @pytest.mark.parametrize("name,template", pod_templates(), ids=[n for n, _ in pod_templates()])
 def test_ray_pod_templates_validate_as_kubernetes_pod_templates(name, template):
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "check"}, "template": template}
+    wrapped = {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": "check"},
+        "template": template,
+    }
     _validate(kubernetes_validate, wrapped)
 
 
@@ -179,41 +208,116 @@ def test_the_checks_have_teeth():
 
 
 def _obj(props: dict, required: tuple = ()) -> dict:
-    return {"type": "object", "additionalProperties": False, "properties": props, "required": list(required)}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+        "required": list(required),
+    }
 
 
-ANY, STR, INT, BOOL = {"type": "object"}, {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}  # rayStartParams values are strings
+ANY, STR, INT, BOOL = (
+    {"type": "object"},
+    {"type": "string"},
+    {"type": "integer"},
+    {"type": "boolean"},
+)
+STRMAP = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+}  # rayStartParams values are strings
 # Field names of KubeRay v1.6 (ray.io/v1), from its CRD API reference; pod templates are
 # checked separately against Kubernetes' own PodTemplateSpec schema.
-CLUSTER_SPEC = _obj({
-    "authOptions": _obj({"mode": {"enum": ["disabled", "token"]}, "secretName": STR, "enableK8sTokenAuth": BOOL}),
-    "suspend": BOOL, "managedBy": STR, "headServiceAnnotations": STRMAP, "rayVersion": STR,
-    "enableInTreeAutoscaling": BOOL, "gcsFaultToleranceOptions": ANY, "upgradeStrategy": ANY,
-    "autoscalerOptions": _obj({
-        "resources": ANY, "image": STR, "imagePullPolicy": STR, "securityContext": ANY, "env": {"type": "array"},
-        "envFrom": {"type": "array"}, "volumeMounts": {"type": "array"}, "idleTimeoutSeconds": INT,
-        "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]}, "version": {"enum": ["v1", "v2"]}}),
-    "headGroupSpec": _obj({"template": ANY, "headService": ANY, "enableIngress": BOOL, "rayStartParams": STRMAP,
-                           "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}}, ("template",)),
-    "workerGroupSpecs": {"type": "array", "items": _obj({
-        "groupName": STR, "replicas": INT, "minReplicas": INT, "maxReplicas": INT, "idleTimeoutSeconds": INT,
-        "rayStartParams": STRMAP, "template": ANY, "scaleStrategy": ANY, "numOfHosts": INT, "suspend": BOOL},
-        ("groupName", "template"))},
-}, ("headGroupSpec",))
-JOB_SPEC = _obj({
-    "entrypoint": STR, "rayClusterSpec": CLUSTER_SPEC, "submissionMode":
-        {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]},
-    "shutdownAfterJobFinishes": BOOL, "ttlSecondsAfterFinished": INT, "activeDeadlineSeconds": INT,
-    "backoffLimit": INT, "submitterPodTemplate": ANY, "submitterConfig": ANY, "runtimeEnvYAML": STR, "jobId": STR,
-    "metadata": STRMAP, "clusterSelector": STRMAP, "managedBy": STR, "deletionStrategy": ANY, "suspend": BOOL,
-    "entrypointResources": STR, "entrypointNumCpus": {"type": "number"}, "entrypointNumGpus": {"type": "number"},
-})
+CLUSTER_SPEC = _obj(
+    {
+        "authOptions": _obj(
+            {"mode": {"enum": ["disabled", "token"]}, "secretName": STR, "enableK8sTokenAuth": BOOL}
+        ),
+        "suspend": BOOL,
+        "managedBy": STR,
+        "headServiceAnnotations": STRMAP,
+        "rayVersion": STR,
+        "enableInTreeAutoscaling": BOOL,
+        "gcsFaultToleranceOptions": ANY,
+        "upgradeStrategy": ANY,
+        "autoscalerOptions": _obj(
+            {
+                "resources": ANY,
+                "image": STR,
+                "imagePullPolicy": STR,
+                "securityContext": ANY,
+                "env": {"type": "array"},
+                "envFrom": {"type": "array"},
+                "volumeMounts": {"type": "array"},
+                "idleTimeoutSeconds": INT,
+                "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
+                "version": {"enum": ["v1", "v2"]},
+            }
+        ),
+        "headGroupSpec": _obj(
+            {
+                "template": ANY,
+                "headService": ANY,
+                "enableIngress": BOOL,
+                "rayStartParams": STRMAP,
+                "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+            },
+            ("template",),
+        ),
+        "workerGroupSpecs": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "groupName": STR,
+                    "replicas": INT,
+                    "minReplicas": INT,
+                    "maxReplicas": INT,
+                    "idleTimeoutSeconds": INT,
+                    "rayStartParams": STRMAP,
+                    "template": ANY,
+                    "scaleStrategy": ANY,
+                    "numOfHosts": INT,
+                    "suspend": BOOL,
+                },
+                ("groupName", "template"),
+            ),
+        },
+    },
+    ("headGroupSpec",),
+)
+JOB_SPEC = _obj(
+    {
+        "entrypoint": STR,
+        "rayClusterSpec": CLUSTER_SPEC,
+        "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]},
+        "shutdownAfterJobFinishes": BOOL,
+        "ttlSecondsAfterFinished": INT,
+        "activeDeadlineSeconds": INT,
+        "backoffLimit": INT,
+        "submitterPodTemplate": ANY,
+        "submitterConfig": ANY,
+        "runtimeEnvYAML": STR,
+        "jobId": STR,
+        "metadata": STRMAP,
+        "clusterSelector": STRMAP,
+        "managedBy": STR,
+        "deletionStrategy": ANY,
+        "suspend": BOOL,
+        "entrypointResources": STR,
+        "entrypointNumCpus": {"type": "number"},
+        "entrypointNumGpus": {"type": "number"},
+    }
+)
 KUBERAY_SCHEMA = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {"apiVersion": {"const": "ray.io/v1"}, "kind": {"enum": ["RayCluster", "RayJob"]},
-                   "metadata": {"type": "object", "required": ["name", "namespace"]}},
-    "if": {"properties": {"kind": {"const": "RayJob"}}}, "then": {"properties": {"spec": JOB_SPEC}},
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "ray.io/v1"},
+        "kind": {"enum": ["RayCluster", "RayJob"]},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+    },
+    "if": {"properties": {"kind": {"const": "RayJob"}}},
+    "then": {"properties": {"spec": JOB_SPEC}},
     "else": {"properties": {"spec": CLUSTER_SPEC}},
 }
 
@@ -258,7 +362,9 @@ def test_ray_up_config_passes_rays_own_schema():
 def test_image_tags_are_pinned(where, ref):
     _, tag = split_image(ref)
     assert tag, f"{where}: {ref} has no tag"
-    assert "latest" not in tag.lower() and tag not in ("main", "master", "nightly", "stable"), f"{where}: {ref}"
+    assert "latest" not in tag.lower() and tag not in ("main", "master", "nightly", "stable"), (
+        f"{where}: {ref}"
+    )
     assert re.search(r"\d+\.\d+|\d{4}-\d\d-\d\d", tag), f"{where}: {ref} is not a versioned tag"
 
 
@@ -267,7 +373,9 @@ def test_ray_version_everywhere_equals_the_pyproject_pin():
         assert spec["rayVersion"] == RAY_PIN, name
     (base,) = dockerfile_froms(DOCKERFILE)
     repo, tag = split_image(base)
-    assert repo == "rayproject/ray" and tag.startswith(f"{RAY_PIN}-py311-"), base  # a GPU (cuXXX) build
+    assert repo == "rayproject/ray" and tag.startswith(f"{RAY_PIN}-py311-"), (
+        base
+    )  # a GPU (cuXXX) build
     assert f"ray.__version__ == '{RAY_PIN}'" in DOCKERFILE.read_text()  # the build itself checks it
     vaestudy_images = [(w, r) for w, r in all_images() if split_image(r)[0].endswith("/vaestudy")]
     assert len(vaestudy_images) >= 5
@@ -324,7 +432,9 @@ def test_nothing_is_exposed_outside_the_cluster():
         head = spec["headGroupSpec"]
         assert head.get("serviceType", "ClusterIP") == "ClusterIP", name
         assert not head.get("enableIngress", False), name
-        assert head.get("headService", {}).get("spec", {}).get("type", "ClusterIP") == "ClusterIP", name
+        assert (
+            head.get("headService", {}).get("spec", {}).get("type", "ClusterIP") == "ClusterIP"
+        ), name
     launcher = yaml.safe_load(LAUNCHER.read_text())
     assert "--dashboard-host=127.0.0.1" in " ".join(launcher["head_start_ray_commands"])
     services = yaml.safe_load(COMPOSE.read_text())["services"]
@@ -346,17 +456,24 @@ def test_credentials_live_only_in_secrets():
                 if SECRETISH.search(env["name"]):
                     assert "valueFrom" in env, f"{name}: {env['name']} must come from a Secret"
             for env in c.get("env", []):  # composed values may only reference variables
-                assert not re.search(r"://[^$/]*:[^$@]+@", env.get("value", "")), f"{name}: {env['name']}"
+                assert not re.search(r"://[^$/]*:[^$@]+@", env.get("value", "")), (
+                    f"{name}: {env['name']}"
+                )
             cmdline = " ".join(c.get("command", []) + c.get("args", []))
-            assert not re.search(r"(?i)password|secret|token|://[^/\s]+:[^/\s]+@", cmdline), f"{name}: {cmdline}"
+            assert not re.search(r"(?i)password|secret|token|://[^/\s]+:[^/\s]+@", cmdline), (
+                f"{name}: {cmdline}"
+            )
     for obj in of_kind("RayJob"):
         assert not SECRETISH.search(obj["spec"]["entrypoint"])
     for name, svc in yaml.safe_load(COMPOSE.read_text())["services"].items():
         for key, value in (svc.get("environment") or {}).items():
             if SECRETISH.search(key):
                 assert key.endswith("_FILE") and str(value).startswith("/run/secrets/"), (name, key)
-    assert not SECRETISH.search(" ".join(yaml.safe_load(LAUNCHER.read_text())["docker"]["run_options"])
-                                .replace("RAY_AUTH_MODE=token", ""))
+    assert not SECRETISH.search(
+        " ".join(yaml.safe_load(LAUNCHER.read_text())["docker"]["run_options"]).replace(
+            "RAY_AUTH_MODE=token", ""
+        )
+    )
 
 
 def test_mlflow_server_checks_hosts_and_reads_its_database_from_secrets():
@@ -365,7 +482,9 @@ def test_mlflow_server_checks_hosts_and_reads_its_database_from_secrets():
     hosts = [a.split("=", 1)[1] for a in c["args"] if a.startswith("--allowed-hosts=")]
     assert hosts and "*" not in hosts[0].split(","), c["args"]
     env = {e["name"]: e for e in c["env"]}
-    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@")
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith(
+        "postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@"
+    )
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-postgres"
     compose_mlflow = yaml.safe_load(COMPOSE.read_text())["services"]["mlflow"]
     assert "--allowed-hosts" in " ".join(compose_mlflow["command"])
@@ -387,17 +506,30 @@ def test_head_runs_no_trials():
 def test_gpu_group_autoscales_from_zero_with_gpu_requests_and_limits():
     for name, spec in cluster_specs():
         assert spec["enableInTreeAutoscaling"] is True, name
-        groups = [g for g in spec["workerGroupSpecs"]
-                  if any("nvidia.com/gpu" in c["resources"].get("limits", {}) for c in g["template"]["spec"]["containers"])]
+        groups = [
+            g
+            for g in spec["workerGroupSpecs"]
+            if any(
+                "nvidia.com/gpu" in c["resources"].get("limits", {})
+                for c in g["template"]["spec"]["containers"]
+            )
+        ]
         assert groups, f"{name}: no GPU worker group"
         for g in groups:
-            assert g["minReplicas"] == 0 and g.get("replicas", 0) == 0 and g["maxReplicas"] >= 1, name
+            assert g["minReplicas"] == 0 and g.get("replicas", 0) == 0 and g["maxReplicas"] >= 1, (
+                name
+            )
             for c in g["template"]["spec"]["containers"]:
                 req, lim = c["resources"]["requests"], c["resources"]["limits"]
-                assert str(req["nvidia.com/gpu"]) == str(lim["nvidia.com/gpu"]) and int(lim["nvidia.com/gpu"]) >= 1
+                assert (
+                    str(req["nvidia.com/gpu"]) == str(lim["nvidia.com/gpu"])
+                    and int(lim["nvidia.com/gpu"]) >= 1
+                )
                 assert req["cpu"] == lim["cpu"] and req["memory"] == lim["memory"], name
     launcher = yaml.safe_load(LAUNCHER.read_text())
-    workers = [t for n, t in launcher["available_node_types"].items() if n != launcher["head_node_type"]]
+    workers = [
+        t for n, t in launcher["available_node_types"].items() if n != launcher["head_node_type"]
+    ]
     assert workers and all(t["min_workers"] == 0 and t["max_workers"] >= 1 for t in workers)
 
 
@@ -421,7 +553,9 @@ def test_rayjob_takes_tracking_uri_storage_and_credentials_from_configmaps_and_s
     maps = {d["metadata"]["name"]: d["data"] for d in of_kind("ConfigMap")}
     secrets = {d["metadata"]["name"]: d["stringData"] for d in of_kind("Secret")}
     args = shlex.split(spec["entrypoint"])
-    assert not {"--storage", "--tracking-uri", "--address"} & set(args)  # they come from the environment
+    assert not {"--storage", "--tracking-uri", "--address"} & set(
+        args
+    )  # they come from the environment
     for name, tmpl in pod_templates():
         if not name.startswith(the_rayjob()["metadata"]["name"]):
             continue
@@ -432,7 +566,9 @@ def test_rayjob_takes_tracking_uri_storage_and_credentials_from_configmaps_and_s
                     env_keys |= set(maps[src["configMapRef"]["name"]])
                 if "secretRef" in src:
                     env_keys |= set(secrets[src["secretRef"]["name"]])
-        assert {"MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env_keys, name
+        assert {"MLFLOW_TRACKING_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env_keys, (
+            name
+        )
         if name.endswith("/head"):  # the driver runs on the head
             assert {"VAESTUDY_STORAGE", "VAESTUDY_ADDRESS"} <= env_keys, name
 
@@ -460,7 +596,7 @@ def test_rayjob_entrypoint_is_a_real_vaestudy_command(monkeypatch):
         run.make_context("run", list(args) + ["--no-such-option"])
 
     try:  # and the study and preset exist in the platform
-        from studies.spec import load_study
+        from studies.loading import load_study
     except ImportError:
         return
     assert ctx.params["preset"] in load_study(ctx.params["study"]).describe()["presets"]
@@ -471,8 +607,17 @@ def test_rayjob_entrypoint_is_a_real_vaestudy_command(monkeypatch):
 
 def test_readme_has_the_commands_and_names_only_files_that_exist():
     text = (INFRA / "README.md").read_text()
-    for needle in ("port-forward svc/mlflow 5000:5000", "-head-svc 8265:8265", "ray job submit --address",
-                   "vaestudy resume s3://", "KubeRay v1.6", "estimate", "gpus-per-trial 0.25"):
+    for needle in (
+        "port-forward svc/mlflow 5000:5000",
+        "-head-svc 8265:8265",
+        "ray job submit --address",
+        "vaestudy resume s3://",
+        "KubeRay v1.6",
+        "estimate",
+        "gpus-per-trial 0.25",
+    ):
         assert needle in text, needle
-    for ref in set(re.findall(r"infra/[\w./-]+\.(?:yaml|Dockerfile|sh)\b|infra/Dockerfile\b", text)):
+    for ref in set(
+        re.findall(r"infra/[\w./-]+\.(?:yaml|Dockerfile|sh)\b|infra/Dockerfile\b", text)
+    ):
         assert (ROOT / ref).exists(), ref

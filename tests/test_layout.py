@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted(p for top in ("studies", "textvae_core", "cli") for p in (ROOT / top).rglob("*.py"))
+SOURCES = sorted(
+    p for top in ("studies", "textvae_core", "cli") for p in (ROOT / top).rglob("*.py")
+)
 MAX_LINES = 400
 
 
@@ -31,12 +33,17 @@ def imported(path: Path) -> set[str]:
 
 
 def owners(top: str) -> list[str]:
-    return sorted(str(p.relative_to(ROOT)) for p in SOURCES
-                  if any(n == top or n.startswith(top + ".") for n in imported(p)))
+    return sorted(
+        str(p.relative_to(ROOT))
+        for p in SOURCES
+        if any(n == top or n.startswith(top + ".") for n in imported(p))
+    )
 
 
 def test_mlflow_is_imported_only_by_the_tracking_package():
-    assert owners("mlflow") and all(p.startswith("studies/tracking/") for p in owners("mlflow")), owners("mlflow")
+    assert owners("mlflow") and all(p.startswith("studies/tracking/") for p in owners("mlflow")), (
+        owners("mlflow")
+    )
 
 
 def test_ray_is_imported_only_by_the_ray_adapter():
@@ -51,8 +58,11 @@ def test_the_core_imports_no_platform_package():
 def test_the_results_wing_does_not_import_the_driver_and_studies_never_import_the_cli():
     results = [p for p in SOURCES if "studies/results/" in str(p)]
     for path in results:
-        bad = {n for n in imported(path) if n.startswith(("studies.run.runner", "studies.run.trial",
-                                                           "studies.run.ray_adapter"))}
+        bad = {
+            n
+            for n in imported(path)
+            if n.startswith(("studies.run.runner", "studies.run.trial", "studies.run.ray_adapter"))
+        }
         assert not bad, (path, bad)
     assert not [o for o in owners("cli") if o.startswith("studies/")]
 
@@ -64,8 +74,13 @@ def test_no_source_file_is_over_400_lines(path):
 
 def test_study_and_trial_files_are_read_and_written_only_through_their_records():
     raw = re.compile(r"(read|write)_json\([^)]*(study|trial)\.json")
-    offenders = [f"{p.relative_to(ROOT)}:{i}" for p in SOURCES if p.name != "store.py"
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if raw.search(line)]
+    offenders = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in SOURCES
+        if p.name != "store.py"
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if raw.search(line)
+    ]
     assert not offenders, offenders
 
 
@@ -74,24 +89,37 @@ def test_importing_the_platform_changes_no_environment_and_no_logger():
     import sys
 
     # the third-party packages are imported first: what they do to the environment is theirs
-    code = ("import os, mlflow, optuna, ray; before = dict(os.environ); level = optuna.logging.get_verbosity()\n"
-            "import studies.tracking, studies.run.search, studies.run.ray_adapter, studies.run.runner, cli.main\n"
-            "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
-            "assert optuna.logging.get_verbosity() == level\n")
-    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import os, mlflow, optuna, ray; before = dict(os.environ); level = optuna.logging.get_verbosity()\n"
+        "import studies.tracking, studies.run.search, studies.run.ray_adapter, studies.run.runner, cli.main\n"
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
+        "assert optuna.logging.get_verbosity() == level\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_the_environment_is_read_once_by_run_options(monkeypatch):
-    from studies.run.runner import RunOptions
+    from studies.run.plan import RunOptions
 
     monkeypatch.setenv("VAESTUDY_STORAGE", "/tmp/from-env")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     monkeypatch.delenv("VAESTUDY_ADDRESS", raising=False)
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6399")  # set for a driver that `ray job submit` started
+    monkeypatch.setenv(
+        "RAY_ADDRESS", "127.0.0.1:6399"
+    )  # set for a driver that `ray job submit` started
     resolved = RunOptions().resolved()
     assert (resolved.storage, resolved.tracking_uri, resolved.address) == (
-        "/tmp/from-env", "http://127.0.0.1:5999", "127.0.0.1:6399")
+        "/tmp/from-env",
+        "http://127.0.0.1:5999",
+        "127.0.0.1:6399",
+    )
     monkeypatch.setenv("VAESTUDY_ADDRESS", "auto")
     given = RunOptions(storage="/tmp/given", tracking_uri="sqlite:////tmp/x.db").resolved()
-    assert (given.storage, given.tracking_uri, given.address) == ("/tmp/given", "sqlite:////tmp/x.db", "auto")
+    assert (given.storage, given.tracking_uri, given.address) == (
+        "/tmp/given",
+        "sqlite:////tmp/x.db",
+        "auto",
+    )

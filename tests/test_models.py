@@ -47,9 +47,13 @@ def test_decoder_is_causal_given_z(model, train_mode):
         changed[:, t:] = random_ids(4, 24 - t, seed=t + 100)
         logits, _ = net.decode(z, changed)
         # logits at position t predict x_t from x_<t: they must not see x_t or later.
-        assert torch.equal(logits[:, : t + 1], base[:, : t + 1]), f"leak from x[{t}:] into positions <= {t}"
+        assert torch.equal(logits[:, : t + 1], base[:, : t + 1]), (
+            f"leak from x[{t}:] into positions <= {t}"
+        )
         if t + 1 < 24:
-            assert not torch.allclose(logits[:, t + 1:], base[:, t + 1:]), "decoder ignores its history"
+            assert not torch.allclose(logits[:, t + 1 :], base[:, t + 1 :]), (
+                "decoder ignores its history"
+            )
 
 
 @pytest.mark.parametrize("depth", [1, 3, 6])
@@ -67,8 +71,12 @@ def test_bytenet_receptive_field_is_depth_plus_one_characters(depth):
         return net.decode(z, changed)[0][:, t]
 
     for pos in range(t - depth - 1, t):  # the N+1 characters x[t-N-1 .. t-1]
-        assert not torch.allclose(logits_at_t_after_changing(pos), base[:, t]), f"x[{pos}] should matter"
-    assert torch.equal(logits_at_t_after_changing(t - depth - 2), base[:, t]), "x[t-N-2] must not matter"
+        assert not torch.allclose(logits_at_t_after_changing(pos), base[:, t]), (
+            f"x[{pos}] should matter"
+        )
+    assert torch.equal(logits_at_t_after_changing(t - depth - 2), base[:, t]), (
+        "x[t-N-2] must not matter"
+    )
 
 
 def test_conv_model_is_historyless():
@@ -124,8 +132,12 @@ def test_generate_emits_only_characters(model):
 
 def test_stepwise_generation_matches_teacher_forcing():
     """Greedy stepwise decoding must equal argmax of the teacher-forced logits on its output."""
-    for model, cell in (("hybrid-lstm", "fused"), ("lstm", "fused"), ("hybrid-lstm", "layernorm"),
-                        ("lstm", "layernorm")):
+    for model, cell in (
+        ("hybrid-lstm", "fused"),
+        ("lstm", "fused"),
+        ("hybrid-lstm", "layernorm"),
+        ("lstm", "layernorm"),
+    ):
         cfg = tiny(model, length=12, lstm_cell=cell)
         net = build_model(cfg, V).eval()
         z = torch.randn(2, cfg.latent)

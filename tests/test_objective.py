@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from textvae_core import ConfigError, KLSchedule, bits_per_char, gaussian_kl, make_config, sequence_nll
+from textvae_core import (
+    ConfigError,
+    KLSchedule,
+    bits_per_char,
+    gaussian_kl,
+    make_config,
+    sequence_nll,
+)
 from textvae_core.config import parse_assignments
 from textvae_core.diagnostics import active_units, derangement, mutual_information
 
@@ -90,15 +97,34 @@ def test_z_gain_is_zero_when_the_decoder_ignores_z():
     assert abs(float(gain)) < 1e-5, gain
 
     # The conv VAE trained as an autoencoder (KL weight 0) has to read z: clearly positive.
-    trainer = fit(make_config("conv", "tiny", dict(corpus="synthetic", steps=300, eval_every=300, iw_samples=0,
-                                                   threads=1, seed=0, kl=False)))
+    trainer = fit(
+        make_config(
+            "conv",
+            "tiny",
+            dict(
+                corpus="synthetic",
+                steps=300,
+                eval_every=300,
+                iw_samples=0,
+                threads=1,
+                seed=0,
+                kl=False,
+            ),
+        )
+    )
     assert trainer.history[-1].metrics["valid/z_gain_bpc"] > 0.3, trainer.history[-1].metrics
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"alpha": -0.1}, "alpha"), ({"dropout": 1.5}, "dropout"), ({"depth": 0}, "depth"),
-    ({"length": 4}, "length"), ({"lr": 0}, "lr"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"alpha": -0.1}, "alpha"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"depth": 0}, "depth"),
+        ({"length": 4}, "length"),
+        ({"lr": 0}, "lr"),
+    ],
+)
 def test_bad_config_values_name_the_field(bad, field):
     with pytest.raises(ConfigError, match=field):
         make_config("hybrid-bytenet", "ptb", bad)
@@ -112,7 +138,11 @@ def test_unknown_model_and_key_and_bad_value():
     with pytest.raises(ConfigError, match="anneal='maybe'.*on/off"):
         parse_assignments(["anneal=maybe"])
     assert parse_assignments(["anneal=off", "length=30", "alpha=0.3", "channels=64,128"]) == {
-        "anneal": False, "length": 30, "alpha": 0.3, "channels": (64, 128)}
+        "anneal": False,
+        "length": 30,
+        "alpha": 0.3,
+        "channels": (64, 128),
+    }
 
 
 def test_core_imports_no_platform_packages():
@@ -120,7 +150,11 @@ def test_core_imports_no_platform_packages():
     import subprocess
     import sys
 
-    code = ("import sys, textvae_core, textvae_core.bench, textvae_core.sampling; "
-            "print(sorted(m for m in ('ray', 'optuna', 'mlflow', 'click') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys, textvae_core, textvae_core.bench, textvae_core.sampling; "
+        "print(sorted(m for m in ('ray', 'optuna', 'mlflow', 'click') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "[]", out

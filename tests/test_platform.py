@@ -30,18 +30,27 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from conftest import LEAKY, QUIET, subprocess_env
 from mlflow_server import free_port, running_mlflow_server
 from studies.spec import trial_key
 
 ROOT = Path(__file__).resolve().parents[1]
 VAESTUDY = [sys.executable, "-m", "cli.main"]
-QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
-# Variables that would point a run somewhere else than the test says.
-LEAKY = ("MLFLOW_TRACKING_URI", "VAESTUDY_STORAGE", "VAESTUDY_ADDRESS", "RAY_ADDRESS")
-ENV = {**{k: v for k, v in os.environ.items() if k not in LEAKY}, **QUIET}
-METRICS = ("train/total_bpc", "train/rec_bpc", "train/kl_bpc", "train/aux_bpc", "train/kl_weight",
-           "train/chars_per_s", "valid/total_bpc", "valid/rec_bpc", "valid/kl_bpc", "valid/aux_bpc",
-           "valid/active_units", "valid/mutual_info")
+ENV = subprocess_env()
+METRICS = (
+    "train/total_bpc",
+    "train/rec_bpc",
+    "train/kl_bpc",
+    "train/aux_bpc",
+    "train/kl_weight",
+    "train/chars_per_s",
+    "valid/total_bpc",
+    "valid/rec_bpc",
+    "valid/kl_bpc",
+    "valid/aux_bpc",
+    "valid/active_units",
+    "valid/mutual_info",
+)
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1", "::1"}
 
 
@@ -65,7 +74,9 @@ def vaestudy_cli(*args: str):
 def _stat(pid: int | str) -> tuple[int, int] | None:
     """(parent pid, start time) of a process, or None once it is gone."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+        fields = (
+            Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        )  # the name may hold spaces
     except OSError:
         return None
     return int(fields[1]), int(fields[19])
@@ -128,11 +139,15 @@ def smoke(tmp_path_factory):
     folder = tmp_path_factory.mktemp("smoke") / "alpha"
     ray.shutdown()  # a Ray another test module left initialised would be reused
     try:
-        res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json")
+        res = vaestudy_cli(
+            "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json"
+        )
     finally:
         ray.shutdown()  # the tests below only read what the run left behind
     assert res.exit_code == 0, (res.output[-4000:], res.exception)
-    assert "4 trials, 0 already finished, 4 to run" in res.stderr and "Ray: 1 node(s)" in res.stderr, res.stderr
+    assert (
+        "4 trials, 0 already finished, 4 to run" in res.stderr and "Ray: 1 node(s)" in res.stderr
+    ), res.stderr
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     return {"folder": folder, "summary": json.loads(res.stdout), "client": client}
 
@@ -146,7 +161,7 @@ def runs_of(client, experiment: str):
 
 
 def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
-    from studies.spec import load_study
+    from studies.loading import load_study
 
     client, folder = smoke["client"], smoke["folder"]
     assert smoke["summary"]["statuses"] == {"completed": 4}, smoke["summary"]
@@ -156,7 +171,9 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
 
     points = load_study("alpha-sweep").points("smoke")
     assert len(points) == 4
-    assert sorted(r.data.tags["vaestudy.trial_key"] for r in children) == sorted(trial_key(p) for p in points)
+    assert sorted(r.data.tags["vaestudy.trial_key"] for r in children) == sorted(
+        trial_key(p) for p in points
+    )
     for run in children:
         key = run.data.tags["vaestudy.trial_key"]
         assert run.info.status == "FINISHED", key
@@ -167,7 +184,12 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
         for name, value in config.items():
             assert name in run.data.params, (key, name)
             if not isinstance(value, list):
-                assert run.data.params[name] == str(value), (key, name, run.data.params[name], value)
+                assert run.data.params[name] == str(value), (
+                    key,
+                    name,
+                    run.data.params[name],
+                    value,
+                )
         assert run.data.params["length"] == "52"
         # one history point per report for every metric
         for metric in METRICS:
@@ -178,21 +200,40 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
         local = Path(client.download_artifacts(run.info.run_id, "samples.txt", str(folder.parent)))
         text = local.read_text()
         assert text.startswith("# samples from the prior"), key
-        assert "# samples from the prior (temperature 1)" in text and "# interpolation between" in text, text
+        assert (
+            "# samples from the prior (temperature 1)" in text and "# interpolation between" in text
+        ), text
         # where the trial's time went, as its worker measured it: parts of its wall time, in MLflow too
         trial = json.loads((folder / "trials" / key / "trial.json").read_text())
         spent = trial["seconds"]
         assert set(spent) == {"train", "eval", "final", "checkpoint", "report"}, spent
-        assert spent["train"] > 0 and 0 < spent["final"] <= spent["eval"] and spent["checkpoint"] > 0, spent
-        assert sum(spent[k] for k in ("train", "eval", "checkpoint", "report")) <= trial["trial_wall_s"], trial
+        assert (
+            spent["train"] > 0 and 0 < spent["final"] <= spent["eval"] and spent["checkpoint"] > 0
+        ), spent
+        assert (
+            sum(spent[k] for k in ("train", "eval", "checkpoint", "report"))
+            <= trial["trial_wall_s"]
+        ), trial
         assert run.data.metrics["time/train_s"] == pytest.approx(spent["train"]), key
     # study.json: this one driver run, its start, end and concurrency; the report states the use of its slots
     (launch,) = json.loads((folder / "study.json").read_text())["launches"]
-    assert launch["attempt"] == 1 and launch["concurrency"] >= 1 and launch["started"] < launch["ended"], launch
+    assert (
+        launch["attempt"] == 1
+        and launch["concurrency"] >= 1
+        and launch["started"] < launch["ended"]
+    ), launch
     report = (folder / "report.md").read_text()
-    assert "1 driver run(s)" in report and "trial(s) at once" in report and "slot utilisation" in report, report
+    assert (
+        "1 driver run(s)" in report
+        and "trial(s) at once" in report
+        and "slot utilisation" in report
+    ), report
     use = json.loads((folder / "claims.json").read_text())["compute"]
-    assert 0 < use["utilisation"] <= 1 and use["concurrency"] == [launch["concurrency"]] and not use["estimated"], use
+    assert (
+        0 < use["utilisation"] <= 1
+        and use["concurrency"] == [launch["concurrency"]]
+        and not use["estimated"]
+    ), use
 
 
 def test_smoke_trials_parquet_matches_the_mlflow_runs(smoke):
@@ -202,8 +243,14 @@ def test_smoke_trials_parquet_matches_the_mlflow_runs(smoke):
     by_key = {r.data.tags["vaestudy.trial_key"]: r for r in children}
     assert {r["trial_key"] for r in rows} == set(by_key)
     for key, run in by_key.items():
-        valid = {r["step"]: r["total_bpc"] for r in rows if r["trial_key"] == key and r["split"] == "valid"}
-        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "valid/total_bpc")}
+        valid = {
+            r["step"]: r["total_bpc"]
+            for r in rows
+            if r["trial_key"] == key and r["split"] == "valid"
+        }
+        history = {
+            m.step: m.value for m in client.get_metric_history(run.info.run_id, "valid/total_bpc")
+        }
         assert set(valid) == set(history), key
         for step, value in valid.items():
             assert history[step] == pytest.approx(value, rel=1e-9), (key, step)
@@ -217,7 +264,9 @@ def test_smoke_study_leaves_no_run_running_and_a_rerun_runs_nothing(smoke):
     _, children_before = runs_of(client, "alpha-sweep")
 
     t0 = time.monotonic()
-    res = vaestudy_cli("run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json", "--no-report")
+    res = vaestudy_cli(
+        "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json", "--no-report"
+    )
     wall = time.monotonic() - t0
     assert res.exit_code == 0, (res.output[-3000:], res.exception)
     assert "4 already finished, 0 to run" in res.stderr, res.stderr
@@ -240,9 +289,29 @@ def server_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
     with running_mlflow_server(tmp) as url:
         driver = subprocess.Popen(
-            [*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(tmp / "alpha"),
-             "--set", "steps=20", "--set", "eval_every=10", "--tracking-uri", url, "--json"],
-            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            [
+                *VAESTUDY,
+                "run",
+                "alpha-sweep",
+                "--preset",
+                "smoke",
+                "--storage",
+                str(tmp / "alpha"),
+                "--set",
+                "steps=20",
+                "--set",
+                "eval_every=10",
+                "--tracking-uri",
+                url,
+                "--json",
+            ],
+            cwd=ROOT,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         sockets: set[tuple[str, int, str]] = set()
         tree: dict[int, int] = {}
         try:
@@ -258,15 +327,24 @@ def server_run(tmp_path_factory):
             kill_all(tree)  # the driver if it hangs, and any Ray process it failed to stop
             driver.wait(timeout=30)
         assert driver.returncode == 0, err[-4000:]
-        yield {"url": url, "summary": json.loads(out.strip().splitlines()[-1]), "stdout": out, "stderr": err,
-               "sockets": sockets}
+        yield {
+            "url": url,
+            "summary": json.loads(out.strip().splitlines()[-1]),
+            "stdout": out,
+            "stderr": err,
+            "sockets": sockets,
+        }
 
 
 def rest(url: str, path: str, body: dict | None = None, **query) -> dict:
     full = f"{url}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(full, data=data, headers={"Content-Type": "application/json"},
-                                 method="POST" if data else "GET")
+    req = urllib.request.Request(
+        full,
+        data=data,
+        headers={"Content-Type": "application/json"},
+        method="POST" if data else "GET",
+    )
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
 
@@ -276,8 +354,12 @@ def test_study_tracked_by_an_mlflow_server_reads_back_over_rest(server_run):
     url = server_run["url"]
     assert server_run["summary"]["tracking_uri"] == url
     exp = rest(url, "experiments/get-by-name", experiment_name="alpha-sweep")["experiment"]
-    runs = rest(url, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
-    tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs}
+    runs = rest(
+        url, "runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000}
+    )["runs"]
+    tags = {
+        r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"].get("tags", [])} for r in runs
+    }
     parents = [r for r in runs if "mlflow.parentRunId" not in tags[r["info"]["run_id"]]]
     children = [r for r in runs if "mlflow.parentRunId" in tags[r["info"]["run_id"]]]
     assert len(parents) == 1 and parents[0]["info"]["status"] == "FINISHED"
@@ -306,10 +388,16 @@ def test_stdout_is_only_the_json_summary_with_a_tracking_server(server_run):
 @pytest.mark.slow
 def test_the_terminal_shows_only_vaestudys_lines_and_the_log_file_the_rest(server_run, tmp_path):
     # Ray's token warning and MLflow's "Creating initial MLflow database tables" used to be here.
-    foreign = [ln for ln in server_run["stderr"].splitlines() if ln.strip() and not ln.startswith("[alpha-sweep] ")]
+    foreign = [
+        ln
+        for ln in server_run["stderr"].splitlines()
+        if ln.strip() and not ln.startswith("[alpha-sweep] ")
+    ]
     assert not foreign, foreign
     log = (Path(server_run["summary"]["folder"]) / "vaestudy.log").read_text()
-    assert "ray." in log and "WARNING" in log, log[-2000:]  # what was kept off the terminal is kept here
+    assert "ray." in log and "WARNING" in log, log[
+        -2000:
+    ]  # what was kept off the terminal is kept here
 
 
 def test_a_run_writes_its_report_and_the_parent_run_carries_it(smoke):
@@ -319,7 +407,10 @@ def test_a_run_writes_its_report_and_the_parent_run_carries_it(smoke):
     assert summary["claims"] == {c["id"]: c["verdict"] for c in verdicts} and verdicts
     parent = client.get_run(summary["parent_run_id"])
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} >= {
-        "report/report.md", "report/claims.json", "report/summary.parquet"}
+        "report/report.md",
+        "report/claims.json",
+        "report/summary.parquet",
+    }
     assert all(parent.data.tags[f"vaestudy.claim.{c['id']}"] == c["verdict"] for c in verdicts)
 
 
@@ -372,12 +463,25 @@ def two_node_cluster():
     temp = tempfile.mkdtemp(prefix="vsray-", dir="/tmp")  # short: Ray's socket paths are limited
     # A private RAY_TMPDIR keeps the cluster out of /tmp/ray (its ray_current_cluster file), and
     # token auth (Ray's default) is on with a token of this test's own.
-    env = {**ENV, "RAY_TMPDIR": temp, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": uuid.uuid4().hex}
-    proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(free_port()), str(free_port()), str(free_port())],
-                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    env = {
+        **ENV,
+        "RAY_TMPDIR": temp,
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": uuid.uuid4().hex,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLUSTER, str(free_port()), str(free_port()), str(free_port())],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     tree: dict[int, int] = {}
-    watchdog = threading.Timer(180, proc.kill)  # a helper that never answers fails the test, not the run
+    watchdog = threading.Timer(
+        180, proc.kill
+    )  # a helper that never answers fails the test, not the run
     watchdog.start()
     try:
         line = proc.stdout.readline()
@@ -414,9 +518,29 @@ def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster
     # --max-concurrent 2 lets Tune hold two trials pending at once (with a searcher it holds one
     # otherwise), so the second trial waits for the other node's CPU instead of reusing the first
     # node's actor.
-    res = subprocess.run([*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder),
-                          "--address", address, "--cpus-per-trial", "1", "--max-concurrent", "2", "--json"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        [
+            *VAESTUDY,
+            "run",
+            "alpha-sweep",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--address",
+            address,
+            "--cpus-per-trial",
+            "1",
+            "--max-concurrent",
+            "2",
+            "--json",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     assert "Ray: 2 node(s), 2 CPUs" in res.stderr, res.stderr[-2000:]
     assert json.loads(res.stdout)["statuses"] == {"completed": 4}
@@ -439,12 +563,37 @@ def test_study_runs_trials_on_both_nodes_of_a_cluster(tmp_path, two_node_cluster
 def test_a_trial_on_a_lost_worker_node_continues_from_its_checkpoint(tmp_path, two_node_cluster):
     address, head, worker, actors, env, kill_worker = two_node_cluster
     folder, steps, every = tmp_path / "alpha", 600, 30
-    driver = subprocess.Popen([*VAESTUDY, "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder),
-                               "--address", address, "--cpus-per-trial", "1", "--max-concurrent", "2", "--set",
-                               f"steps={steps}", "--set", f"eval_every={every}", "--collapse-threshold", "0",
-                               "--json", "--no-report"],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)
+    driver = subprocess.Popen(
+        [
+            *VAESTUDY,
+            "run",
+            "alpha-sweep",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--address",
+            address,
+            "--cpus-per-trial",
+            "1",
+            "--max-concurrent",
+            "2",
+            "--set",
+            f"steps={steps}",
+            "--set",
+            f"eval_every={every}",
+            "--collapse-threshold",
+            "0",
+            "--json",
+            "--no-report",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
     def rows_by_trial() -> dict[str, list[dict]]:
         out = {}
@@ -457,10 +606,20 @@ def test_a_trial_on_a_lost_worker_node_continues_from_its_checkpoint(tmp_path, t
     try:
         victim, deadline = None, time.monotonic() + 240
         while victim is None:  # a trial of the worker node with two reports (so two checkpoints)
-            assert time.monotonic() < deadline and driver.poll() is None, "no trial reported on the worker node"
-            on_worker = {a["pid"] for a in actors() if a["node"] == worker and a["state"] == "ALIVE"}
-            victim = next((k for k, rows in rows_by_trial().items()
-                           if len(rows) >= 2 and rows[-1]["pid"] in on_worker), None)
+            assert time.monotonic() < deadline and driver.poll() is None, (
+                "no trial reported on the worker node"
+            )
+            on_worker = {
+                a["pid"] for a in actors() if a["node"] == worker and a["state"] == "ALIVE"
+            }
+            victim = next(
+                (
+                    k
+                    for k, rows in rows_by_trial().items()
+                    if len(rows) >= 2 and rows[-1]["pid"] in on_worker
+                ),
+                None,
+            )
             time.sleep(0.5)
         reported = max(r["step"] for r in rows_by_trial()[victim])
         assert kill_worker() == "killed"
@@ -471,18 +630,25 @@ def test_a_trial_on_a_lost_worker_node_continues_from_its_checkpoint(tmp_path, t
             os.killpg(driver.pid, signal.SIGKILL)
             driver.communicate()
     assert driver.returncode == 0, err[-4000:]
-    assert out.strip().startswith("{"), (out[-3000:], err[-3000:])  # Ray's own lines stay off stdout
+    assert out.strip().startswith("{"), (
+        out[-3000:],
+        err[-3000:],
+    )  # Ray's own lines stay off stdout
     assert json.loads(out)["statuses"] == {"completed": 4}, err[-3000:]
     rows = rows_by_trial()[victim]
     lost = [r for r in rows if r["pid"] == rows[0]["pid"]]
     after = [r for r in rows if r["pid"] != rows[0]["pid"]]
     assert after, "the lost trial never ran again"
     # It went on from a checkpoint (the last one that reached the driver), not from scratch.
-    assert every < after[0]["step"] <= lost[-1]["step"] + every, [(r["step"], r["pid"]) for r in rows]
+    assert every < after[0]["step"] <= lost[-1]["step"] + every, [
+        (r["step"], r["pid"]) for r in rows
+    ]
     recovered_s = after[0]["timestamp"] - killed_at  # Ray's timestamp: whole epoch seconds
-    print(f"lost trial {victim}: step {reported} seen at the kill, {lost[-1]['step']} its last report, resumed at "
-          f"step {after[0]['step']}, "
-          f"next report {recovered_s:.1f} s after the kill")
+    print(
+        f"lost trial {victim}: step {reported} seen at the kill, {lost[-1]['step']} its last report, resumed at "
+        f"step {after[0]['step']}, "
+        f"next report {recovered_s:.1f} s after the kill"
+    )
     # One MLflow run per trial, the lost one included, each step of it logged exactly once.
     from mlflow.tracking import MlflowClient
 
@@ -505,9 +671,15 @@ BAD_RUNS = {
     "bad value": (["run", "alpha-sweep", "--set", "length=4"], "length"),
     "swept key": (["run", "alpha-sweep", "--set", "alpha=0.5"], "swept"),
     "unreachable cluster": (["run", "alpha-sweep", "--address", "127.0.0.1:1"], "127.0.0.1:1"),
-    "unreachable server": (["run", "alpha-sweep", "--tracking-uri", "http://127.0.0.1:1"], "http://127.0.0.1:1"),
+    "unreachable server": (
+        ["run", "alpha-sweep", "--tracking-uri", "http://127.0.0.1:1"],
+        "http://127.0.0.1:1",
+    ),
     "file store": (["run", "alpha-sweep", "--tracking-uri", "file:///tmp/x"], "file:///tmp/x"),
-    "missing corpus": (["run", "alpha-sweep", "--set", "corpus=/nonexistent/path.txt"], "/nonexistent/path.txt"),
+    "missing corpus": (
+        ["run", "alpha-sweep", "--set", "corpus=/nonexistent/path.txt"],
+        "/nonexistent/path.txt",
+    ),
     "ptb offline": (["run", "alpha-sweep", "--preset", "cpu"], "ptb"),
 }
 
@@ -529,11 +701,19 @@ def test_bad_run_input_is_one_line_exit_2_and_creates_nothing(case, tmp_path, mo
 
 
 BAD_STUDY_FILES = {  # a study file passed by path, with one bad entry each
-    "space": ('space={"alpha": ("float", 0.0, 1.0)}, sampler="tpe", metric="valid/kl_bpc"',
-              "space entry alpha=('float', 0.0, 1.0); expected Float(lo, hi)"),
-    "figure": ('grid={"alpha": (0.2,)}, figure="alpha|anneal"', "figure='alpha|anneal'; expected Figure(kind, ...)"),
-    "claim": ('grid={"alpha": (0.2,)}, claims=(Claim("c", "c", "all_above", dict(where={}, y="kl_bpc", '
-              'threshold=0.1)),)', "claim c: check='all_above' is not a function"),
+    "space": (
+        'space={"alpha": ("float", 0.0, 1.0)}, sampler="tpe", metric="valid/kl_bpc"',
+        "space entry alpha=('float', 0.0, 1.0); expected Float(lo, hi)",
+    ),
+    "figure": (
+        'grid={"alpha": (0.2,)}, figure="alpha|anneal"',
+        "figure='alpha|anneal'; expected Figure(kind, ...)",
+    ),
+    "claim": (
+        'grid={"alpha": (0.2,)}, claims=(Claim("c", "c", "all_above", dict(where={}, y="kl_bpc", '
+        "threshold=0.1)),)",
+        "claim c: check='all_above' is not a function",
+    ),
 }
 
 
@@ -542,10 +722,12 @@ def test_a_bad_study_file_is_one_line_exit_2_and_creates_nothing(case, tmp_path,
     monkeypatch.chdir(tmp_path)
     fields, text = BAD_STUDY_FILES[case]
     path = tmp_path / "my_study.py"
-    path.write_text("from studies.presets import cpu, paper, smoke\n"
-                    "from studies.spec import Claim, Study\n"
-                    f'STUDY = Study(name="mine", title="t", reproduces="search", {fields}, '
-                    'presets={"smoke": smoke(), "cpu": cpu(steps=10), "paper": paper()})\n')
+    path.write_text(
+        "from studies.presets import cpu, paper, smoke\n"
+        "from studies.spec import Claim, Study\n"
+        f'STUDY = Study(name="mine", title="t", reproduces="search", {fields}, '
+        'presets={"smoke": smoke(), "cpu": cpu(steps=10), "paper": paper()})\n'
+    )
     folder = tmp_path / "study"
     res = vaestudy_cli("run", str(path), "--storage", str(folder))
     assert_one_line_error(res, text)
@@ -553,7 +735,9 @@ def test_a_bad_study_file_is_one_line_exit_2_and_creates_nothing(case, tmp_path,
     assert not list(tmp_path.rglob("mlflow.db")) and not list(tmp_path.rglob("optuna.db"))
 
 
-@pytest.mark.parametrize("args", [["train", "transformer"], ["resume", "/nonexistent"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args", [["train", "transformer"], ["resume", "/nonexistent"]], ids=" ".join
+)
 def test_bad_command_input_is_one_line_exit_2(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     res = vaestudy_cli(*args)
@@ -575,12 +759,16 @@ def assert_one_line_error(res, text: str) -> None:
 def all_commands(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     found = [path]
     for name, cmd in sorted(group.commands.items()):
-        found += all_commands(cmd, (*path, name)) if isinstance(cmd, click.Group) else [(*path, name)]
+        found += (
+            all_commands(cmd, (*path, name)) if isinstance(cmd, click.Group) else [(*path, name)]
+        )
     return found
 
 
 def test_the_command_walk_finds_nested_commands():
-    assert {(), ("run",), ("resume",), ("data",), ("data", "fetch"), ("bench", "overhead")} <= set(all_commands(cli))
+    assert {(), ("run",), ("resume",), ("data",), ("data", "fetch"), ("bench", "overhead")} <= set(
+        all_commands(cli)
+    )
 
 
 @pytest.mark.parametrize("path", all_commands(cli), ids=lambda p: " ".join(("vaestudy", *p)))

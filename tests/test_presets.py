@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from studies.spec import PRESET_NAMES, builtin_studies, load_study
+from studies.loading import builtin_studies, load_study
+from studies.spec import PRESET_NAMES
 
 STUDIES = list(builtin_studies())
 LSTM_MODELS = ("lstm", "hybrid-lstm")
@@ -53,7 +54,9 @@ def test_every_trial_of_a_study_trains_the_same_number_of_steps(name, preset):
     study = load_study(name)
     assert len({c.steps for c in configs(study, preset)}) == 1
     # and every model it could train would too
-    assert len({study.trial_config(preset, {"model": m}).steps for m in LSTM_MODELS + ("conv",)}) == 1
+    assert (
+        len({study.trial_config(preset, {"model": m}).steps for m in LSTM_MODELS + ("conv",)}) == 1
+    )
 
 
 @pytest.mark.parametrize("preset", PRESET_NAMES)
@@ -74,7 +77,10 @@ def test_show_json_lists_grid_seeds_overrides_and_claims_with_controls(name):
     for preset in PRESET_NAMES:
         p = shown["presets"][preset]
         assert set(p["model_overrides"]) >= {"lstm", "hybrid-lstm", "hybrid-bytenet"}
-        assert p["model_overrides"]["lstm"]["anneal_start"] > p["model_overrides"]["hybrid-lstm"]["anneal_start"]
+        assert (
+            p["model_overrides"]["lstm"]["anneal_start"]
+            > p["model_overrides"]["hybrid-lstm"]["anneal_start"]
+        )
         if study.is_grid:
             assert p["grid"] == {k: list(v) for k, v in study.grid_for(preset).items()}
             assert p["trials"] == len(study.points(preset)) * len(p["seeds"])

@@ -2,7 +2,6 @@
 Ray, tracked in MLflow, and `vaestudy report` evaluating its five claims per seed."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,33 +9,72 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import subprocess_env
+
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
+ENV = subprocess_env()
 
 
 @pytest.mark.slow
 def test_remedies_smoke_runs_end_to_end_and_its_claims_are_judged(tmp_path):
     folder = tmp_path / "remedies"
-    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "remedies", "--preset", "smoke",
-                          "--storage", str(folder), "--json"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=900)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "run",
+            "remedies",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--json",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
     assert sum(summary["statuses"].values()) == 10, summary
-    report = subprocess.run([sys.executable, "-m", "cli.main", "report", str(folder)], cwd=ROOT, env=ENV,
-                            capture_output=True, text=True, timeout=300)
+    report = subprocess.run(
+        [sys.executable, "-m", "cli.main", "report", str(folder)],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     claims = json.loads((folder / "claims.json").read_text())
     ids = [c["id"] for c in claims["claims"]]
-    assert ids == ["plain-lstm-collapsed", "remedies-use-z", "aggressive-raises-mi", "hybrid-reads-z-as-much",
-                   "hybrid-bound-comparable"]
+    assert ids == [
+        "plain-lstm-collapsed",
+        "remedies-use-z",
+        "aggressive-raises-mi",
+        "hybrid-reads-z-as-much",
+        "hybrid-bound-comparable",
+    ]
     for c in claims["claims"]:
-        assert c["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE", "UNSTABLE") and len(c["seeds"]) == 1, c
+        assert (
+            c["verdict"] in ("PASS", "FAIL", "INCONCLUSIVE", "UNSTABLE") and len(c["seeds"]) == 1
+        ), c
     rows = pq.read_table(folder / "summary.parquet").to_pylist()
-    assert {r["variant"] for r in rows} == {"lstm", "hybrid", *(f"{m}+{r}" for m in ("lstm", "hybrid")
-                                                                for r in ("free-bits", "cyclical", "aggressive",
-                                                                          "bn-vae"))}
-    assert all(r["z_gain_bpc"] == r["z_gain_bpc"] for r in rows), rows  # measured (not NaN) for every trial
+    assert {r["variant"] for r in rows} == {
+        "lstm",
+        "hybrid",
+        *(
+            f"{m}+{r}"
+            for m in ("lstm", "hybrid")
+            for r in ("free-bits", "cyclical", "aggressive", "bn-vae")
+        ),
+    }
+    assert all(r["z_gain_bpc"] == r["z_gain_bpc"] for r in rows), (
+        rows
+    )  # measured (not NaN) for every trial
     text = (folder / "report.md").read_text()
     assert "z gain" in text and "plumbing, not the paper" in text
 
@@ -45,9 +83,17 @@ def test_remedies_smoke_runs_end_to_end_and_its_claims_are_judged(tmp_path):
 
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     exp = client.get_experiment_by_name("remedies")
-    runs = [r for r in client.search_runs([exp.experiment_id]) if "vaestudy.trial_key" in r.data.tags]
+    runs = [
+        r for r in client.search_runs([exp.experiment_id]) if "vaestudy.trial_key" in r.data.tags
+    ]
     assert len(runs) == 10
     for r in runs:
-        assert {"valid/probe_topic_acc", "valid/probe_topic_chance", "valid/z_gain_bpc"} <= set(r.data.metrics), r
-        assert {f"probe_{f}_chance" for f in ("topic", "tense", "length")} <= set(r.data.params), r.data.params
-        assert float(r.data.params["probe_topic_chance"]) == r.data.metrics["valid/probe_topic_chance"]
+        assert {"valid/probe_topic_acc", "valid/probe_topic_chance", "valid/z_gain_bpc"} <= set(
+            r.data.metrics
+        ), r
+        assert {f"probe_{f}_chance" for f in ("topic", "tense", "length")} <= set(r.data.params), (
+            r.data.params
+        )
+        assert (
+            float(r.data.params["probe_topic_chance"]) == r.data.metrics["valid/probe_topic_chance"]
+        )

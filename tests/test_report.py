@@ -7,8 +7,6 @@ import json
 import math
 import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,30 +22,49 @@ from studies.results import claims  # noqa: E402
 from studies.results.figures import draw_figures, figure_files  # noqa: E402
 from studies.results.read import StudyResults, summary_row  # noqa: E402
 from studies.errors import StudyError  # noqa: E402
-from studies.spec import Figure, builtin_studies, load_study, trial_key, trial_name  # noqa: E402
+from studies.loading import builtin_studies, load_study  # noqa: E402
+from studies.spec import Figure, trial_key, trial_name  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "MPLBACKEND": "Agg"}
 REPORT_FILES = {"trials.parquet", "summary.parquet", "fig5.png", "claims.json", "report.md"}
-SUMMARY_COLUMNS = {"study", "preset", "trial_key", "status", "alpha", "anneal", "total_bpc", "rec_bpc", "kl_bpc",
-                   "aux_bpc", "active_units", "mutual_info", "iw_nll_bpc", "mi_pool", "mi_pool_max", "unigram_bpc",
-                   "steps", "wall_s", "chars_per_s"}
+SUMMARY_COLUMNS = {
+    "study",
+    "preset",
+    "trial_key",
+    "status",
+    "alpha",
+    "anneal",
+    "total_bpc",
+    "rec_bpc",
+    "kl_bpc",
+    "aux_bpc",
+    "active_units",
+    "mutual_info",
+    "iw_nll_bpc",
+    "mi_pool",
+    "mi_pool_max",
+    "unigram_bpc",
+    "steps",
+    "wall_s",
+    "chars_per_s",
+}
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("report") / "alpha"
-    res = subprocess.run([sys.executable, "-m", "cli.main", "run", "alpha-sweep", "--preset", "smoke",
-                          "--storage", str(folder), "--no-report"], cwd=ROOT, env=ENV, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+def study_dir(finished_smoke_study):
+    folder, res = finished_smoke_study.folder, finished_smoke_study
     # A person at the terminal: progress on stderr, a summary that says where to go next on stdout.
     assert not (folder / "report.md").exists()
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("[alpha-sweep] finished in ") and lines[0].endswith(": 4 completed"), lines
-    assert f"  folder   {folder}" in lines and any(f"vaestudy ui {folder}" in ln for ln in lines), lines
+    assert lines[0].startswith("[alpha-sweep] finished in ") and lines[0].endswith(
+        ": 4 completed"
+    ), lines
+    assert f"  folder   {folder}" in lines and any(f"vaestudy ui {folder}" in ln for ln in lines), (
+        lines
+    )
     assert any(f"vaestudy report {folder}" in ln for ln in lines), lines
-    assert all(ln.startswith("[alpha-sweep] ") for ln in res.stderr.splitlines() if ln.strip()), res.stderr
+    assert all(ln.startswith("[alpha-sweep] ") for ln in res.stderr.splitlines() if ln.strip()), (
+        res.stderr
+    )
     return folder
 
 
@@ -65,7 +82,9 @@ def mlflow_runs(study_dir):
     state = json.loads((study_dir / "study.json").read_text())
     client = MlflowClient(state["tracking_uri"])
     exp = client.get_experiment_by_name("alpha-sweep")
-    children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'")
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{state['parent_run_id']}'"
+    )
     return client, state["parent_run_id"], {r.data.tags["vaestudy.trial_key"]: r for r in children}
 
 
@@ -73,17 +92,25 @@ def test_report_writes_every_file(study_dir, reported):
     assert REPORT_FILES <= {p.name for p in study_dir.iterdir()}
     lines = reported.strip().splitlines()
     assert lines[-1].startswith("report: ") and lines[-1].endswith("(5 files)")
-    assert {line.split()[1] for line in lines[:-1]} == {c.id for c in load_study("alpha-sweep").claims}
+    assert {line.split()[1] for line in lines[:-1]} == {
+        c.id for c in load_study("alpha-sweep").claims
+    }
 
 
 def test_summary_has_one_row_per_trial_with_the_listed_columns(study_dir, reported, mlflow_runs):
     summary = pq.read_table(study_dir / "summary.parquet")
     assert SUMMARY_COLUMNS <= set(summary.column_names)
     rows = summary.to_pylist()
-    assert len(rows) == 4 and {(r["alpha"], r["anneal"]) for r in rows} == {(a, b) for a in (0.2, 0.8) for b in (True, False)}
-    assert all(r["status"] == "completed" and r["steps"] == 40 and r["wall_s"] > 0 and r["chars_per_s"] > 0
-               for r in rows)
-    assert all(math.isfinite(r[m]) for r in rows for m in ("total_bpc", "kl_bpc", "aux_bpc", "iw_nll_bpc"))
+    assert len(rows) == 4 and {(r["alpha"], r["anneal"]) for r in rows} == {
+        (a, b) for a in (0.2, 0.8) for b in (True, False)
+    }
+    assert all(
+        r["status"] == "completed" and r["steps"] == 40 and r["wall_s"] > 0 and r["chars_per_s"] > 0
+        for r in rows
+    )
+    assert all(
+        math.isfinite(r[m]) for r in rows for m in ("total_bpc", "kl_bpc", "aux_bpc", "iw_nll_bpc")
+    )
 
 
 def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
@@ -103,9 +130,15 @@ def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
         assert summary[key]["mi_pool_max"] == pytest.approx(math.log(pool)) and pool > n
         assert summary[key]["mi_pool"] <= summary[key]["mi_pool_max"] + 1e-6
         for metric in ("total_bpc", "kl_bpc", "rec_bpc"):
-            history = sorted(client.get_metric_history(run.info.run_id, f"valid/{metric}"), key=lambda m: m.step)
+            history = sorted(
+                client.get_metric_history(run.info.run_id, f"valid/{metric}"), key=lambda m: m.step
+            )
             assert summary[key][metric] == history[-1].value
-            parquet = sorted((r["step"], r[metric]) for r in trials if r["trial_key"] == key and r["split"] == "valid")
+            parquet = sorted(
+                (r["step"], r[metric])
+                for r in trials
+                if r["trial_key"] == key and r["split"] == "valid"
+            )
             assert parquet == [(m.step, m.value) for m in history]
 
 
@@ -119,10 +152,14 @@ def test_files_are_logged_to_the_parent_run(study_dir, reported, mlflow_runs):
     assert all(tags[f"vaestudy.claim.{c['id']}"] == c["verdict"] for c in verdicts)
 
 
-def test_report_from_the_mlflow_experiment_matches_the_folder(study_dir, reported, mlflow_runs, tmp_path):
+def test_report_from_the_mlflow_experiment_matches_the_folder(
+    study_dir, reported, mlflow_runs, tmp_path
+):
     state = json.loads((study_dir / "study.json").read_text())
     out = tmp_path / "from-mlflow"
-    res = CliRunner().invoke(report, ["alpha-sweep", "--tracking-uri", state["tracking_uri"], "--out", str(out)])
+    res = CliRunner().invoke(
+        report, ["alpha-sweep", "--tracking-uri", state["tracking_uri"], "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert REPORT_FILES == {p.name for p in out.iterdir()}
     a = {r["trial_key"]: r for r in pq.read_table(study_dir / "summary.parquet").to_pylist()}
@@ -134,9 +171,13 @@ def test_report_from_the_mlflow_experiment_matches_the_folder(study_dir, reporte
                 assert b[key][col] == value, (key, col)
     ta, tb = pq.read_table(study_dir / "trials.parquet"), pq.read_table(out / "trials.parquet")
     assert ta.column_names == tb.column_names and ta.num_rows == tb.num_rows
-    assert json.loads((out / "claims.json").read_text())["claims"] == \
-        json.loads((study_dir / "claims.json").read_text())["claims"]
-    client, parent, _ = mlflow_runs  # this report was logged to the same parent run, replacing the first
+    assert (
+        json.loads((out / "claims.json").read_text())["claims"]
+        == json.loads((study_dir / "claims.json").read_text())["claims"]
+    )
+    client, parent, _ = (
+        mlflow_runs  # this report was logged to the same parent run, replacing the first
+    )
     logged = {Path(a.path).name: a.file_size for a in client.list_artifacts(parent, "report")}
     assert logged["summary.parquet"] == (out / "summary.parquet").stat().st_size
 
@@ -160,8 +201,12 @@ def test_claims_json_has_a_verdict_per_declared_claim(study_dir, reported):
     study = load_study("alpha-sweep")
     assert [c["id"] for c in data["claims"]] == [c.id for c in study.claims]
     for c in data["claims"]:
-        assert c["verdict"] in claims.VERDICTS and c["threshold"] and "measured" in c and "spread" in c
-        assert [s["seed"] for s in c["seeds"]] == [0] and c["seeds"][0]["verdict"] in claims.SEED_VERDICTS
+        assert (
+            c["verdict"] in claims.VERDICTS and c["threshold"] and "measured" in c and "spread" in c
+        )
+        assert [s["seed"] for s in c["seeds"]] == [0] and c["seeds"][0][
+            "verdict"
+        ] in claims.SEED_VERDICTS
     md = (study_dir / "report.md").read_text()
     assert "| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |" in md
     assert "![fig5.png](fig5.png)" in md
@@ -173,14 +218,20 @@ def test_claims_json_has_a_verdict_per_declared_claim(study_dir, reported):
 def test_bad_inputs_are_one_line_exit_2(study_dir, reported, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    MlflowClient(f"sqlite:///{tmp_path}/other.db").search_experiments()  # a store without the study's runs
+    MlflowClient(
+        f"sqlite:///{tmp_path}/other.db"
+    ).search_experiments()  # a store without the study's runs
     runner = CliRunner()
-    for args, text in [([str(tmp_path / "none")], "is not a study folder"),
-                       (["no-such-experiment", "--tracking-uri", f"sqlite:///{study_dir}/mlflow.db"],
-                        "no MLflow experiment 'no-such-experiment'"),
-                       ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/other.db"], "is not at"),
-                       ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/typo.db"], "no MLflow database"),
-                       ([str(tmp_path), "--experiment", "alpha-sweep"], "needs --tracking-uri")]:
+    for args, text in [
+        ([str(tmp_path / "none")], "is not a study folder"),
+        (
+            ["no-such-experiment", "--tracking-uri", f"sqlite:///{study_dir}/mlflow.db"],
+            "no MLflow experiment 'no-such-experiment'",
+        ),
+        ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/other.db"], "is not at"),
+        ([str(study_dir), "--tracking-uri", f"sqlite:///{tmp_path}/typo.db"], "no MLflow database"),
+        ([str(tmp_path), "--experiment", "alpha-sweep"], "needs --tracking-uri"),
+    ]:
         res = runner.invoke(report, args)
         assert res.exit_code == 2, (args, res.output)
         assert text in res.output and "Traceback" not in res.output
@@ -204,9 +255,18 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
         points = [{**p, "seed": s} for s in seeds for p in study.points(preset)]
     else:
         space = study.space
-        points = [{"model": rng.choice(space["model"].choices), "alpha": rng.random(), "dropout": rng.uniform(0, 0.9),
-                   "length": rng.randint(12, 60), "depth": rng.randint(1, 10), "latent": rng.randint(8, 128),
-                   "lr": 10 ** rng.uniform(-4, -2.6)} for _ in range(12)]
+        points = [
+            {
+                "model": rng.choice(space["model"].choices),
+                "alpha": rng.random(),
+                "dropout": rng.uniform(0, 0.9),
+                "length": rng.randint(12, 60),
+                "depth": rng.randint(1, 10),
+                "latent": rng.randint(8, 128),
+                "lr": 10 ** rng.uniform(-4, -2.6),
+            }
+            for _ in range(12)
+        ]
     summary, history_rows = [], []
     for i, params in enumerate(points):
         key = trial_key(params)
@@ -214,23 +274,56 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
         history = []
         for step in (250, 500, 750, 1000):
             for split in ("train", "valid"):
-                rec = 1.0 + 2.0 / (1 + step / 300) + 0.3 * rng.random() + (0.1 if split == "valid" else 0.0)
+                rec = (
+                    1.0
+                    + 2.0 / (1 + step / 300)
+                    + 0.3 * rng.random()
+                    + (0.1 if split == "valid" else 0.0)
+                )
                 kl = 0.05 + 0.2 * rng.random()
-                history.append({"step": step, "split": split, "total_bpc": rec + kl, "rec_bpc": rec, "kl_bpc": kl,
-                                "aux_bpc": rec + 0.5, "kl_weight": 1.0, "chars_per_s": 5000.0 if split == "train"
-                                else math.nan, "active_units": 5.0, "mutual_info": 1.0, "iw_nll_bpc": rec + kl,
-                                "z_gain_bpc": 0.3 * rng.random()})
+                history.append(
+                    {
+                        "step": step,
+                        "split": split,
+                        "total_bpc": rec + kl,
+                        "rec_bpc": rec,
+                        "kl_bpc": kl,
+                        "aux_bpc": rec + 0.5,
+                        "kl_weight": 1.0,
+                        "chars_per_s": 5000.0 if split == "train" else math.nan,
+                        "active_units": 5.0,
+                        "mutual_info": 1.0,
+                        "iw_nll_bpc": rec + kl,
+                        "z_gain_bpc": 0.3 * rng.random(),
+                    }
+                )
         config = {"corpus": "ptb", **{k: v for k, v in params.items() if k != "variant"}}
-        summary.append({"study": study.name, "preset": preset,
-                        **summary_row(key, params, config, status, None, history, 60.0, None)})
-        history_rows += [{"study": study.name, "trial_key": key, "status": status, **h} for h in history]
-    return StudyResults(study, preset, "ptb", summary, pa.Table.from_pylist(history_rows), None, None, "synthetic")
+        summary.append(
+            {
+                "study": study.name,
+                "preset": preset,
+                **summary_row(key, params, config, status, None, history, 60.0, None),
+            }
+        )
+        history_rows += [
+            {"study": study.name, "trial_key": key, "status": status, **h} for h in history
+        ]
+    return StudyResults(
+        study, preset, "ptb", summary, pa.Table.from_pylist(history_rows), None, None, "synthetic"
+    )
 
 
-FIGURES = [("alpha-sweep", None), ("fragment-length", None), ("bytenet-depth", None), ("dropout", None),
-           ("historyless", Figure("curves", series="variant", panel="length")), ("kl-frontier", None),
-           ("fragment-length", Figure("bars", x="variant", panel="length")),
-           ("fragment-length", Figure("lines", x="length", series="variant", panel="variant")), ("remedies", None)]
+FIGURES = [
+    ("alpha-sweep", None),
+    ("fragment-length", None),
+    ("bytenet-depth", None),
+    ("dropout", None),
+    ("historyless", Figure("curves", series="variant", panel="length")),
+    ("kl-frontier", None),
+    ("fragment-length", Figure("bars", x="variant", panel="length")),
+    ("fragment-length", Figure("lines", x="length", series="variant", panel="variant")),
+    ("remedies", None),
+]
 
 
 @pytest.mark.parametrize("name,figure", FIGURES)
@@ -244,10 +337,15 @@ def test_every_figure_kind_draws_from_synthetic_tables(tmp_path, name, figure):
 
 def test_figures_are_validated_where_they_are_made():
     assert Figure("lines", x="alpha", series="anneal").kind == "lines"
-    for bad, message in ((dict(kind="line", x="a", series="b"), "expected one of lines, bars, curves, measures, pareto"),
-                         (dict(kind="lines", x="alpha"), "takes x, series"),
-                         (dict(kind="curves", series="variant", x="step"), "got series, x"),
-                         (dict(kind="pareto", panel="length"), "takes no fields")):
+    for bad, message in (
+        (
+            dict(kind="line", x="a", series="b"),
+            "expected one of lines, bars, curves, measures, pareto",
+        ),
+        (dict(kind="lines", x="alpha"), "takes x, series"),
+        (dict(kind="curves", series="variant", x="step"), "got series, x"),
+        (dict(kind="pareto", panel="length"), "takes no fields"),
+    ):
         with pytest.raises(StudyError, match=message):
             Figure(**bad)
     for name in builtin_studies():  # every built-in study draws one figure
@@ -256,23 +354,41 @@ def test_figures_are_validated_where_they_are_made():
 
 def test_summary_rows_name_their_trials():
     results = synthetic_results(load_study("dropout"), seeds=(0,))
-    assert [r["name"] for r in results.summary] == [trial_name({**p, "seed": 0})
-                                                    for p in load_study("dropout").points("cpu")]
+    assert [r["name"] for r in results.summary] == [
+        trial_name({**p, "seed": 0}) for p in load_study("dropout").points("cpu")
+    ]
 
 
-@pytest.mark.parametrize("name,figure", [("alpha-sweep", None), ("dropout", None), ("kl-frontier", None),
-                                         ("remedies", None), ("historyless", Figure("curves", series="variant", panel="length"))])
+@pytest.mark.parametrize(
+    "name,figure",
+    [
+        ("alpha-sweep", None),
+        ("dropout", None),
+        ("kl-frontier", None),
+        ("remedies", None),
+        ("historyless", Figure("curves", series="variant", panel="length")),
+    ],
+)
 def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, figure):
     results = synthetic_results(load_study(name), figure=figure, seeds=(0,))
     for r in results.summary:
         r["status"] = "failed"
     files, _ = draw_figures(results, tmp_path)
-    assert files == figure_files(results.study) and all((tmp_path / f).stat().st_size > 5000 for f in files)
+    assert files == figure_files(results.study) and all(
+        (tmp_path / f).stat().st_size > 5000 for f in files
+    )
 
 
 def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
-    r = summary_row("k", {"alpha": 0.2}, {"corpus": "ptb"}, "failed", "loss became nan", [], None, None)
-    assert r["status"] == "failed" and r["steps"] is None and math.isnan(r["total_bpc"]) and math.isnan(r["wall_s"])
+    r = summary_row(
+        "k", {"alpha": 0.2}, {"corpus": "ptb"}, "failed", "loss became nan", [], None, None
+    )
+    assert (
+        r["status"] == "failed"
+        and r["steps"] is None
+        and math.isnan(r["total_bpc"])
+        and math.isnan(r["wall_s"])
+    )
     results = synthetic_results(load_study("alpha-sweep"), seeds=(0,))
     results.summary.append({"study": "alpha-sweep", "preset": "cpu", **r})
     assert claims.evaluate(results.study, results.summary, "cpu")  # no error on NaN rows
@@ -286,14 +402,42 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     from studies.results.points import average
 
     def train(step, updates, seconds):
-        return {"step": step, "split": "train", "total_bpc": 2.0, "encoder_updates": updates, "encoder_s": seconds}
+        return {
+            "step": step,
+            "split": "train",
+            "total_bpc": 2.0,
+            "encoder_updates": updates,
+            "encoder_s": seconds,
+        }
 
-    history = [train(250, 3400.0, 300.0), train(500, 3100.0, 280.0), train(750, 0.0, 0.0),
-               {"step": 750, "split": "valid", "total_bpc": 2.1}]
-    rows = [summary_row("a", {"variant": "lstm+aggressive", "seed": 0}, {"corpus": "ptb"}, "completed", None,
-                        history, 1000.0, None),
-            summary_row("b", {"variant": "lstm", "seed": 0}, {"corpus": "ptb"}, "completed", None,
-                        [{"step": 750, "split": "train", "total_bpc": 2.0}], 400.0, None)]
+    history = [
+        train(250, 3400.0, 300.0),
+        train(500, 3100.0, 280.0),
+        train(750, 0.0, 0.0),
+        {"step": 750, "split": "valid", "total_bpc": 2.1},
+    ]
+    rows = [
+        summary_row(
+            "a",
+            {"variant": "lstm+aggressive", "seed": 0},
+            {"corpus": "ptb"},
+            "completed",
+            None,
+            history,
+            1000.0,
+            None,
+        ),
+        summary_row(
+            "b",
+            {"variant": "lstm", "seed": 0},
+            {"corpus": "ptb"},
+            "completed",
+            None,
+            [{"step": 750, "split": "train", "total_bpc": 2.0}],
+            400.0,
+            None,
+        ),
+    ]
     a, b = rows
     assert (a["encoder_updates"], a["encoder_s"], a["aggressive_until"]) == (6500.0, 580.0, 500.0)
     assert "encoder_updates" not in b  # only trials that trained aggressively have the columns
@@ -303,7 +447,15 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     assert "580 s, 58% of its 1000 s" in lines[-1]
     assert aggressive_lines(rows[1:], ["variant"]) == []
     # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average together
-    c = summary_row("c", {"variant": "lstm+aggressive", "seed": 1}, {"corpus": "ptb"}, "completed", None,
-                    [train(250, 10.0, 1.0)], 50.0, None)
+    c = summary_row(
+        "c",
+        {"variant": "lstm+aggressive", "seed": 1},
+        {"corpus": "ptb"},
+        "completed",
+        None,
+        [train(250, 10.0, 1.0)],
+        50.0,
+        None,
+    )
     assert len([p for p in average([a, c]) if p["variant"] == "lstm+aggressive"]) == 1
     assert summary_table(rows).column("encoder_updates").to_pylist() == [6500.0, None]

@@ -20,15 +20,18 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from conftest import subprocess_env
 from studies.spec import trial_key
 
 VAESTUDY = [sys.executable, "-m", "cli.main"]
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONUNBUFFERED": "1"}
+ENV = subprocess_env()
 
 
 def vaestudy(*args, timeout=300):
-    return subprocess.run([*VAESTUDY, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*VAESTUDY, *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def trial_states(folder: Path) -> dict[str, dict]:
@@ -66,16 +69,39 @@ def wait_for(predicate, timeout, what):
 def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     folder = tmp_path / "alpha"
     steps, every = 300, 30
-    args = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--set", f"steps={steps}",
-            "--set", f"eval_every={every}", "--max-concurrent", "2"]
-    driver = subprocess.Popen([*VAESTUDY, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [
+        "run",
+        "alpha-sweep",
+        "--preset",
+        "smoke",
+        "--storage",
+        str(folder),
+        "--set",
+        f"steps={steps}",
+        "--set",
+        f"eval_every={every}",
+        "--max-concurrent",
+        "2",
+    ]
+    driver = subprocess.Popen(
+        [*VAESTUDY, *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
     def mid_study():
         states = trial_states(folder)
         done = [k for k, s in states.items() if s.get("status") == "completed"]
-        started = [k for k, s in states.items() if s.get("status") == "running"
-                   and (folder / "trials" / k / "checkpoint.prev.pt").exists()]  # two checkpoints kept
+        started = [
+            k
+            for k, s in states.items()
+            if s.get("status") == "running"
+            and (folder / "trials" / k / "checkpoint.prev.pt").exists()
+        ]  # two checkpoints kept
         return len(done) >= 1 and len(started) >= 1
 
     try:
@@ -85,15 +111,24 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
         log = driver.communicate()[0]
     before = trial_states(folder)
     completed_before = {k: s for k, s in before.items() if s.get("status") == "completed"}
-    interrupted = {k: s for k, s in before.items() if s.get("status") == "running"
-                   and (folder / "trials" / k / "checkpoint.pt").exists()}
+    interrupted = {
+        k: s
+        for k, s in before.items()
+        if s.get("status") == "running" and (folder / "trials" / k / "checkpoint.pt").exists()
+    }
     assert completed_before and interrupted, (before, log[-3000:])
-    history_mtimes = {k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before}
+    history_mtimes = {
+        k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before
+    }
     _, parents_before, _ = children(folder, "alpha-sweep")
     time.sleep(3)  # Ray's reaper takes down the killed driver's cluster
     # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one before.
-    damaged = next(k for k in interrupted if (folder / "trials" / k / "checkpoint.prev.pt").exists())
-    prev_step = torch.load(folder / "trials" / damaged / "checkpoint.prev.pt", weights_only=False)["step"]
+    damaged = next(
+        k for k in interrupted if (folder / "trials" / k / "checkpoint.prev.pt").exists()
+    )
+    prev_step = torch.load(folder / "trials" / damaged / "checkpoint.prev.pt", weights_only=False)[
+        "step"
+    ]
     latest = folder / "trials" / damaged / "checkpoint.pt"
     latest.write_bytes(latest.read_bytes()[:100])
 
@@ -107,8 +142,12 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
         assert after[k]["ended"] == completed_before[k]["ended"]
         assert (folder / "trials" / k / "history.parquet").stat().st_mtime_ns == history_mtimes[k]
     # Ray's second attempt ran only the unfinished trials; interrupted ones continued from a checkpoint.
-    attempt2 = [json.loads(line) for f in (folder / "ray" / "attempt-2").glob("*/result.json")
-                for line in f.read_text().splitlines() if line.strip()]
+    attempt2 = [
+        json.loads(line)
+        for f in (folder / "ray" / "attempt-2").glob("*/result.json")
+        for line in f.read_text().splitlines()
+        if line.strip()
+    ]
     keys2 = {trial_key(r["config"]) for r in attempt2}
     assert keys2 == set(after) - set(completed_before), keys2
     for k in interrupted:
@@ -126,7 +165,10 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     expected_steps = list(range(every, steps + 1, every))
     for r in runs:
         steps_logged = [m.step for m in c.get_metric_history(r.info.run_id, "valid/total_bpc")]
-        assert sorted(steps_logged) == expected_steps, (r.data.tags["vaestudy.trial_key"], steps_logged)
+        assert sorted(steps_logged) == expected_steps, (
+            r.data.tags["vaestudy.trial_key"],
+            steps_logged,
+        )
 
     # trials.parquet: every grid point exactly once per step and split.
     table = pq.read_table(folder / "trials.parquet").to_pylist()
@@ -152,37 +194,82 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
 @pytest.mark.slow
 def test_a_second_driver_on_a_live_study_is_refused_and_the_first_goes_on(tmp_path):
     folder = tmp_path / "alpha"
-    args = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--set", "steps=3000",
-            "--set", "eval_every=30", "--max-concurrent", "2", "--collapse-threshold", "0"]
-    driver = subprocess.Popen([*VAESTUDY, *args], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [
+        "run",
+        "alpha-sweep",
+        "--preset",
+        "smoke",
+        "--storage",
+        str(folder),
+        "--set",
+        "steps=3000",
+        "--set",
+        "eval_every=30",
+        "--max-concurrent",
+        "2",
+        "--collapse-threshold",
+        "0",
+    ]
+    driver = subprocess.Popen(
+        [*VAESTUDY, *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: any((folder / "trials" / k / "checkpoint.pt").exists() for k in trial_states(folder)),
-                 240, "a trial with a checkpoint")
+        wait_for(
+            lambda: any(
+                (folder / "trials" / k / "checkpoint.pt").exists() for k in trial_states(folder)
+            ),
+            240,
+            "a trial with a checkpoint",
+        )
         study_json = (folder / "study.json").read_text()
         # A second driver on the live folder, by `run` and by `resume`, both at once.
-        seconds = [subprocess.Popen([*VAESTUDY, *second], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-                   for second in (args, ["resume", str(folder)])]
+        seconds = [
+            subprocess.Popen(
+                [*VAESTUDY, *second],
+                cwd=ROOT,
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for second in (args, ["resume", str(folder)])
+        ]
         for proc in seconds:
             out, err = proc.communicate(timeout=120)
             lines = (out + err).strip().splitlines()
-            assert proc.returncode == 2 and len(lines) == 1 and "in use by a running driver" in lines[0], lines
-        assert (folder / "study.json").read_text() == study_json  # nothing written by the refused ones
+            assert (
+                proc.returncode == 2
+                and len(lines) == 1
+                and "in use by a running driver" in lines[0]
+            ), lines
+        assert (
+            folder / "study.json"
+        ).read_text() == study_json  # nothing written by the refused ones
         _, parents, runs = children(folder, "alpha-sweep")
         keys = [r.data.tags["vaestudy.trial_key"] for r in runs]
         assert len(parents) == 1 and len(keys) == len(set(keys)), keys
         # The first driver goes on: its trials keep reporting.
         since = time.time_ns()
-        wait_for(lambda: any(h.stat().st_mtime_ns > since for h in (folder / "trials").glob("*/history.parquet")),
-                 120, "a new report from the first driver")
+        wait_for(
+            lambda: any(
+                h.stat().st_mtime_ns > since for h in (folder / "trials").glob("*/history.parquet")
+            ),
+            120,
+            "a new report from the first driver",
+        )
         assert driver.poll() is None
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.communicate()
 
 
-STOPPER_STUDY = '''
+STOPPER_STUDY = """
 from studies.spec import Preset, Study
 
 SIZE = dict(steps=360, eval_every=30, eval_batches=2, batch_size=16, length=32, latent=16, lr=3e-3,
@@ -196,7 +283,7 @@ STUDY = Study(
     grid={"variant": ("collapse", "healthy", "diverge")},
     presets={"smoke": P, "cpu": P, "paper": P},
 )
-'''
+"""
 
 
 @pytest.mark.slow
@@ -204,8 +291,17 @@ def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_pa
     study_file = tmp_path / "stopper_check.py"
     study_file.write_text(textwrap.dedent(STOPPER_STUDY))
     folder = tmp_path / "stopper"
-    res = vaestudy("run", str(study_file), "--storage", str(folder), "--collapse-threshold", "0.01",
-                   "--collapse-patience", "2", timeout=400)
+    res = vaestudy(
+        "run",
+        str(study_file),
+        "--storage",
+        str(folder),
+        "--collapse-threshold",
+        "0.01",
+        "--collapse-patience",
+        "2",
+        timeout=400,
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     by_variant = {s["params"]["variant"]: s for s in trial_states(folder).values()}
 
@@ -215,11 +311,19 @@ def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_pa
     assert collapsed["status"] == "collapsed" and "KL collapsed" in collapsed["reason"], collapsed
     healthy = by_variant["healthy"]
     assert healthy["status"] == "completed" and healthy["last_step"] == 360, healthy
-    hist = pq.read_table(folder / "trials" / trial_key(collapsed["params"]) / "history.parquet").to_pylist()
+    hist = pq.read_table(
+        folder / "trials" / trial_key(collapsed["params"]) / "history.parquet"
+    ).to_pylist()
     assert max(r["step"] for r in hist) < 360, "the collapsed trial should have been stopped early"
     # its last report was made final: the IW bound and MI pool are measured, as for a completed trial
-    assert collapsed["last_step"] == max(r["step"] for r in hist) and len({r["step"] for r in hist}) == len(hist) // 2
-    assert math.isfinite(collapsed["final"]["valid/iw_nll_bpc"]) and "valid/mi_pool" in collapsed["final"]
+    assert (
+        collapsed["last_step"] == max(r["step"] for r in hist)
+        and len({r["step"] for r in hist}) == len(hist) // 2
+    )
+    assert (
+        math.isfinite(collapsed["final"]["valid/iw_nll_bpc"])
+        and "valid/mi_pool" in collapsed["final"]
+    )
     assert math.isfinite(healthy["final"]["valid/iw_nll_bpc"])
 
     c, parents, runs = children(folder, "stopper-check")
@@ -242,6 +346,8 @@ def test_a_trial_whose_every_checkpoint_is_damaged_fails_with_that_reason(tmp_pa
     store = StudyStore(tmp_path / "study")
     for name in store.CHECKPOINTS:
         store.write_bytes(f"trials/k/{name}", b"PK\x03\x04 truncated")
-    with pytest.raises(CheckpointError, match="no readable checkpoint to resume from: checkpoint .* is unreadable"):
+    with pytest.raises(
+        CheckpointError, match="no readable checkpoint to resume from: checkpoint .* is unreadable"
+    ):
         resume_point(store, "k", None, tmp_path)
     assert resume_point(store, "fresh", None, tmp_path) is None

@@ -17,7 +17,11 @@ os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported
 
 from mlflow_server import free_port, running_mlflow_server  # noqa: E402
 from studies.tracking import (  # noqa: E402
-    TrackingError, StudyTracker, check_tracking_uri, default_tracking_uri, without_secrets,
+    TrackingError,
+    StudyTracker,
+    check_tracking_uri,
+    default_tracking_uri,
+    without_secrets,
 )
 
 
@@ -39,7 +43,9 @@ def steps(t, run_id, key="valid/total_bpc"):
 def test_child_runs_are_found_again_not_duplicated(sqlite_uri):
     t = tracker(sqlite_uri, "dedup")
     parent = t.start_parent(None, "study", {"preset": "smoke"}, {"vaestudy.study": "dedup"})
-    a = t.child_run(parent, "aaaa1111", "alpha=0.2", {"alpha": 0.2, "length": 52}, {"model": "lstm"})
+    a = t.child_run(
+        parent, "aaaa1111", "alpha=0.2", {"alpha": 0.2, "length": 52}, {"model": "lstm"}
+    )
     b = t.child_run(parent, "bbbb2222", "alpha=0.4", {"alpha": 0.4}, {})
     assert a != b and t.child_run(parent, "aaaa1111", "alpha=0.2", {"alpha": 0.2}, {}) == a
 
@@ -49,7 +55,11 @@ def test_child_runs_are_found_again_not_duplicated(sqlite_uri):
     children = {r.info.run_id: r for r in resumed.runs(parent)}
     assert set(children) == {a, b}
     run_a = children[a]
-    assert run_a.data.params == {"alpha": "0.2", "length": "52", "seed": "3"}  # only the missing one added
+    assert run_a.data.params == {
+        "alpha": "0.2",
+        "length": "52",
+        "seed": "3",
+    }  # only the missing one added
     assert run_a.data.tags["vaestudy.trial_key"] == "aaaa1111"
     assert run_a.data.tags["mlflow.parentRunId"] == parent
     assert run_a.data.tags["mlflow.runName"] == "alpha=0.2"
@@ -71,7 +81,9 @@ def test_resumed_trial_logs_each_step_once(sqlite_uri):
     assert resumed.last_step(run) == 20
     resumed.log_metrics(run, 20, {"valid/total_bpc": 9.9})  # re-reported after a restore: skipped
     resumed.log_metrics(run, 30, {"valid/total_bpc": 1.7, "lr": math.inf})
-    history = sorted(resumed.client.get_metric_history(run, "valid/total_bpc"), key=lambda m: m.step)
+    history = sorted(
+        resumed.client.get_metric_history(run, "valid/total_bpc"), key=lambda m: m.step
+    )
     assert [(m.step, m.value) for m in history] == [(10, 2.0), (20, 1.8), (30, 1.7)]
     assert resumed.client.get_metric_history(run, "lr") == []
 
@@ -81,7 +93,9 @@ def test_batches_beyond_mlflow_limits(sqlite_uri):
     params = {f"p{i}": i for i in range(250)}  # > 100 params per log_batch call
     run = t.child_run(t.start_parent(None, "study", {}, {}), "k", "k", params, {})
     for step in range(3):
-        t.log_metrics(run, step, {"valid/total_bpc": 1.0, **{f"m{i}": float(i) for i in range(600)}})
+        t.log_metrics(
+            run, step, {"valid/total_bpc": 1.0, **{f"m{i}": float(i) for i in range(600)}}
+        )
     t.finish(run)  # flushes 1803 metrics: > 1000 per call
     stored = t.client.get_run(run)
     assert len(stored.data.params) == 250 and len(stored.data.metrics) == 601
@@ -98,7 +112,9 @@ def test_finish_reopen_and_safety_net(sqlite_uri):
     t.finish(failed, "FAILED", reason="DivergenceError: loss is nan at step 40")
     status = lambda run_id: t.client.get_run(run_id).info.status  # noqa: E731
     assert (status(done), status(left), status(failed)) == ("FINISHED", "RUNNING", "FAILED")
-    assert t.client.get_run(failed).data.tags["vaestudy.status_reason"].startswith("DivergenceError")
+    assert (
+        t.client.get_run(failed).data.tags["vaestudy.status_reason"].startswith("DivergenceError")
+    )
 
     # Tune retrying the failed trial in the same driver gets the same run, reopened.
     assert t.child_run(parent, "failed", "failed", {}, {}) == failed
@@ -122,21 +138,33 @@ def test_finish_reopen_and_safety_net(sqlite_uri):
     resumed.finish(left)
     resumed.finish(parent)
     assert (status(left), status(parent)) == ("FINISHED", "FINISHED")
-    assert resumed.start_parent("0123456789abcdef0123456789abcdef", "new", {}, {}) != parent  # unknown id
+    assert (
+        resumed.start_parent("0123456789abcdef0123456789abcdef", "new", {}, {}) != parent
+    )  # unknown id
     with pytest.raises(ValueError, match="FINISHED, FAILED, KILLED"):
         resumed.finish(left, "DONE")
 
 
 def test_secrets_never_reach_mlflow(sqlite_uri):
     t = tracker(sqlite_uri, "secrets")
-    parent = t.start_parent(None, "study", {"db_password": "x", "lr": 0.1}, {"AWS_ACCESS_KEY_ID": "x"})
-    run = t.child_run(parent, "k", "k", {"hf_token": "x", "Api_Secret": "x", "alpha": 1},
-                      {"gcp_credentials": "x", "model": "lstm"})
+    parent = t.start_parent(
+        None, "study", {"db_password": "x", "lr": 0.1}, {"AWS_ACCESS_KEY_ID": "x"}
+    )
+    run = t.child_run(
+        parent,
+        "k",
+        "k",
+        {"hf_token": "x", "Api_Secret": "x", "alpha": 1},
+        {"gcp_credentials": "x", "model": "lstm"},
+    )
     t.set_tags(run, {"MLFLOW_TRACKING_PASSWORD": "x", "host": "a"})
     p, c = t.client.get_run(parent).data, t.client.get_run(run).data
     assert p.params == {"lr": "0.1"} and "AWS_ACCESS_KEY_ID" not in p.tags
     assert c.params == {"alpha": "1"}
-    assert {"model", "host"} <= set(c.tags) and not {"gcp_credentials", "MLFLOW_TRACKING_PASSWORD"} & set(c.tags)
+    assert {"model", "host"} <= set(c.tags) and not {
+        "gcp_credentials",
+        "MLFLOW_TRACKING_PASSWORD",
+    } & set(c.tags)
     assert without_secrets({"tokens_per_s": 1}) == {}  # the match is a plain substring, by design
 
 
@@ -169,7 +197,9 @@ def test_check_tracking_uri_rejects_a_closed_port_quickly():
 
 
 def test_check_tracking_uri_rejects_a_server_that_is_not_mlflow():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # 501s
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), http.server.BaseHTTPRequestHandler
+    )  # 501s
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with pytest.raises(TrackingError, match="HTTP 501 .* expected an MLflow server"):
@@ -182,8 +212,9 @@ def test_check_tracking_uri_rejects_a_server_that_is_not_mlflow():
 def rest(url, path, body=None):
     """One MLflow REST call, independent of the client under test."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=data,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"{url}/api/2.0/mlflow/{path}", data=data, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
 
@@ -193,8 +224,10 @@ def test_study_over_a_real_mlflow_server(tmp_path):
         check_tracking_uri(url, timeout=5.0)
         t = tracker(url, "served", flush_every=3600)
         parent = t.start_parent(None, "study", {"preset": "smoke"}, {})
-        kids = {key: t.child_run(parent, key, f"trial {key}", {"alpha": alpha}, {})
-                for key, alpha in (("k1", 0.2), ("k2", 0.4))}
+        kids = {
+            key: t.child_run(parent, key, f"trial {key}", {"alpha": alpha}, {})
+            for key, alpha in (("k1", 0.2), ("k2", 0.4))
+        }
         for step in (20, 40):
             for key, run in kids.items():
                 t.log_metrics(run, step, {"valid/total_bpc": 2.0 - step / 100, "valid/kl_bpc": 0.1})
@@ -208,10 +241,18 @@ def test_study_over_a_real_mlflow_server(tmp_path):
         again.finish(kids["k2"])
         again.finish(parent)
 
-        found = rest(url, "runs/search", {"experiment_ids": [t.experiment_id],
-                                          "filter": f"tags.`mlflow.parentRunId` = '{parent}'"})["runs"]
-        by_key = {next(tag["value"] for tag in r["data"]["tags"] if tag["key"] == "vaestudy.trial_key"): r
-                  for r in found}
+        found = rest(
+            url,
+            "runs/search",
+            {
+                "experiment_ids": [t.experiment_id],
+                "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
+            },
+        )["runs"]
+        by_key = {
+            next(tag["value"] for tag in r["data"]["tags"] if tag["key"] == "vaestudy.trial_key"): r
+            for r in found
+        }
         assert set(by_key) == {"k1", "k2"}
         for key, alpha in (("k1", "0.2"), ("k2", "0.4")):
             run = by_key[key]

@@ -14,7 +14,11 @@ from textvae_core.data import PTB_SHA256
 from textvae_core.diagnostics import linear_probe_accuracy
 from textvae_core.grammar import synthetic_probe_set
 
-SHARED_PTB = Path(os.environ.get("VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"))
+SHARED_PTB = Path(
+    os.environ.get(
+        "VAESTUDY_TEST_PTB", Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
+    )
+)
 PTB_UNIGRAM_BITS = 4.30  # entropy of the PTB train character distribution (measured: 4.304)
 
 
@@ -40,13 +44,26 @@ def valid_curve(trainer, key="valid/rec_bpc"):
     return [r.metrics[key] for r in trainer.history]
 
 
-SMALL = dict(conv_channels=(32, 64), deconv_out=64, latent=16, hidden=128, bytenet_width=64, depth=3,
-             batch_size=32, eval_batches=4, threads=2, anneal_start=50, anneal_end=150)
+SMALL = dict(
+    conv_channels=(32, 64),
+    deconv_out=64,
+    latent=16,
+    hidden=128,
+    bytenet_width=64,
+    depth=3,
+    batch_size=32,
+    eval_batches=4,
+    threads=2,
+    anneal_start=50,
+    anneal_end=150,
+)
 
 
 @pytest.mark.parametrize("model", ["conv", "hybrid-lstm", "hybrid-bytenet", "lstm"])
 def test_short_ptb_run_lowers_valid_reconstruction(ptb_home, model):
-    cfg = make_config(model, "ptb", {**SMALL, "corpus": "ptb", "length": 24, "steps": 300, "eval_every": 50})
+    cfg = make_config(
+        model, "ptb", {**SMALL, "corpus": "ptb", "length": 24, "steps": 300, "eval_every": 50}
+    )
     trainer = fit(cfg)
     curve = valid_curve(trainer)
     print(f"{model}: valid rec_bpc by report {[round(v, 3) for v in curve]}")
@@ -54,16 +71,33 @@ def test_short_ptb_run_lowers_valid_reconstruction(ptb_home, model):
     # and ends below the unigram entropy, which needs context (or z).
     assert curve[-1] < curve[0] - 0.3, curve
     assert curve[-1] < PTB_UNIGRAM_BITS, curve
-    assert all(np.isfinite(v) for r in trainer.history for v in r.metrics.values() if isinstance(v, float)
-               and not np.isnan(v))
+    assert all(
+        np.isfinite(v)
+        for r in trainer.history
+        for v in r.metrics.values()
+        if isinstance(v, float) and not np.isnan(v)
+    )
 
 
 def test_historyless_conv_vae_fits_20_characters_fast(ptb_home):
     """Fig 3 / claim 1: with no KL term the conv VAE reconstructs L=20 fragments far below the
     unigram entropy within a few hundred steps (measured here: ~1.5 bits/char at step 300)."""
-    cfg = make_config("conv", "ptb", {"corpus": "ptb", "length": 20, "kl": False, "steps": 300,
-                                      "eval_every": 100, "batch_size": 64, "threads": 2,
-                                      "conv_channels": (64, 128), "deconv_out": 128, "latent": 64})
+    cfg = make_config(
+        "conv",
+        "ptb",
+        {
+            "corpus": "ptb",
+            "length": 20,
+            "kl": False,
+            "steps": 300,
+            "eval_every": 100,
+            "batch_size": 64,
+            "threads": 2,
+            "conv_channels": (64, 128),
+            "deconv_out": 128,
+            "latent": 64,
+        },
+    )
     trainer = fit(cfg)
     final = trainer.history[-1].metrics["valid/rec_bpc"]
     print(f"conv L=20 valid rec_bpc by report: {valid_curve(trainer)} (unigram {PTB_UNIGRAM_BITS})")
@@ -72,7 +106,9 @@ def test_historyless_conv_vae_fits_20_characters_fast(ptb_home):
 
 def probe_accuracy(trainer, n=2000, factor="topic"):
     """The core's linear probe on codes z ~ q(z|x) of n fresh fragments: (accuracy, chance)."""
-    ids, labels = synthetic_probe_set(seed=123, n=n, length=trainer.config.length, vocab=trainer.corpus.vocab)
+    ids, labels = synthetic_probe_set(
+        seed=123, n=n, length=trainer.config.length, vocab=trainer.corpus.vocab
+    )
     model = trainer.model.eval()
     with torch.no_grad():
         mu, logvar = model.encode(torch.as_tensor(ids, dtype=torch.long))
@@ -84,35 +120,58 @@ def test_latent_code_carries_the_topic_when_kl_is_nonzero():
     """On `synthetic`, a hybrid-lstm with alpha > 0 keeps KL > 0 and its codes predict the
     sentence topic far above chance; with the KL weight at 1 from the start and
     no auxiliary term (the collapse recipe) the KL vanishes and the probe falls to chance."""
-    base = dict(corpus="synthetic", length=32, steps=400, eval_every=100, batch_size=32, threads=2,
-                conv_channels=(32, 64), deconv_out=64, latent=16, hidden=128, anneal_start=100, anneal_end=300)
+    base = dict(
+        corpus="synthetic",
+        length=32,
+        steps=400,
+        eval_every=100,
+        batch_size=32,
+        threads=2,
+        conv_channels=(32, 64),
+        deconv_out=64,
+        latent=16,
+        hidden=128,
+        anneal_start=100,
+        anneal_end=300,
+    )
     healthy = fit(make_config("hybrid-lstm", "ptb", {**base, "alpha": 0.5}))
     acc, chance = probe_accuracy(healthy)
     kl = healthy.history[-1].metrics["valid/kl_bpc"]
     print(f"alpha=0.5: valid kl_bpc {kl:.3f}, topic probe accuracy {acc:.2f} (chance {chance:.2f})")
     assert kl > 0.02
     assert acc > chance + 0.2, (acc, chance)
-    logged = healthy.history[-1].metrics  # every report on `synthetic` logs the probe (2000 fragments)
-    print(f"alpha=0.5: logged valid/probe_topic_acc {logged['valid/probe_topic_acc']:.2f} "
-          f"(chance {logged['valid/probe_topic_chance']:.2f})")
+    logged = healthy.history[
+        -1
+    ].metrics  # every report on `synthetic` logs the probe (2000 fragments)
+    print(
+        f"alpha=0.5: logged valid/probe_topic_acc {logged['valid/probe_topic_acc']:.2f} "
+        f"(chance {logged['valid/probe_topic_chance']:.2f})"
+    )
     assert logged["valid/probe_topic_acc"] > logged["valid/probe_topic_chance"] + 0.2, logged
 
     collapsed = fit(make_config("hybrid-lstm", "ptb", {**base, "alpha": 0.0, "anneal": False}))
     acc0, chance0 = probe_accuracy(collapsed)
     kl0 = collapsed.history[-1].metrics["valid/kl_bpc"]
-    print(f"alpha=0, no annealing: valid kl_bpc {kl0:.4f}, topic probe accuracy {acc0:.2f} (chance {chance0:.2f})")
+    print(
+        f"alpha=0, no annealing: valid kl_bpc {kl0:.4f}, topic probe accuracy {acc0:.2f} (chance {chance0:.2f})"
+    )
     assert kl0 < 0.01
     assert acc0 < chance0 + 0.1, (acc0, chance0)
     logged0 = collapsed.history[-1].metrics
-    print(f"alpha=0: logged valid/probe_topic_acc {logged0['valid/probe_topic_acc']:.2f} "
-          f"(chance {logged0['valid/probe_topic_chance']:.2f})")
+    print(
+        f"alpha=0: logged valid/probe_topic_acc {logged0['valid/probe_topic_acc']:.2f} "
+        f"(chance {logged0['valid/probe_topic_chance']:.2f})"
+    )
     assert logged0["valid/probe_topic_acc"] < logged0["valid/probe_topic_chance"] + 0.1, logged0
 
 
 @pytest.mark.parametrize("model", ["hybrid-lstm", "hybrid-bytenet", "lstm"])
 def test_same_seed_same_metrics_and_resume_is_bit_identical(tmp_path, model):
-    cfg = make_config(model, "tiny", {"corpus": "synthetic", "steps": 40, "eval_every": 10, "dropout": 0.3,
-                                      "threads": 1})
+    cfg = make_config(
+        model,
+        "tiny",
+        {"corpus": "synthetic", "steps": 40, "eval_every": 10, "dropout": 0.3, "threads": 1},
+    )
     full = fit(cfg)
     again = fit(cfg)
     assert _equal_but_speed(full, again)
@@ -129,8 +188,14 @@ def test_same_seed_same_metrics_and_resume_is_bit_identical(tmp_path, model):
     resumed = fit(cfg, resume_from=ckpt)
     assert [r.step for r in resumed.history] == [10, 20, 30, 40]
     for a, b in zip(full.history, resumed.history):
-        assert _without_speed(a.metrics) == _without_speed(b.metrics), (a.step, a.metrics, b.metrics)
-    for (na, pa), (nb, pb) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert _without_speed(a.metrics) == _without_speed(b.metrics), (
+            a.step,
+            a.metrics,
+            b.metrics,
+        )
+    for (na, pa), (nb, pb) in zip(
+        full.model.state_dict().items(), resumed.model.state_dict().items()
+    ):
         assert torch.equal(pa, pb), na
 
 
@@ -140,12 +205,17 @@ def _without_speed(metrics):
 
 
 def _equal_but_speed(a, b):
-    return [_without_speed(r.metrics) for r in a.history] == [_without_speed(r.metrics) for r in b.history]
+    return [_without_speed(r.metrics) for r in a.history] == [
+        _without_speed(r.metrics) for r in b.history
+    ]
 
 
 def test_importance_weighted_bound_is_reported_and_not_looser_than_elbo():
-    cfg = make_config("hybrid-lstm", "tiny", {"corpus": "synthetic", "steps": 60, "eval_every": 30,
-                                              "iw_samples": 16, "anneal": False})
+    cfg = make_config(
+        "hybrid-lstm",
+        "tiny",
+        {"corpus": "synthetic", "steps": 60, "eval_every": 30, "iw_samples": 16, "anneal": False},
+    )
     final = fit(cfg).history[-1].metrics
     assert "valid/iw_nll_bpc" in final
     # log-mean-exp of importance weights >= mean of their logs (Jensen), up to MC noise.
@@ -153,8 +223,11 @@ def test_importance_weighted_bound_is_reported_and_not_looser_than_elbo():
 
 
 def test_a_run_stopped_early_gets_a_final_report_there_and_is_not_continued(tmp_path):
-    cfg = make_config("hybrid-lstm", "tiny", {"corpus": "synthetic", "steps": 60, "eval_every": 10,
-                                              "iw_samples": 8, "threads": 1})
+    cfg = make_config(
+        "hybrid-lstm",
+        "tiny",
+        {"corpus": "synthetic", "steps": 60, "eval_every": 10, "iw_samples": 8, "threads": 1},
+    )
     full = fit(cfg)
     ckpt = tmp_path / "ckpt.pt"
     seen = []
@@ -167,11 +240,24 @@ def test_a_run_stopped_early_gets_a_final_report_there_and_is_not_continued(tmp_
 
     stopped = fit(cfg, on_report=stop_at_20)
     assert seen == [(10, False), (20, False), (20, True)] and stopped.step == 20
-    assert [(r.step, r.final) for r in stopped.history] == [(10, False), (20, True)]  # replaced, not appended
+    assert [(r.step, r.final) for r in stopped.history] == [
+        (10, False),
+        (20, True),
+    ]  # replaced, not appended
     last, plain = stopped.history[-1].metrics, full.history[1].metrics
-    assert last["valid/iw_nll_bpc"] == last["valid/iw_nll_bpc"] and "valid/mi_pool" in last  # the final extras
-    for k in ("train/total_bpc", "train/kl_weight", "valid/total_bpc", "valid/kl_bpc", "valid/z_gain_bpc"):
-        assert last[k] == plain[k], k  # the same report, made final: the same numbers as an unstopped run's
+    assert (
+        last["valid/iw_nll_bpc"] == last["valid/iw_nll_bpc"] and "valid/mi_pool" in last
+    )  # the final extras
+    for k in (
+        "train/total_bpc",
+        "train/kl_weight",
+        "valid/total_bpc",
+        "valid/kl_bpc",
+        "valid/z_gain_bpc",
+    ):
+        assert last[k] == plain[k], (
+            k
+        )  # the same report, made final: the same numbers as an unstopped run's
     assert "valid/iw_nll_bpc" not in plain
     assert fit(cfg, resume_from=ckpt).step == 20  # it ended there: resuming does not train on
     longer = fit(dataclasses.replace(cfg, steps=80), resume_from=ckpt)  # more steps do continue it

@@ -14,13 +14,23 @@ import importlib
 __version__ = "0.1.0"
 
 _HOMES = {
-    "config": ("MODELS", "PRESETS", "ConfigError", "TrainConfig", "make_config", "parse_assignments"),
-    "data": ("Corpus", "FragmentSampler", "Vocabulary", "fetch_ptb", "load_corpus"),
+    "config": (
+        "MODELS",
+        "PRESETS",
+        "ConfigError",
+        "TrainConfig",
+        "make_config",
+        "parse_assignments",
+    ),
+    "data": ("Corpus", "fetch_ptb", "load_corpus"),
+    "vocab": ("Vocabulary",),
+    "fragments": ("FragmentSampler",),
     "errors": ("CheckpointError", "DataError"),
     "losses": ("KLSchedule", "bits_per_char", "gaussian_kl", "sequence_nll", "vae_objective"),
     "models": ("VAEOutput", "build_model", "count_parameters"),
     "checkpoint": ("check_checkpoint", "load_checkpoint"),
-    "train": ("DivergenceError", "Report", "Trainer", "fit", "history_table", "write_history"),
+    "train": ("DivergenceError", "Trainer", "fit"),
+    "history": ("Report", "history_table", "write_history"),
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 

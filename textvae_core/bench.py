@@ -18,7 +18,7 @@ import torch
 
 from .config import TrainConfig, make_config
 from .data import Corpus, load_corpus
-from .models import padded_length
+from .blocks import padded_length
 from .train import Trainer
 
 
@@ -33,7 +33,9 @@ def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int, executed: bool
     n = len(cfg.conv_channels)
     lp = padded_length(L, n)
     flops, c_in, length = 0.0, V, lp
-    for i, c_out in enumerate(cfg.conv_channels):  # encoder convs, k=3, stride 2 (the first on one-hots)
+    for i, c_out in enumerate(
+        cfg.conv_channels
+    ):  # encoder convs, k=3, stride 2 (the first on one-hots)
         length //= 2
         flops += 0 if executed and i == 0 else 2 * length * c_out * c_in * 3
         c_in = c_out
@@ -54,7 +56,9 @@ def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int, executed: bool
     return flops + 2 * L * entry * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
 
 
-def matmul_gflops(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), seconds: float = 0.5) -> float:
+def matmul_gflops(
+    threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), seconds: float = 0.5
+) -> float:
     """The machine's float32 matrix-multiply rate at this thread count: the best of a few
     square sizes, so the reference is what the BLAS can actually reach here."""
     torch.set_num_threads(threads)
@@ -73,10 +77,17 @@ def matmul_gflops(threads: int, sizes: tuple[int, ...] = (512, 1024, 2048), seco
 LSTM_MODELS = ("hybrid-lstm", "lstm")
 
 
-def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet", "lstm"),
-                       threads: int = 1, seconds: float = 6.0, rounds: int = 3, length: int = 52,
-                       batch_size: int = 64, corpus: Corpus | None = None,
-                       overrides: dict | None = None, layernorm: bool = True) -> dict:
+def measure_throughput(
+    models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet", "lstm"),
+    threads: int = 1,
+    seconds: float = 6.0,
+    rounds: int = 3,
+    length: int = 52,
+    batch_size: int = 64,
+    corpus: Corpus | None = None,
+    overrides: dict | None = None,
+    layernorm: bool = True,
+) -> dict:
     """Training chars/s per model at the released PTB sizes, interleaved over `rounds`
     so every model sees the same machine conditions; the median round is reported.
 
@@ -88,13 +99,28 @@ def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet
     corpus = corpus or load_corpus("synthetic")
     variants = {m: {} for m in models}
     if layernorm:
-        variants.update({f"{m}+layernorm": {"model": m, "lstm_cell": "layernorm"} for m in models if m in LSTM_MODELS})
+        variants.update(
+            {
+                f"{m}+layernorm": {"model": m, "lstm_cell": "layernorm"}
+                for m in models
+                if m in LSTM_MODELS
+            }
+        )
     trainers = {}
     for name, extra in variants.items():
-        cfg = make_config(extra.get("model", name), "ptb",
-                          {"length": length, "batch_size": batch_size, "threads": threads,
-                           "corpus": corpus.name, "lstm_cell": "fused", **(overrides or {}),
-                           **{k: v for k, v in extra.items() if k != "model"}})
+        cfg = make_config(
+            extra.get("model", name),
+            "ptb",
+            {
+                "length": length,
+                "batch_size": batch_size,
+                "threads": threads,
+                "corpus": corpus.name,
+                "lstm_cell": "fused",
+                **(overrides or {}),
+                **{k: v for k, v in extra.items() if k != "model"},
+            },
+        )
         trainers[name] = Trainer(cfg, corpus)
         for _ in range(3):  # warm-up: allocator, kernels, Adam state
             trainers[name].train_step()
@@ -111,27 +137,43 @@ def measure_throughput(models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet
                 torch.cuda.synchronize()
             rates[m].append(steps * batch_size * length / (time.perf_counter() - start))
     mm = statistics.median(matmul)
-    result = {"threads": threads, "length": length, "batch_size": batch_size,
-              "device": str(next(iter(trainers.values())).device), "matmul_gflops": mm,
-              "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, as MFU "
-                               "counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
-                               "done as row gathers left out)",
-              "models": {}}
+    result = {
+        "threads": threads,
+        "length": length,
+        "batch_size": batch_size,
+        "device": str(next(iter(trainers.values())).device),
+        "matmul_gflops": mm,
+        "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, as MFU "
+        "counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
+        "done as row gathers left out)",
+        "models": {},
+    }
     for m, tr in trainers.items():
         cps = statistics.median(rates[m])
         fwd = forward_flops_per_fragment(tr.config, corpus.vocab.size)
         run = forward_flops_per_fragment(tr.config, corpus.vocab.size, executed=True)
         gflops = 3 * fwd / length * cps / 1e9
-        entry = {"model": tr.config.model, "lstm_cell": tr.config.lstm_cell, "chars_per_s": cps,
-                 "train_gflop_per_fragment": 3 * fwd / 1e9, "executed_gflop_per_fragment": 3 * run / 1e9,
-                 "achieved_gflops": gflops, "executed_gflops": 3 * run / length * cps / 1e9,
-                 "fraction_of_matmul": gflops / mm, "rounds_chars_per_s": rates[m]}
+        entry = {
+            "model": tr.config.model,
+            "lstm_cell": tr.config.lstm_cell,
+            "chars_per_s": cps,
+            "train_gflop_per_fragment": 3 * fwd / 1e9,
+            "executed_gflop_per_fragment": 3 * run / 1e9,
+            "achieved_gflops": gflops,
+            "executed_gflops": 3 * run / length * cps / 1e9,
+            "fraction_of_matmul": gflops / mm,
+            "rounds_chars_per_s": rates[m],
+        }
         if m.endswith("+layernorm"):
             entry["ratio_to_fused"] = cps / statistics.median(rates[tr.config.model])
         result["models"][m] = entry
     if "hybrid-lstm" in rates and "lstm" in rates:
-        result["ratio_hybrid_lstm_over_lstm"] = (result["models"]["hybrid-lstm"]["chars_per_s"]
-                                                 / result["models"]["lstm"]["chars_per_s"])
-        flop = {m: forward_flops_per_fragment(trainers[m].config, corpus.vocab.size) for m in ("lstm", "hybrid-lstm")}
+        result["ratio_hybrid_lstm_over_lstm"] = (
+            result["models"]["hybrid-lstm"]["chars_per_s"] / result["models"]["lstm"]["chars_per_s"]
+        )
+        flop = {
+            m: forward_flops_per_fragment(trainers[m].config, corpus.vocab.size)
+            for m in ("lstm", "hybrid-lstm")
+        }
         result["flop_ratio_lstm_over_hybrid_lstm"] = flop["lstm"] / flop["hybrid-lstm"]
     return result

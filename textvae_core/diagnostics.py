@@ -45,8 +45,12 @@ def _log_gaussian(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> to
     return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None, chunk: int = 256) -> float:
+def mutual_information(
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    generator: torch.Generator | None = None,
+    chunk: int = 256,
+) -> float:
     """I(x; z) = E_x E_q(z|x)[log q(z|x) - log q(z)], q(z) = mean_x q(z|x) (He et al. 2019).
 
     One z per x, and the batch as the sample of the aggregate posterior. Both terms use the
@@ -61,8 +65,9 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor,
     z = mu + eps * (0.5 * logvar).exp()  # (N, Z)
     total = 0.0
     for start in range(0, N, chunk):
-        zc = z[start:start + chunk]  # (C, Z)
-        log_q = _log_gaussian(zc[:, None, :], mu[None, :, :], logvar[None, :, :])  # (C, N): log q(z_i | x_j)
+        zc = z[start : start + chunk]  # (C, Z)
+        # (C, N): log q(z_i | x_j)
+        log_q = _log_gaussian(zc[:, None, :], mu[None, :, :], logvar[None, :, :])
         own = log_q[torch.arange(zc.shape[0]), torch.arange(start, start + zc.shape[0])]
         total += float((own - (torch.logsumexp(log_q, dim=1) - math.log(N))).sum())
     return total / N
@@ -74,8 +79,13 @@ def derangement(n: int, device=None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def z_gain(model: TextVAE, x: torch.Tensor, z: torch.Tensor, own_logits: torch.Tensor,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def z_gain(
+    model: TextVAE,
+    x: torch.Tensor,
+    z: torch.Tensor,
+    own_logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Mean over the batch of rec(x | z of another fragment) - rec(x | own z), in nats per
     fragment. z (B, Z) are the batch's own posterior samples, own_logits (B, L, V) the
     decoder's output for them; fragment i is decoded again with the z of fragment
@@ -86,8 +96,13 @@ def z_gain(model: TextVAE, x: torch.Tensor, z: torch.Tensor, own_logits: torch.T
     return (sequence_nll(other_logits, x) - sequence_nll(own_logits, x)).mean()
 
 
-def linear_probes(codes: torch.Tensor, labels: Mapping[str, torch.Tensor], train_share: float = PROBE_SHARE,
-                  steps: int = 100, lr: float = 0.1) -> dict[str, tuple[float, float]]:
+def linear_probes(
+    codes: torch.Tensor,
+    labels: Mapping[str, torch.Tensor],
+    train_share: float = PROBE_SHARE,
+    steps: int = 100,
+    lr: float = 0.1,
+) -> dict[str, tuple[float, float]]:
     """How well a linear probe (multinomial logistic regression, full-batch Adam from zero
     weights, so no randomness) reads each factor's labels (N,) from `codes` (N, Z): fit on
     the first `train_share` of the rows, scored on the rest. Returns factor -> (accuracy,
@@ -121,7 +136,9 @@ def linear_probes(codes: torch.Tensor, labels: Mapping[str, torch.Tensor], train
     return out
 
 
-def linear_probe_accuracy(codes: torch.Tensor, labels: torch.Tensor, **kwargs) -> tuple[float, float]:
+def linear_probe_accuracy(
+    codes: torch.Tensor, labels: torch.Tensor, **kwargs
+) -> tuple[float, float]:
     """`linear_probes` of one factor: (accuracy, chance)."""
     return linear_probes(codes, {"y": labels}, **kwargs)["y"]
 
@@ -137,12 +154,20 @@ def probe_set(length: int, vocab) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def chance_levels(labels: dict[str, np.ndarray]) -> dict[str, float]:
     """probe_<factor>_chance: the majority label's share of the scored part of the probe set."""
     cut = int(PROBE_SHARE * len(next(iter(labels.values()))))
-    return {f"probe_{f}_chance": float(np.bincount(y[cut:]).max() / len(y[cut:])) for f, y in labels.items()}
+    return {
+        f"probe_{f}_chance": float(np.bincount(y[cut:]).max() / len(y[cut:]))
+        for f, y in labels.items()
+    }
 
 
 @torch.no_grad()
-def probe_metrics(model: TextVAE, ids: torch.Tensor, labels: dict[str, torch.Tensor], batch_size: int,
-                  generator: torch.Generator | None = None) -> dict[str, float]:
+def probe_metrics(
+    model: TextVAE,
+    ids: torch.Tensor,
+    labels: dict[str, torch.Tensor],
+    batch_size: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
     """probe_<factor>_acc and probe_<factor>_chance for each labelled factor, from codes
     z ~ q(z|x) of the fragments `ids` (N, L), encoded PROBE_CHUNK (or `batch_size`, if larger) at a time."""
     codes = []
@@ -164,8 +189,13 @@ def unigram_entropy_bpc(ids, vocab_size: int) -> float:
 
 
 @torch.no_grad()
-def importance_weighted_nll(model: TextVAE, x: torch.Tensor, samples: int,
-                            generator: torch.Generator | None = None, chunk: int = 16) -> torch.Tensor:
+def importance_weighted_nll(
+    model: TextVAE,
+    x: torch.Tensor,
+    samples: int,
+    generator: torch.Generator | None = None,
+    chunk: int = 16,
+) -> torch.Tensor:
     """-log p(x) bound per fragment (B,) in nats, from `samples` importance samples."""
     mu, logvar = model.encode(x)
     log_weights = []

@@ -56,9 +56,18 @@ def throughput(device: str, tiny: bool, seconds: float) -> dict:
 
     overrides = {"device": device}
     if tiny:
-        overrides.update(hidden=32, latent=8, conv_channels=(16, 32), deconv_out=32, bytenet_width=32, depth=2)
-    return measure_throughput(threads=1 if device == "cpu" else 2, seconds=seconds, rounds=3, length=52,
-                              batch_size=64, corpus=load_corpus("synthetic"), overrides=overrides)
+        overrides.update(
+            hidden=32, latent=8, conv_channels=(16, 32), deconv_out=32, bytenet_width=32, depth=2
+        )
+    return measure_throughput(
+        threads=1 if device == "cpu" else 2,
+        seconds=seconds,
+        rounds=3,
+        length=52,
+        batch_size=64,
+        corpus=load_corpus("synthetic"),
+        overrides=overrides,
+    )
 
 
 def short_fits(device: str, tiny: bool, steps: int) -> dict:
@@ -69,10 +78,21 @@ def short_fits(device: str, tiny: bool, steps: int) -> dict:
     corpus, out = load_corpus("synthetic"), {}
     dev = torch.device(device)
     for model in ("hybrid-lstm", "lstm"):
-        cfg = make_config(model, "tiny" if tiny else "ptb",
-                          {"corpus": "synthetic", "steps": steps, "eval_every": steps, "iw_samples": 0,
-                           "lstm_cell": "layernorm", "device": device, "batch_size": 64, "length": 52,
-                           "threads": 1 if device == "cpu" else 2})
+        cfg = make_config(
+            model,
+            "tiny" if tiny else "ptb",
+            {
+                "corpus": "synthetic",
+                "steps": steps,
+                "eval_every": steps,
+                "iw_samples": 0,
+                "lstm_cell": "layernorm",
+                "device": device,
+                "batch_size": 64,
+                "length": 52,
+                "threads": 1 if device == "cpu" else 2,
+            },
+        )
         _reset_memory(dev)
         trainer = Trainer(cfg, corpus)
         start = time.perf_counter()
@@ -82,10 +102,18 @@ def short_fits(device: str, tiny: bool, steps: int) -> dict:
             torch.cuda.synchronize(dev)
         train_s = time.perf_counter() - start
         final = trainer.report(final=True).metrics
-        out[model] = {"steps": steps, "train_s": train_s, "chars_per_s": steps * 64 * 52 / train_s,
-                      "valid_total_bpc": final["valid/total_bpc"], "valid_kl_bpc": final["valid/kl_bpc"],
-                      "peak_memory_mib": _memory_mib(dev), "utilisation_pct": _utilisation(dev)}
-    out["ratio_hybrid_lstm_over_lstm"] = out["hybrid-lstm"]["chars_per_s"] / out["lstm"]["chars_per_s"]
+        out[model] = {
+            "steps": steps,
+            "train_s": train_s,
+            "chars_per_s": steps * 64 * 52 / train_s,
+            "valid_total_bpc": final["valid/total_bpc"],
+            "valid_kl_bpc": final["valid/kl_bpc"],
+            "peak_memory_mib": _memory_mib(dev),
+            "utilisation_pct": _utilisation(dev),
+        }
+    out["ratio_hybrid_lstm_over_lstm"] = (
+        out["hybrid-lstm"]["chars_per_s"] / out["lstm"]["chars_per_s"]
+    )
     return out
 
 
@@ -97,9 +125,26 @@ def shared_trials(device: str, tiny: bool, steps: int, n: int = 4) -> dict:
 
     corpus, dev = load_corpus("synthetic"), torch.device(device)
     sizes = {} if not tiny else {"hidden": 32, "latent": 8}
-    trainers = [Trainer(make_config("hybrid-lstm", "ptb", {"corpus": "synthetic", "device": device, "seed": i,
-                                                            "batch_size": 32, "length": 52, "hidden": 256,
-                                                            "latent": 32, **sizes}), corpus) for i in range(n)]
+    trainers = [
+        Trainer(
+            make_config(
+                "hybrid-lstm",
+                "ptb",
+                {
+                    "corpus": "synthetic",
+                    "device": device,
+                    "seed": i,
+                    "batch_size": 32,
+                    "length": 52,
+                    "hidden": 256,
+                    "latent": 32,
+                    **sizes,
+                },
+            ),
+            corpus,
+        )
+        for i in range(n)
+    ]
     for tr in trainers:
         tr.train_step()  # warm-up
     _reset_memory(dev)
@@ -128,16 +173,24 @@ def shared_trials(device: str, tiny: bool, steps: int, n: int = 4) -> dict:
     wall = time.perf_counter() - start
     chars = steps * 32 * 52
     peak = _memory_mib(dev)
-    return {"trials": n, "steps_each": steps, "wall_s": wall, "aggregate_chars_per_s": n * chars / wall,
-            "per_trial_chars_per_s": [chars / w for w in walls],
-            "peak_memory_mib_all": peak, "memory_mib_per_trial": None if peak is None else peak / n,
-            "max_utilisation_pct": util}
+    return {
+        "trials": n,
+        "steps_each": steps,
+        "wall_s": wall,
+        "aggregate_chars_per_s": n * chars / wall,
+        "per_trial_chars_per_s": [chars / w for w in walls],
+        "peak_memory_mib_all": peak,
+        "memory_mib_per_trial": None if peak is None else peak / n,
+        "max_utilisation_pct": util,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="gpu-check.json", help="JSON file for the measurements")
-    parser.add_argument("--cpu", action="store_true", help="run the same code paths on CPU (for tests)")
+    parser.add_argument(
+        "--cpu", action="store_true", help="run the same code paths on CPU (for tests)"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and few steps (for tests)")
     args = parser.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
@@ -145,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     device = "cpu" if args.cpu else "cuda"
     started = time.perf_counter()
-    result = {"torch": torch.__version__, "device": device,
-              "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
+    result = {
+        "torch": torch.__version__,
+        "device": device,
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+    }
     result["throughput"] = throughput(device, args.tiny, seconds=0.6 if args.tiny else 9.0)
     for name, m in result["throughput"]["models"].items():
         extra = f", {m['ratio_to_fused']:.2f}x fused" if "ratio_to_fused" in m else ""
@@ -155,13 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     result["fit"] = short_fits(device, args.tiny, steps=20 if args.tiny else 2000)
     for model in ("hybrid-lstm", "lstm"):
         f = result["fit"][model]
-        print(f"fit {model} (LayerNorm) {f['steps']} steps: {f['train_s']:.1f} s, {f['chars_per_s']:.0f} chars/s, "
-              f"peak memory {f['peak_memory_mib']} MiB")
-    print(f"fit hybrid-lstm / lstm: {result['fit']['ratio_hybrid_lstm_over_lstm']:.2f}x (the paper: ~2x)")
+        print(
+            f"fit {model} (LayerNorm) {f['steps']} steps: {f['train_s']:.1f} s, {f['chars_per_s']:.0f} chars/s, "
+            f"peak memory {f['peak_memory_mib']} MiB"
+        )
+    print(
+        f"fit hybrid-lstm / lstm: {result['fit']['ratio_hybrid_lstm_over_lstm']:.2f}x (the paper: ~2x)"
+    )
     result["shared"] = shared_trials(device, args.tiny, steps=5 if args.tiny else 300)
     s = result["shared"]
-    print(f"{s['trials']} trials sharing one device: {s['aggregate_chars_per_s']:.0f} chars/s in all, "
-          f"memory per trial {s['memory_mib_per_trial']} MiB, max utilisation {s['max_utilisation_pct']}%")
+    print(
+        f"{s['trials']} trials sharing one device: {s['aggregate_chars_per_s']:.0f} chars/s in all, "
+        f"memory per trial {s['memory_mib_per_trial']} MiB, max utilisation {s['max_utilisation_pct']}%"
+    )
     result["wall_s"] = time.perf_counter() - started
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"gpu-check: {result['wall_s']:.0f} s, measurements in {args.out}")

@@ -28,18 +28,46 @@ _OBJECTS = (
     ("book", "lesson", "exam", "essay", "class", "poem", "letter", "test"),
 )
 _VERBS = (  # (base, present 3rd person, past)
-    (("sail", "sails", "sailed"), ("row", "rows", "rowed"), ("tie", "ties", "tied"),
-     ("mend", "mends", "mended"), ("steer", "steers", "steered"), ("drag", "drags", "dragged"),
-     ("load", "loads", "loaded"), ("paint", "paints", "painted")),
-    (("bake", "bakes", "baked"), ("boil", "boils", "boiled"), ("taste", "tastes", "tasted"),
-     ("slice", "slices", "sliced"), ("serve", "serves", "served"), ("fry", "fries", "fried"),
-     ("eat", "eats", "ate"), ("wash", "washes", "washed")),
-    (("buy", "buys", "bought"), ("sell", "sells", "sold"), ("trade", "trades", "traded"),
-     ("lend", "lends", "lent"), ("pay", "pays", "paid"), ("value", "values", "valued"),
-     ("hedge", "hedges", "hedged"), ("price", "prices", "priced")),
-    (("read", "reads", "read"), ("teach", "teaches", "taught"), ("study", "studies", "studied"),
-     ("write", "writes", "wrote"), ("grade", "grades", "graded"), ("learn", "learns", "learned"),
-     ("copy", "copies", "copied"), ("mark", "marks", "marked")),
+    (
+        ("sail", "sails", "sailed"),
+        ("row", "rows", "rowed"),
+        ("tie", "ties", "tied"),
+        ("mend", "mends", "mended"),
+        ("steer", "steers", "steered"),
+        ("drag", "drags", "dragged"),
+        ("load", "loads", "loaded"),
+        ("paint", "paints", "painted"),
+    ),
+    (
+        ("bake", "bakes", "baked"),
+        ("boil", "boils", "boiled"),
+        ("taste", "tastes", "tasted"),
+        ("slice", "slices", "sliced"),
+        ("serve", "serves", "served"),
+        ("fry", "fries", "fried"),
+        ("eat", "eats", "ate"),
+        ("wash", "washes", "washed"),
+    ),
+    (
+        ("buy", "buys", "bought"),
+        ("sell", "sells", "sold"),
+        ("trade", "trades", "traded"),
+        ("lend", "lends", "lent"),
+        ("pay", "pays", "paid"),
+        ("value", "values", "valued"),
+        ("hedge", "hedges", "hedged"),
+        ("price", "prices", "priced"),
+    ),
+    (
+        ("read", "reads", "read"),
+        ("teach", "teaches", "taught"),
+        ("study", "studies", "studied"),
+        ("write", "writes", "wrote"),
+        ("grade", "grades", "graded"),
+        ("learn", "learns", "learned"),
+        ("copy", "copies", "copied"),
+        ("mark", "marks", "marked"),
+    ),
 )
 _ADJECTIVES = ("old", "new", "small", "big", "quiet", "busy", "young", "red")
 _PREPOSITIONS = ("near", "with", "after", "before", "behind", "for")
@@ -66,7 +94,12 @@ def _sentence(topic: int, tense: int, long_: int, draws: list[int]) -> str:
     if not long_:
         words = clause(adjective=False)
     else:
-        words = clause(adjective=True) + [pick(_PREPOSITIONS), "the", pick(_ADJECTIVES), pick(_OBJECTS[topic])]
+        words = clause(adjective=True) + [
+            pick(_PREPOSITIONS),
+            "the",
+            pick(_ADJECTIVES),
+            pick(_OBJECTS[topic]),
+        ]
         for _ in range(1 + next(u) % 2):
             words += [pick(_CONJUNCTIONS)] + clause(adjective=True)
     return " ".join(words) + " .\n"
@@ -76,10 +109,15 @@ def generate_sentences(seed: int, n: int, stream: int) -> tuple[list[str], dict[
     if seed < 0 or n < 0:
         raise DataError(f"synthetic text needs seed >= 0 and n_sentences >= 0, got {seed}, {n}")
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream])))
-    factors = {"topic": rng.integers(0, len(TOPICS), n), "tense": rng.integers(0, len(TENSES), n),
-               "length": rng.integers(0, len(LENGTHS), n)}
+    factors = {
+        "topic": rng.integers(0, len(TOPICS), n),
+        "tense": rng.integers(0, len(TENSES), n),
+        "length": rng.integers(0, len(LENGTHS), n),
+    }
     draws = rng.integers(0, 1 << 30, size=(n, 20)).tolist()  # a long sentence uses at most 18
-    rows = zip(factors["topic"].tolist(), factors["tense"].tolist(), factors["length"].tolist(), draws)
+    rows = zip(
+        factors["topic"].tolist(), factors["tense"].tolist(), factors["length"].tolist(), draws
+    )
     sentences = [_sentence(topic, tense, long_, d) for topic, tense, long_, d in rows]
     return sentences, {k: v.astype(np.int64) for k, v in factors.items()}
 
@@ -92,7 +130,9 @@ def synthetic_text(seed: int = 0, n_sentences: int = 20000) -> tuple[str, dict[s
     return "".join(sentences), factors
 
 
-def synthetic_probe_set(seed: int, n: int, length: int, vocab) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def synthetic_probe_set(
+    seed: int, n: int, length: int, vocab
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """n fragments (n, length) int64 of freshly generated text, each starting at the start of
     a sentence (running on into the next sentences when it is shorter; no padding), and the
     factors of that first sentence: labels for a probe on a VAE's posterior means."""

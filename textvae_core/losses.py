@@ -35,7 +35,9 @@ def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """
     L = targets.shape[1]
     logits = logits[:, :L].float()
-    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+    nll = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+    )
     return nll.view(targets.shape).sum(dim=1)
 
 
@@ -61,8 +63,16 @@ class KLSchedule:
 
     @classmethod
     def of(cls, config: TrainConfig) -> "KLSchedule":
-        return cls(config.anneal_start, config.anneal_end, config.kl_eps, config.anneal, config.kl,
-                   config.cycles, config.cycle_ratio, config.steps)
+        return cls(
+            config.anneal_start,
+            config.anneal_end,
+            config.kl_eps,
+            config.anneal,
+            config.kl,
+            config.cycles,
+            config.cycle_ratio,
+            config.steps,
+        )
 
     def weight_at(self, step: int) -> float:
         if not self.kl:
@@ -72,7 +82,11 @@ class KLSchedule:
         if self.cycles:
             period = (self.steps - self.start) / self.cycles
             into = step - self.start
-            ramp = -1.0 if into < 0 else (into - period * min(into // period, self.cycles - 1)) / (period * self.ratio)
+            ramp = (
+                -1.0
+                if into < 0
+                else (into - period * min(into // period, self.cycles - 1)) / (period * self.ratio)
+            )
         else:
             ramp = (step - self.start) / (self.end - self.start)
         return min(max(ramp, 0.0), 1.0 - self.eps) + self.eps
@@ -85,8 +99,9 @@ def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> to
     return per_dim.clamp(min=free_bits).sum()
 
 
-def vae_objective(out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: float,
-                  free_bits: float = 0.0) -> dict[str, torch.Tensor]:
+def vae_objective(
+    out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: float, free_bits: float = 0.0
+) -> dict[str, torch.Tensor]:
     """The training loss (Eq. 4) and its parts, batch-averaged nats per fragment.
 
     out: the model's output for targets x (B, L); alpha weighs the auxiliary term;
@@ -96,7 +111,9 @@ def vae_objective(out: VAEOutput, x: torch.Tensor, alpha: float, kl_weight: floa
     """
     rec = sequence_nll(out.logits, x).mean()
     kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
-    aux = sequence_nll(out.aux_logits, x).mean() if out.aux_logits is not None else rec.new_zeros(())
+    aux = (
+        sequence_nll(out.aux_logits, x).mean() if out.aux_logits is not None else rec.new_zeros(())
+    )
     kl_term = free_bits_kl(out.mu.float(), out.logvar.float(), free_bits) if free_bits > 0 else kl
     loss = kl_weight * kl_term + rec + alpha * aux
     return {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}

@@ -52,14 +52,16 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
             z, mean, rstd = torch.native_layer_norm(pre[t], (H4,), gamma, beta, LN_EPS)
             act = acts[t]
             torch.sigmoid(z, out=act)
-            torch.tanh(z[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])
-            torch.mul(act[:, H:2 * H], cs[t], out=cs[t + 1])
-            cs[t + 1].addcmul_(act[:, :H], act[:, 2 * H:3 * H])
+            torch.tanh(z[:, 2 * H : 3 * H], out=act[:, 2 * H : 3 * H])
+            torch.mul(act[:, H : 2 * H], cs[t], out=cs[t + 1])
+            cs[t + 1].addcmul_(act[:, :H], act[:, 2 * H : 3 * H])
             torch.tanh(cs[t + 1], out=tanh_c[t])
-            torch.mul(act[:, 3 * H:], tanh_c[t], out=hs[t + 1])
+            torch.mul(act[:, 3 * H :], tanh_c[t], out=hs[t + 1])
             means.append(mean)
             rstds.append(rstd)
-        ctx.save_for_backward(pre, acts, hs, cs, tanh_c, torch.stack(means), torch.stack(rstds), w_hh, gamma, beta)
+        ctx.save_for_backward(
+            pre, acts, hs, cs, tanh_c, torch.stack(means), torch.stack(rstds), w_hh, gamma, beta
+        )
         return hs[1:].transpose(0, 1), cs[T]
 
     @staticmethod
@@ -70,7 +72,9 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         i, f, g, o = acts.chunk(4, dim=-1)  # (T, B, H) each
         # Factors of dL/d(pre-activation z) that do not depend on the carried gradients:
         # dz_i = dc * g i(1-i), dz_f = dc * c_prev f(1-f), dz_g = dc * i (1-g^2), dz_o = dh * tanh(c) o(1-o).
-        by_dc = torch.stack([g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], dim=2)  # (T, B, 3, H)
+        by_dc = torch.stack(
+            [g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], dim=2
+        )  # (T, B, 3, H)
         by_dh = tanh_c * o * (1 - o)
         dc_from_dh = o * (1 - tanh_c * tanh_c)  # dc += dh * o (1 - tanh(c)^2)
         d_z = acts.new_empty(T, B, H4)
@@ -84,9 +88,11 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
                 dh.add_(d_out[t])
             dc.addcmul_(dh, dc_from_dh[t])
             dz = d_z[t]
-            torch.mul(by_dc[t], dc.unsqueeze(1), out=dz[:, :3 * H].view(B, 3, H))
-            torch.mul(dh, by_dh[t], out=dz[:, 3 * H:])
-            da = torch.ops.aten.native_layer_norm_backward(dz, pre[t], (H4,), means[t], rstds[t], gamma, beta, mask)[0]
+            torch.mul(by_dc[t], dc.unsqueeze(1), out=dz[:, : 3 * H].view(B, 3, H))
+            torch.mul(dh, by_dh[t], out=dz[:, 3 * H :])
+            da = torch.ops.aten.native_layer_norm_backward(
+                dz, pre[t], (H4,), means[t], rstds[t], gamma, beta, mask
+            )[0]
             d_a[t] = da
             torch.mm(da, w_hh, out=dh)
             dc.mul_(f[t])
@@ -112,8 +118,12 @@ class LayerNormLSTM(nn.Module):
         self.w_hh = nn.Linear(hidden, 4 * hidden, bias=False)
         self.norm = nn.LayerNorm(4 * hidden, eps=LN_EPS)
 
-    def forward(self, dense: torch.Tensor | None, ids: torch.Tensor | None = None,
-                state: tuple[torch.Tensor, torch.Tensor] | None = None):
+    def forward(
+        self,
+        dense: torch.Tensor | None,
+        ids: torch.Tensor | None = None,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ):
         """Outputs (B, T, H) and the final state ((1, B, H), (1, B, H)), as nn.LSTM's."""
         gx = project(self.w_ih.weight, self.w_ih.bias, dense, ids)  # (B, T, 4H)
         dtype = self.w_hh.weight.dtype  # under autocast gx is bf16: the recurrence stays float32
@@ -124,7 +134,9 @@ class LayerNormLSTM(nn.Module):
         else:
             h0, c0 = state[0][0].to(dtype), state[1][0].to(dtype)
         with torch.autocast(gx.device.type, enabled=False):
-            h, c = _LayerNormLSTMFunction.apply(gx, h0, c0, self.w_hh.weight, self.norm.weight, self.norm.bias)
+            h, c = _LayerNormLSTMFunction.apply(
+                gx, h0, c0, self.w_hh.weight, self.norm.weight, self.norm.bias
+            )
         return h, (h[:, -1].unsqueeze(0), c.unsqueeze(0))
 
 

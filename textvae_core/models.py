@@ -1,7 +1,8 @@
 """The paper's four text VAEs (Semeniuta et al. 2017, Fig 2), as plain nn.Modules.
 
-Reading order: building blocks (conv encoder, deconv decoder, LSTMs, ByteNet head),
-then the models, then `build_model(config, vocab_size)`.
+Reading order: the shared base `TextVAE`, the models, then `build_model(config,
+vocab_size)`. Their building blocks (conv encoder, deconv decoder, the hybrids' LSTM and
+ByteNet heads) are in `blocks`.
 
 Every model maps token ids x (B, L) to a `VAEOutput`:
     logits      (B, L, V)  the decoder's p(x_t | z, x_<t) (historyless models: p(x_t | z))
@@ -19,16 +20,15 @@ ignores positions >= L (see losses.py). A user who asks for L=10 gets L=10.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import ConvEncoder, DeconvDecoder, LSTMHead, make_head, padded_length
 from .config import TrainConfig
 from .lstm import make_lstm
-from .onehot import onehot_conv, project
 from .tokens import DUMMY, PAD, START
 
 
@@ -39,12 +39,6 @@ class VAEOutput(NamedTuple):
     logvar: torch.Tensor  # (B, Z)
 
 
-def padded_length(length: int, layers: int) -> int:
-    """Smallest multiple of 2**layers that holds `length` characters."""
-    unit = 2**layers
-    return unit * math.ceil(length / unit)
-
-
 def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
     """Released code: every weight and bias ~ Uniform(-0.1, 0.1); norm layers keep (1, 0)."""
     for module in model.modules():
@@ -52,140 +46,6 @@ def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
             continue
         for p in module.parameters(recurse=False):
             nn.init.uniform_(p, -scale, scale)
-
-
-# --- building blocks ---------------------------------------------------------------------
-
-
-class ConvEncoder(nn.Module):
-    """Conv1d(k3, s2, p1) -> BN -> ReLU per layer, then Linear to (mu, log sigma^2)."""
-
-    def __init__(self, vocab_size: int, channels: tuple[int, ...], padded_len: int, latent: int):
-        super().__init__()
-        layers, c_in = [], vocab_size
-        for c_out in channels:
-            layers += [nn.Conv1d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm1d(c_out), nn.ReLU()]
-            c_in = c_out
-        self.convs = nn.Sequential(*layers)
-        self.vocab_size = vocab_size
-        self.to_posterior = nn.Linear(padded_len // 2 ** len(channels) * c_in, 2 * latent)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = onehot_conv(self.convs[0], x)  # the first conv on one-hot x (B, Lp): (B, C, Lp/2)
-        h = self.convs[1:](h).flatten(1)  # (B, Lp/2^n * C)
-        mu, logvar = self.to_posterior(h).chunk(2, dim=-1)  # (B, Z) each
-        return mu, logvar
-
-
-class DeconvDecoder(nn.Module):
-    """Linear(z) -> ReLU -> reshape, then ConvTranspose1d(k3, s2) -> BN -> ReLU per layer.
-
-    Each layer doubles the length exactly (output_padding=1); the encoder's channels are
-    mirrored and the last layer has `out_channels` (200 in the paper).
-    """
-
-    def __init__(self, latent: int, channels: tuple[int, ...], out_channels: int, padded_len: int):
-        super().__init__()
-        self.start_len = padded_len // 2 ** len(channels)
-        self.start_channels = channels[-1]
-        self.from_latent = nn.Linear(latent, self.start_len * self.start_channels)
-        widths = list(reversed(channels)) + [out_channels]
-        layers = []
-        for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.ConvTranspose1d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
-                       nn.BatchNorm1d(c_out), nn.ReLU()]
-        self.deconvs = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.from_latent(z)).view(-1, self.start_channels, self.start_len)  # (B, C, Lp/2^n)
-        return self.deconvs(h)  # (B, F, Lp)
-
-
-class ChannelNorm(nn.Module):
-    """LayerNorm over channels at each position of a (B, C, L) tensor.
-
-    The released ByteNet head uses BatchNorm, whose training-mode statistics pool over
-    time and so leak the future into a causal stack; a per-position norm keeps the
-    mask exact in training and evaluation alike.
-    """
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
-
-
-class MaskedHighwayConv(nn.Module):
-    """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.conv = nn.Conv1d(width, 2 * width, kernel_size=2)
-        self.norm = ChannelNorm(width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W, L)
-        h, gate = self.conv(F.pad(x, (1, 0))).chunk(2, dim=1)  # left pad: output t sees t-1, t
-        gate = torch.sigmoid(gate)
-        return gate * F.relu(self.norm(h)) + (1 - gate) * x
-
-
-class ByteNetHead(nn.Module):
-    """1x1 conv -> norm -> gated (tanh * sigmoid), N masked highway convs, Linear to V.
-
-    Position t reads [deconv features_t ; one-hot x_{t-1}], so after N layers its logits
-    depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c). The 1x1 entry conv is a
-    linear map per position, computed on the features plus a gather for the one-hot part.
-    """
-
-    def __init__(self, in_channels: int, width: int, depth: int, vocab_size: int):
-        super().__init__()
-        self.entry = nn.Conv1d(in_channels, 2 * width, kernel_size=1)
-        self.entry_norm = ChannelNorm(2 * width)
-        self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
-        self.out = nn.Linear(width, vocab_size)
-
-    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
-        entry = project(self.entry.weight[:, :, 0], self.entry.bias, feats, prev)  # (B, L, 2W)
-        a, b = self.entry_norm(entry.transpose(1, 2)).chunk(2, dim=1)
-        h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
-        for layer in self.layers:
-            h = layer(h)
-        return self.out(h.transpose(1, 2))  # (B, L, V)
-
-
-class LSTMHead(nn.Module):
-    """An LSTM over [deconv features_t ; one-hot x_{t-1}], then Linear to V (Fig 2b)."""
-
-    def __init__(self, in_channels: int, cell: str, hidden: int, vocab_size: int):
-        super().__init__()
-        self.rnn = make_lstm(cell, in_channels, hidden, vocab_size)
-        self.out = nn.Linear(hidden, vocab_size)
-
-    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
-        h, _ = self.rnn(feats, prev)  # (B, L, H)
-        return self.out(h)  # (B, L, V)
-
-    def step(self, feats: torch.Tensor, prev: torch.Tensor, state=None):
-        """One step for generation: feats (B, F), prev ids (B,) -> logits (B, V), new state."""
-        h, state = self.rnn(feats.unsqueeze(1), prev.unsqueeze(1), state)
-        return self.out(h[:, 0]), state
-
-
-HEADS = ("lstm", "bytenet")  # the hybrid's autoregressive heads, by name
-
-
-def make_head(name: str, config: TrainConfig, in_channels: int, vocab_size: int) -> nn.Module:
-    """The hybrid's autoregressive head named `name`: (B, L, in_channels) -> logits (B, L, V)."""
-    if name == "lstm":
-        return LSTMHead(in_channels, config.lstm_cell, config.hidden, vocab_size)
-    if name == "bytenet":
-        return ByteNetHead(in_channels, config.bytenet_width, config.depth, vocab_size)
-    raise ValueError(f"head={name!r} is not allowed: expected one of {', '.join(HEADS)}")
-
-
-# --- the models ----------------------------------------------------------------------------
 
 
 class TextVAE(nn.Module):
@@ -216,27 +76,37 @@ class TextVAE(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The parameters of q(z | x) (aggressive training updates them alone)."""
         names = (*self.ENCODER, "mu_norm")
-        return [p for n in names if getattr(self, n, None) is not None for p in getattr(self, n).parameters()]
+        return [
+            p
+            for n in names
+            if getattr(self, n, None) is not None
+            for p in getattr(self, n).parameters()
+        ]
 
-    def decode(self, z: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def decode(
+        self, z: torch.Tensor, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced logits (B, L, V) and aux logits for targets x (B, L) given z."""
         raise NotImplementedError
 
     @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
-                       ) -> torch.Tensor:
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + eps * torch.exp(0.5 * logvar)  # (B, Z)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                sample: bool = True) -> VAEOutput:
+    def forward(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, sample: bool = True
+    ) -> VAEOutput:
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         logits, aux = self.decode(z, x, generator)
         return VAEOutput(logits, aux, mu, logvar)
 
-    def decoder_inputs(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def decoder_inputs(
+        self, x: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Previous characters [START, x_0 .. x_{L-2}] after input dropout (B, L).
 
         Dropout replaces a token by DUMMY with probability p in training; p=1 is the
@@ -253,8 +123,13 @@ class TextVAE(nn.Module):
 
     # generation -----------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, length: int, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        z: torch.Tensor,
+        length: int,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Decode ids (B, length) from z, greedily (temperature 0) or by sampling.
 
         Generic autoregressive loop: re-runs the teacher-forced decoder on the prefix, so
@@ -267,7 +142,9 @@ class TextVAE(nn.Module):
         return out
 
 
-def _pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+def _pick(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None
+) -> torch.Tensor:
     logits = logits.float()
     logits[:, :4] = -float("inf")  # never emit reserved ids (PAD, START, DUMMY, UNK)
     if temperature <= 0:
@@ -283,7 +160,9 @@ class ConvDeconvVAE(TextVAE):
         super().__init__(config, vocab_size)
         self.padded_len = padded_length(config.length, len(config.conv_channels))
         self.encoder = ConvEncoder(vocab_size, config.conv_channels, self.padded_len, config.latent)
-        self.decoder = DeconvDecoder(config.latent, config.conv_channels, config.deconv_out, self.padded_len)
+        self.decoder = DeconvDecoder(
+            config.latent, config.conv_channels, config.deconv_out, self.padded_len
+        )
 
     ENCODER = ("encoder",)
 
@@ -306,7 +185,9 @@ class ConvVAE(ConvDeconvVAE):
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
-        logits, _ = self.decode(z, torch.zeros(z.shape[0], length, dtype=torch.long, device=z.device))
+        logits, _ = self.decode(
+            z, torch.zeros(z.shape[0], length, dtype=torch.long, device=z.device)
+        )
         return torch.stack([_pick(logits[:, t], temperature, generator) for t in range(length)], 1)
 
 
@@ -382,11 +263,16 @@ class LSTMVAE(TextVAE):
 
 def build_model(config: TrainConfig, vocab_size: int) -> TextVAE:
     """The model named by `config.model` (one of conv, hybrid-lstm, hybrid-bytenet, lstm)."""
-    makers = {"conv": ConvVAE, "lstm": LSTMVAE,
-              "hybrid-lstm": lambda c, v: HybridVAE(c, v, "lstm"),
-              "hybrid-bytenet": lambda c, v: HybridVAE(c, v, "bytenet")}
+    makers = {
+        "conv": ConvVAE,
+        "lstm": LSTMVAE,
+        "hybrid-lstm": lambda c, v: HybridVAE(c, v, "lstm"),
+        "hybrid-bytenet": lambda c, v: HybridVAE(c, v, "bytenet"),
+    }
     if config.model not in makers:
-        raise ValueError(f"model={config.model!r} is not allowed: expected one of {', '.join(makers)}")
+        raise ValueError(
+            f"model={config.model!r} is not allowed: expected one of {', '.join(makers)}"
+        )
     model = makers[config.model](config, vocab_size)
     _init_uniform(model)
     return model

@@ -13,8 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def project(weight: torch.Tensor, bias: torch.Tensor | None, dense: torch.Tensor | None,
-            ids: torch.Tensor | None) -> torch.Tensor:
+def project(
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    dense: torch.Tensor | None,
+    ids: torch.Tensor | None,
+) -> torch.Tensor:
     """[dense ; one_hot(ids)] @ weight.T + bias, with the one-hot part as a row gather.
 
     weight (O, F + V): its first F columns act on `dense` (B, T, F), the last V on ids.
@@ -36,6 +40,8 @@ def onehot_conv(conv: nn.Conv1d, ids: torch.Tensor) -> torch.Tensor:
     table = F.pad(conv.weight.permute(2, 1, 0), (0, 0, 0, 1))  # (k, V + 1, C); row V is zero
     ids = F.pad(ids, (pad, pad), value=V)
     n_out = (ids.shape[1] - k) // stride + 1
-    taps = torch.stack([ids[:, j: j + stride * (n_out - 1) + 1: stride] + j * (V + 1) for j in range(k)], -1)
+    taps = torch.stack(
+        [ids[:, j : j + stride * (n_out - 1) + 1 : stride] + j * (V + 1) for j in range(k)], -1
+    )
     out = F.embedding(taps, table.reshape(k * (V + 1), C)).sum(2)  # (B, L_out, C)
     return (out if conv.bias is None else out + conv.bias).transpose(1, 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .data import Vocabulary
+from .vocab import Vocabulary
 from .models import TextVAE
 
 
@@ -19,8 +19,9 @@ def _encode_texts(vocab: Vocabulary, texts: list[str], length: int, device) -> t
 
 
 @torch.no_grad()
-def sample_prior(model: TextVAE, vocab: Vocabulary, n: int, temperature: float = 0.0,
-                 seed: int = 0) -> list[str]:
+def sample_prior(
+    model: TextVAE, vocab: Vocabulary, n: int, temperature: float = 0.0, seed: int = 0
+) -> list[str]:
     """Decode n texts from z ~ N(0, I)."""
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
@@ -29,8 +30,9 @@ def sample_prior(model: TextVAE, vocab: Vocabulary, n: int, temperature: float =
 
 
 @torch.no_grad()
-def reconstruct(model: TextVAE, vocab: Vocabulary, texts: list[str], temperature: float = 0.0,
-                seed: int = 0) -> list[str]:
+def reconstruct(
+    model: TextVAE, vocab: Vocabulary, texts: list[str], temperature: float = 0.0, seed: int = 0
+) -> list[str]:
     """Encode each text (padded/cut to the model's length) to its posterior mean and decode."""
     device = next(model.parameters()).device
     gen = torch.Generator(device).manual_seed(seed)
@@ -39,7 +41,9 @@ def reconstruct(model: TextVAE, vocab: Vocabulary, texts: list[str], temperature
 
 
 @torch.no_grad()
-def interpolate(model: TextVAE, vocab: Vocabulary, start: str, end: str, steps: int = 5) -> list[str]:
+def interpolate(
+    model: TextVAE, vocab: Vocabulary, start: str, end: str, steps: int = 5
+) -> list[str]:
     """Greedy decodes along the straight line between the two texts' posterior means."""
     device = next(model.parameters()).device
     mu, _ = model.encode(_encode_texts(vocab, [start, end], model.config.length, device))

@@ -1,58 +1,43 @@
 """A plain training loop: `fit(config, on_report=...)` runs without Ray.
 
-Adam with the paper's step decay, KL annealing, input dropout, evaluation every
-`eval_every` steps (train and valid bits per character, active units, mutual
-information), an importance-weighted bound at the end, and checkpoints that hold every
-piece of state (model, optimiser, step, data sampler, RNGs), so a run resumed from one
-continues bit-identically on the CPU.
+Adam with the paper's step decay, KL annealing, input dropout, aggressive encoder updates
+when asked for, a report every `eval_every` steps (training bits per character and the
+held-out measures of `evaluation`), and checkpoints that hold every piece of state (model,
+optimiser, step, data sampler, RNGs), so a run resumed from one continues bit-identically
+on the CPU. The reports and their table are in `history`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from .checkpoint import CHECKPOINT_FORMAT, check_format, read_checkpoint
 from .config import TrainConfig
-from .data import Corpus, FragmentSampler, Vocabulary, load_corpus
-from .diagnostics import (active_units, importance_weighted_nll, mutual_information, probe_metrics, probe_set,
-                          unigram_entropy_bpc, z_gain)
-from .losses import KLSchedule, bits_per_char, vae_objective
-from .models import TextVAE, VAEOutput, build_model
+from .data import Corpus, load_corpus
+from .evaluation import Evaluator, autocast_context, fragment_bits
+from .fragments import FragmentSampler
+from .history import Report
+from .losses import KLSchedule, vae_objective
+from .models import TextVAE, build_model
+from .vocab import Vocabulary
 
 # Fields a resumed run may change; everything else must match the checkpoint.
-RESUMABLE_CHANGES = frozenset({"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"})
-SPLITS = ("train", "valid")
-METRIC_NAMES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "kl_weight", "chars_per_s",
-                "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc", "mi_pool", "unigram_bpc",
-                "aggressive", "encoder_updates", "encoder_s",
-                *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")))
-# probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only (mode
-# still on; encoder-only updates and their seconds since the last report). Final report only: mi_pool,
-# I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc, the training characters' entropy.
-AGGRESSIVE_WINDOW = 5  # encoder updates stop once a window's mean loss is no lower than the one before
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"}
+)
+# Encoder updates stop once a window's mean loss is no lower than the one before.
+AGGRESSIVE_WINDOW = 5
 
 
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says at which step."""
-
-
-@dataclass
-class Report:
-    step: int
-    metrics: dict[str, float]  # "train/total_bpc", "valid/kl_bpc", ... (see METRIC_NAMES)
-    final: bool = False
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,21 +65,26 @@ class Trainer:
         self.corpus = corpus or load_corpus(config.corpus)
         torch.manual_seed(config.seed)
         self.model: TextVAE = build_model(config, self.corpus.vocab.size).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-        self.sampler = FragmentSampler(self.corpus.train, config.length, config.batch_size, config.seed)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8
+        )
+        self.sampler = FragmentSampler(
+            self.corpus.train, config.length, config.batch_size, config.seed
+        )
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.schedule = KLSchedule.of(config)
+        self.evaluator = Evaluator(self.model, self.corpus, config, self.device)
         self.step = 0
-        self._window = torch.zeros(4, dtype=torch.float64)  # sums of loss, rec, kl, aux since the last report
+        # sums of loss, rec, kl, aux since the last report
+        self._window = torch.zeros(4, dtype=torch.float64)
         self._window_steps = 0
         self._window_time = 0.0
         self.history: list[Report] = []
-        self.checkpoint_steps: int | None = None  # after `load`: the `steps` of the checkpoint's run
+        self.checkpoint_steps: int | None = None  # after `load`: the `steps` of its run
         # Aggressive encoder training (He et al. 2019): on until held-out MI stops rising.
         self.aggressive_on = config.aggressive
         self._best_mi = -math.inf
         self._encoder_updates, self._encoder_time = 0, 0.0
-        self._probe_set = None  # the synthetic corpus's probe fragments, made at the first report
         # Seconds this process spent training (encoder-only updates included) and evaluating;
         # "final": the last report's share of "eval" (its IW bound and MI pool included).
         self.seconds = {"train": 0.0, "eval": 0.0, "final": 0.0}
@@ -104,9 +94,7 @@ class Trainer:
         return self.corpus.vocab
 
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.device)
 
     # --- training ------------------------------------------------------------------------
     def train_step(self) -> None:
@@ -119,13 +107,21 @@ class Trainer:
         if self.aggressive_on:
             self._train_encoder()
         parts = self._objective(x)
-        values = torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]]).detach().double().cpu()
+        values = (
+            torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]])
+            .detach()
+            .double()
+            .cpu()
+        )
         if not torch.isfinite(values).all():
             raise DivergenceError(
                 f"loss became {values[0].item()} at step {self.step} (rec={values[1].item():.4g}, "
-                f"kl={values[2].item():.4g}, aux={values[3].item():.4g}); try a lower lr or grad_clip")
+                f"kl={values[2].item():.4g}, aux={values[3].item():.4g}); try a lower lr or grad_clip"
+            )
         # While aggressive, this is the decoder's update: the encoder has just had its own.
-        self._update(parts["loss"], frozen=self.model.encoder_parameters() if self.aggressive_on else ())
+        self._update(
+            parts["loss"], frozen=self.model.encoder_parameters() if self.aggressive_on else ()
+        )
         self.step += 1
         self._window += values
         self._window_steps += 1
@@ -136,7 +132,9 @@ class Trainer:
     def _objective(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
             out = self.model(x, self.generator)
-        return vae_objective(out, x, self.config.alpha, self.schedule.weight_at(self.step), self.config.free_bits)
+        return vae_objective(
+            out, x, self.config.alpha, self.schedule.weight_at(self.step), self.config.free_bits
+        )
 
     def _update(self, loss: torch.Tensor, frozen=()) -> None:
         """One optimiser step on `loss`, leaving the parameters in `frozen` unchanged."""
@@ -162,7 +160,7 @@ class Trainer:
             self._update(loss, frozen=decoder)
             losses.append(float(loss.detach()))
             n = len(losses)
-            if n >= 2 * w and n % w == 0 and sum(losses[-w:]) >= sum(losses[-2 * w:-w]):
+            if n >= 2 * w and n % w == 0 and sum(losses[-w:]) >= sum(losses[-2 * w : -w]):
                 break
         self._encoder_updates += len(losses)
         self._encoder_time += time.perf_counter() - start
@@ -172,96 +170,19 @@ class Trainer:
         _, rec, kl, aux = (self._window / n).tolist()
         chars = self._window_steps * cfg.batch_size * cfg.length
         m = {
-            **self._bits_per_char(rec, kl, aux),
+            **fragment_bits(rec, kl, aux, cfg),
             "kl_weight": self.schedule.weight_at(self.step),
             "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
         }
         if cfg.aggressive:
-            m.update(aggressive=float(self.aggressive_on), encoder_updates=float(self._encoder_updates),
-                     encoder_s=self._encoder_time)
+            m.update(
+                aggressive=float(self.aggressive_on),
+                encoder_updates=float(self._encoder_updates),
+                encoder_s=self._encoder_time,
+            )
             self._encoder_updates, self._encoder_time = 0, 0.0
         self._window.zero_()
         self._window_steps, self._window_time = 0, 0.0
-        return m
-
-    def _bits_per_char(self, rec: float, kl: float, aux: float) -> dict[str, float]:
-        """Nats per fragment -> the total (rec + KL, the bound at weight 1), rec, KL and aux
-        bits per character (aux only for the hybrids)."""
-        L = self.config.length
-        return {"total_bpc": bits_per_char(rec + kl, L), "rec_bpc": bits_per_char(rec, L),
-                "kl_bpc": bits_per_char(kl, L),
-                "aux_bpc": bits_per_char(aux, L) if self.config.model.startswith("hybrid") else math.nan}
-
-    # --- evaluation ----------------------------------------------------------------------
-    def validation_batches(self) -> list[torch.Tensor]:
-        """The same random valid windows at every report, so curves compare like for like."""
-        sampler = FragmentSampler(self.corpus.valid, self.config.length, self.config.batch_size,
-                                  seed=self.config.seed + 1_000_003)
-        return [sampler.sample().to(self.device) for _ in range(self.config.eval_batches)]
-
-    @torch.no_grad()
-    def evaluate(self, iw_samples: int = 0) -> dict[str, float]:
-        cfg = self.config
-        self.model.eval()
-        gen = torch.Generator(self.device).manual_seed(cfg.seed + 17)  # independent of training RNG
-        sums = torch.zeros(4, dtype=torch.float64)
-        mus, logvars, iw = [], [], []
-        batches = self.validation_batches()
-        for x in batches:
-            with self.autocast():  # the model's forward, keeping z for the z gain
-                mu, logvar = self.model.encode(x)
-                z = self.model.reparameterize(mu, logvar, gen)
-                out = VAEOutput(*self.model.decode(z, x, gen), mu, logvar)
-                gain = z_gain(self.model, x, z, out.logits, gen)
-            parts = vae_objective(out, x, cfg.alpha, 1.0)
-            sums += torch.stack([parts["rec"], parts["kl"], parts["aux"], gain.float()]).double().cpu()
-            mus.append(out.mu.float())
-            logvars.append(out.logvar.float())
-            if iw_samples:
-                with self.autocast():
-                    iw.append(importance_weighted_nll(self.model, x, iw_samples, gen).float().mean().item())
-        rec, kl, aux, gain = (sums / len(batches)).tolist()
-        mu, logvar = torch.cat(mus), torch.cat(logvars)
-        m = {
-            **self._bits_per_char(rec, kl, aux),
-            "active_units": float(active_units(mu)),
-            "mutual_info": mutual_information(mu, logvar, gen),
-            "z_gain_bpc": bits_per_char(gain, cfg.length),
-        }
-        if iw_samples:
-            m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)
-        if self.corpus.name == "synthetic":
-            m.update(self.probe())
-        return m
-
-    def probe(self) -> dict[str, float]:
-        """The linear probe of each generating factor of the synthetic corpus (diagnostics)."""
-        if self._probe_set is None:
-            ids, labels = probe_set(self.config.length, self.vocab)
-            self._probe_set = (torch.as_tensor(ids, device=self.device),
-                               {k: torch.as_tensor(v, device=self.device) for k, v in labels.items()})
-        gen = torch.Generator(self.device).manual_seed(self.config.seed + 31)  # its own: other metrics unchanged
-        with self.autocast():
-            return probe_metrics(self.model, *self._probe_set, self.config.batch_size, gen)
-
-    @torch.no_grad()
-    def final_diagnostics(self) -> dict[str, float]:
-        """Once, at the end: MI against a pool of `mi_pool` validation fragments (encoder-only
-        passes, a batch at a time) and the unigram entropy of the training characters."""
-        cfg = self.config
-        m = {"unigram_bpc": unigram_entropy_bpc(self.corpus.train, self.vocab.size)}
-        if cfg.mi_pool:
-            self.model.eval()
-            sampler = FragmentSampler(self.corpus.valid, cfg.length, cfg.batch_size, seed=cfg.seed + 2_000_003)
-            mus, logvars, n = [], [], 0
-            while n < cfg.mi_pool:
-                with self.autocast():
-                    mu, logvar = self.model.encode(sampler.sample().to(self.device))
-                mus.append(mu.float())
-                logvars.append(logvar.float())
-                n += mu.shape[0]
-            gen = torch.Generator(self.device).manual_seed(cfg.seed + 29)
-            m["mi_pool"] = mutual_information(torch.cat(mus)[:cfg.mi_pool], torch.cat(logvars)[:cfg.mi_pool], gen)
         return m
 
     def report(self, final: bool = False) -> Report:
@@ -283,7 +204,9 @@ class Trainer:
         entropy); every metric it had stays as it was. It replaces the report in the history."""
         last = self.history[-1]
         if last.step != self.step:
-            raise RuntimeError(f"finalize: the last report is at step {last.step}, training at {self.step}")
+            raise RuntimeError(
+                f"finalize: the last report is at step {last.step}, training at {self.step}"
+            )
         metrics = dict(last.metrics)
         for k, v in self._validate(final=True).items():
             metrics.setdefault(f"valid/{k}", v)
@@ -292,9 +215,9 @@ class Trainer:
 
     def _validate(self, final: bool) -> dict[str, float]:
         start = time.perf_counter()
-        valid = self.evaluate(self.config.iw_samples if final else 0)
+        valid = self.evaluator.evaluate(self.config.iw_samples if final else 0)
         if final:
-            valid.update(self.final_diagnostics())
+            valid.update(self.evaluator.final_diagnostics())
         elapsed = time.perf_counter() - start
         self.seconds["eval"] += elapsed
         if final:
@@ -314,18 +237,28 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "window": (self._window.clone(), self._window_steps, self._window_time),
-            "aggressive": (self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time),
+            "aggressive": (
+                self.aggressive_on,
+                self._best_mi,
+                self._encoder_updates,
+                self._encoder_time,
+            ),
             "history": [dataclasses.asdict(r) for r in self.history],
         }
 
     def load_state_dict(self, state: dict) -> None:
         check_format(state)
         saved = TrainConfig(**state["config"])
-        mismatched = [k for k, v in saved.to_dict().items()
-                      if k not in RESUMABLE_CHANGES and self.config.to_dict()[k] != v]
+        mismatched = [
+            k
+            for k, v in saved.to_dict().items()
+            if k not in RESUMABLE_CHANGES and self.config.to_dict()[k] != v
+        ]
         if mismatched:
-            raise ValueError(f"checkpoint was made with a different config ({', '.join(mismatched)}); "
-                             "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change on resume")
+            raise ValueError(
+                f"checkpoint was made with a different config ({', '.join(mismatched)}); "
+                "only " + ", ".join(sorted(RESUMABLE_CHANGES)) + " may change on resume"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.sampler.load_state_dict(state["sampler"])
@@ -335,7 +268,9 @@ class Trainer:
         window, self._window_steps, self._window_time = state["window"]
         self._window = window.clone()
         if "aggressive" in state:
-            self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time = state["aggressive"]
+            self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time = state[
+                "aggressive"
+            ]
         self.history = [Report(**r) for r in state["history"]]
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -351,8 +286,12 @@ class Trainer:
         self.load_state_dict(read_checkpoint(path, self.device))
 
 
-def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None = None,
-        resume_from: str | os.PathLike | None = None, corpus: Corpus | None = None) -> Trainer:
+def fit(
+    config: TrainConfig,
+    on_report: Callable[[Report, Trainer], None] | None = None,
+    resume_from: str | os.PathLike | None = None,
+    corpus: Corpus | None = None,
+) -> Trainer:
     """Train `config.steps` steps, calling `on_report(report, trainer)` every `eval_every`
     steps and at the end. Returns the trainer; `trainer.history` holds every report.
 
@@ -364,7 +303,11 @@ def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None
     trainer = Trainer(config, corpus)
     if resume_from is not None:
         trainer.load(resume_from)
-        if trainer.history and trainer.history[-1].final and trainer.checkpoint_steps == config.steps:
+        if (
+            trainer.history
+            and trainer.history[-1].final
+            and trainer.checkpoint_steps == config.steps
+        ):
             return trainer  # it ended there (stopped early, or done): only more `steps` continue it
     while trainer.step < config.steps:
         trainer.train_step()
@@ -375,23 +318,3 @@ def fit(config: TrainConfig, on_report: Callable[[Report, Trainer], None] | None
                 on_report(trainer.finalize(), trainer)
                 break
     return trainer
-
-
-def history_table(history: list[Report]) -> pa.Table:
-    """One row per report per split: step, split, and every metric in METRIC_NAMES."""
-    rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
-    for rep in history:
-        for split in SPLITS:
-            rows["step"].append(rep.step)
-            rows["split"].append(split)
-            for m in METRIC_NAMES:
-                rows[m].append(float(rep.metrics.get(f"{split}/{m}", math.nan)))
-    return pa.table(rows)
-
-
-def write_history(history: list[Report], path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(history_table(history), tmp)
-    os.replace(tmp, path)
-    return path

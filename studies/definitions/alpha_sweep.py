@@ -33,19 +33,34 @@ STUDY = Study(
     figure=Figure("lines", x="alpha", series="anneal"),
     presets={
         "smoke": smoke(grid={"alpha": (0.2, 0.8), "anneal": (True, False)}, cost="~30 s, 4 trials"),
-        "cpu": cpu(steps=3000, grid={"alpha": (0.1, 0.2, 0.3, 0.5, 0.8), "anneal": (True, False)},
-                   cost="70.1 min on 2 cores (measured, set-up and tests sharing the cores ~8 min of it; matmul 114.4 GFLOP/s at 1 thread), 30 trials"),
-        "paper": paper(cost="20 trials x 100k steps; ~1.5 h each on a quarter of an A100-class GPU"),
+        "cpu": cpu(
+            steps=3000,
+            grid={"alpha": (0.1, 0.2, 0.3, 0.5, 0.8), "anneal": (True, False)},
+            cost="70.1 min on 2 cores (measured, set-up and tests sharing the cores ~8 min of it; matmul 114.4 GFLOP/s at 1 thread), 30 trials",
+        ),
+        "paper": paper(
+            cost="20 trials x 100k steps; ~1.5 h each on a quarter of an A100-class GPU"
+        ),
     },
     claims=(
-        Claim("kl-grows-with-alpha", "KL grows with alpha, with and without annealing "
-              "(Spearman(alpha, kl_bpc) >= 0.8 in each)", spearman_by_group,
-              dict(x="alpha", y="kl_bpc", group="anneal", threshold=0.8)),
-        Claim("bound-worsens-with-alpha", "With annealing, the bound worsens with alpha "
-              "(Spearman(alpha, total_bpc) >= 0.5)", spearman_by_group,
-              dict(x="alpha", y="total_bpc", group="anneal", threshold=0.5, where={"anneal": True})),
-        Claim("annealing-lowers-onset", "The smallest alpha with kl_bpc >= 0.05 is smaller with annealing than "
-              "without", first_reaching,
-              dict(x="alpha", y="kl_bpc", threshold=0.05, group="anneal", earlier=True, later=False)),
+        Claim(
+            "kl-grows-with-alpha",
+            "KL grows with alpha, with and without annealing "
+            "(Spearman(alpha, kl_bpc) >= 0.8 in each)",
+            spearman_by_group,
+            dict(x="alpha", y="kl_bpc", group="anneal", threshold=0.8),
+        ),
+        Claim(
+            "bound-worsens-with-alpha",
+            "With annealing, the bound worsens with alpha (Spearman(alpha, total_bpc) >= 0.5)",
+            spearman_by_group,
+            dict(x="alpha", y="total_bpc", group="anneal", threshold=0.5, where={"anneal": True}),
+        ),
+        Claim(
+            "annealing-lowers-onset",
+            "The smallest alpha with kl_bpc >= 0.05 is smaller with annealing than without",
+            first_reaching,
+            dict(x="alpha", y="kl_bpc", threshold=0.05, group="anneal", earlier=True, later=False),
+        ),
     ),
 )

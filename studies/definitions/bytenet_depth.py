@@ -29,19 +29,39 @@ STUDY = Study(
     figure=Figure("lines", x="depth", series="alpha"),
     presets={
         "smoke": smoke(grid={"depth": (1, 4), "alpha": (0.0, 0.5)}, cost="~30 s, 4 trials"),
-        "cpu": cpu(steps=3000, grid={"depth": (1, 2, 3, 6), "alpha": (0.0, 0.2, 0.5)},
-                   cost="91.9 min on 2 cores with tests sharing them (~63 min alone; matmul 156.5 GFLOP/s "
-                        "at 1 thread), 36 trials"),
+        "cpu": cpu(
+            steps=3000,
+            grid={"depth": (1, 2, 3, 6), "alpha": (0.0, 0.2, 0.5)},
+            cost="91.9 min on 2 cores with tests sharing them (~63 min alone; matmul 156.5 GFLOP/s "
+            "at 1 thread), 36 trials",
+        ),
         "paper": paper(cost="30 trials x 100k steps"),
     },
     claims=(
-        Claim("collapse-without-aux", "alpha=0: kl_bpc < 0.02 at every depth >= 3", all_below,
-              dict(where={"alpha": 0.0}, x="depth", x_min=3, y="kl_bpc", threshold=0.02),
-              controls=(Control("alpha=0: kl_bpc >= 0.05 at every depth <= 2 (receptive field <= 3)", all_above,
-                                dict(where={"alpha": 0.0}, x="depth", x_max=2, y="kl_bpc", threshold=0.05)),)),
-        Claim("aux-keeps-kl", "alpha in {0.2, 0.5}: kl_bpc >= 0.05 at every depth", all_above,
-              dict(where={"alpha": (0.2, 0.5)}, y="kl_bpc", threshold=0.05)),
-        Claim("kl-grows-with-alpha", "kl_bpc at alpha=0.5 > at alpha=0.2 at every depth", greater_at_every,
-              dict(x="depth", y="kl_bpc", group="alpha", greater=0.5, lesser=0.2)),
+        Claim(
+            "collapse-without-aux",
+            "alpha=0: kl_bpc < 0.02 at every depth >= 3",
+            all_below,
+            dict(where={"alpha": 0.0}, x="depth", x_min=3, y="kl_bpc", threshold=0.02),
+            controls=(
+                Control(
+                    "alpha=0: kl_bpc >= 0.05 at every depth <= 2 (receptive field <= 3)",
+                    all_above,
+                    dict(where={"alpha": 0.0}, x="depth", x_max=2, y="kl_bpc", threshold=0.05),
+                ),
+            ),
+        ),
+        Claim(
+            "aux-keeps-kl",
+            "alpha in {0.2, 0.5}: kl_bpc >= 0.05 at every depth",
+            all_above,
+            dict(where={"alpha": (0.2, 0.5)}, y="kl_bpc", threshold=0.05),
+        ),
+        Claim(
+            "kl-grows-with-alpha",
+            "kl_bpc at alpha=0.5 > at alpha=0.2 at every depth",
+            greater_at_every,
+            dict(x="depth", y="kl_bpc", group="alpha", greater=0.5, lesser=0.2),
+        ),
     ),
 )

@@ -18,7 +18,9 @@ from studies.spec import Claim, Control, Figure, Study
 
 LSTMS = {"variant": ("lstm p=0.2", "lstm p=0.5", "lstm p=0.8")}
 HYBRID = {"variant": "hybrid a=0.2"}
-ALIVE = Control("at least one LSTM VAE is not collapsed", not_collapsed, dict(where=LSTMS, require="any"))
+ALIVE = Control(
+    "at least one LSTM VAE is not collapsed", not_collapsed, dict(where=LSTMS, require="any")
+)
 
 STUDY = Study(
     name="dropout",
@@ -35,15 +37,33 @@ STUDY = Study(
     figure=Figure("bars", x="variant"),
     presets={
         "smoke": smoke(cost="~30 s, 4 trials"),
-        "cpu": cpu(steps=4000, cost="13.3 min on 2 cores (measured; matmul 74.5 GFLOP/s at 1 thread), 12 trials"),
+        "cpu": cpu(
+            steps=4000,
+            cost="13.3 min on 2 cores (measured; matmul 74.5 GFLOP/s at 1 thread), 12 trials",
+        ),
         "paper": paper(cost="4 trials x 100k steps"),
     },
     claims=(
-        Claim("lstm-dropout-tradeoff", "The LSTM VAE's kl_bpc and rec_bpc both rise with p over {0.2, 0.5, 0.8}",
-              increasing, dict(where=LSTMS, x="dropout", ys=("kl_bpc", "rec_bpc")), controls=(ALIVE,)),
-        Claim("hybrid-holds-more", "hybrid (alpha=0.2) kl_bpc > the largest LSTM VAE kl_bpc (p in 0.2, 0.5, 0.8)",
-              max_vs, dict(y="kl_bpc", subject=HYBRID, others=LSTMS), controls=(ALIVE,)),
-        Claim("comparable-totals", "The hybrid's total_bpc is within 10% of the best LSTM VAE's",
-              within_of_best, dict(y="total_bpc", subject=HYBRID, others=LSTMS, rel=0.1), controls=(ALIVE,)),
+        Claim(
+            "lstm-dropout-tradeoff",
+            "The LSTM VAE's kl_bpc and rec_bpc both rise with p over {0.2, 0.5, 0.8}",
+            increasing,
+            dict(where=LSTMS, x="dropout", ys=("kl_bpc", "rec_bpc")),
+            controls=(ALIVE,),
+        ),
+        Claim(
+            "hybrid-holds-more",
+            "hybrid (alpha=0.2) kl_bpc > the largest LSTM VAE kl_bpc (p in 0.2, 0.5, 0.8)",
+            max_vs,
+            dict(y="kl_bpc", subject=HYBRID, others=LSTMS),
+            controls=(ALIVE,),
+        ),
+        Claim(
+            "comparable-totals",
+            "The hybrid's total_bpc is within 10% of the best LSTM VAE's",
+            within_of_best,
+            dict(y="total_bpc", subject=HYBRID, others=LSTMS, rel=0.1),
+            controls=(ALIVE,),
+        ),
     ),
 )

@@ -20,11 +20,19 @@ VARIANTS = ("hybrid a=0.2", "lstm p=0.2", "lstm p=0.5")
 
 def _lstm_vanishes(p: str) -> Claim:
     where = {"variant": f"lstm p={p}"}
-    return Claim(f"lstm-p{p}-kl-share-vanishes",
-                 f"LSTM VAE (p={p}): KL share at every L >= 48 < 25% of its share at L=12",
-                 ratio_between, dict(where=where, x="length", lo=12, hi_from=48, y="kl_share", below=0.25),
-                 controls=(Control(f"LSTM VAE (p={p}) is not collapsed at L=12", not_collapsed,
-                                   dict(where={**where, "length": 12})),))
+    return Claim(
+        f"lstm-p{p}-kl-share-vanishes",
+        f"LSTM VAE (p={p}): KL share at every L >= 48 < 25% of its share at L=12",
+        ratio_between,
+        dict(where=where, x="length", lo=12, hi_from=48, y="kl_share", below=0.25),
+        controls=(
+            Control(
+                f"LSTM VAE (p={p}) is not collapsed at L=12",
+                not_collapsed,
+                dict(where={**where, "length": 12}),
+            ),
+        ),
+    )
 
 
 STUDY = Study(
@@ -40,17 +48,35 @@ STUDY = Study(
     figure=Figure("lines", x="length", series="variant"),
     presets={
         "smoke": smoke(grid={"variant": VARIANTS, "length": (12, 24)}, cost="~45 s, 6 trials"),
-        "cpu": cpu(steps=4000, grid={"variant": VARIANTS, "length": (12, 36, 60)},
-                   cost="77.7 min on 2 cores (measured, tests sharing the cores part of it; matmul 74.5 GFLOP/s at 1 thread), 27 trials"),
+        "cpu": cpu(
+            steps=4000,
+            grid={"variant": VARIANTS, "length": (12, 36, 60)},
+            cost="77.7 min on 2 cores (measured, tests sharing the cores part of it; matmul 74.5 GFLOP/s at 1 thread), 27 trials",
+        ),
         "paper": paper(cost="15 trials x 100k steps"),
     },
     claims=(
         _lstm_vanishes("0.2"),
         _lstm_vanishes("0.5"),
-        Claim("hybrid-kl-share-holds", "Hybrid (alpha=0.2): KL share at L=60 >= 50% of its share at L=12",
-              ratio_between, dict(where={"variant": "hybrid a=0.2"}, x="length", lo=12, hi=60,
-                                    y="kl_share", at_least=0.5),
-              controls=(Control("the hybrid is not collapsed at L=12", not_collapsed,
-                                dict(where={"variant": "hybrid a=0.2", "length": 12})),)),
+        Claim(
+            "hybrid-kl-share-holds",
+            "Hybrid (alpha=0.2): KL share at L=60 >= 50% of its share at L=12",
+            ratio_between,
+            dict(
+                where={"variant": "hybrid a=0.2"},
+                x="length",
+                lo=12,
+                hi=60,
+                y="kl_share",
+                at_least=0.5,
+            ),
+            controls=(
+                Control(
+                    "the hybrid is not collapsed at L=12",
+                    not_collapsed,
+                    dict(where={"variant": "hybrid a=0.2", "length": 12}),
+                ),
+            ),
+        ),
     ),
 )

@@ -29,20 +29,47 @@ STUDY = Study(
     grid={"variant": ("conv", "lstm p=1"), "length": (10, 20, 30, 50)},
     figure=Figure("curves", series="variant", panel="length"),
     presets={
-        "smoke": smoke(grid={"variant": ("conv", "lstm p=1"), "length": (10, 30)}, cost="~30 s, 4 trials"),
-        "cpu": cpu(steps=3000, cost="27.9 min on 2 cores (measured; matmul 74.5 GFLOP/s at 1 thread), 24 trials",
-                   model_overrides={"conv": dict(latent=100, conv_channels=(128, 256), deconv_out=200),
-                                    "lstm": dict(latent=100)}),
+        "smoke": smoke(
+            grid={"variant": ("conv", "lstm p=1"), "length": (10, 30)}, cost="~30 s, 4 trials"
+        ),
+        "cpu": cpu(
+            steps=3000,
+            cost="27.9 min on 2 cores (measured; matmul 74.5 GFLOP/s at 1 thread), 24 trials",
+            model_overrides={
+                "conv": dict(latent=100, conv_channels=(128, 256), deconv_out=200),
+                "lstm": dict(latent=100),
+            },
+        ),
         "paper": paper(cost="8 trials x 100k steps"),
     },
     claims=(
-        Claim("conv-fits-at-once", "The conv VAE's rec_bpc is <= 1.0 at every L in {10, 20, 30, 50} by step 1000",
-              all_below, dict(where=CONV, y="rec_bpc", threshold=1.0, inclusive=True, at_step=1000)),
-        Claim("lstm-fails-long", "At step 1000 the historyless LSTM's rec_bpc is >= the conv's + 1.0 at L in {30, 50}",
-              difference_vs, dict(x="length", at=(30, 50), y="rec_bpc", subject=LSTM, baseline=CONV,
-                                    at_least=1.0, at_step=1000),
-              controls=(Control("at the end, the historyless LSTM is >= 1 bit/char below the unigram entropy "
-                                "at L=10 (it learns at all)", below_by,
-                                dict(where={**LSTM, "length": 10}, y="rec_bpc", ref="unigram_bpc", margin=1.0)),)),
+        Claim(
+            "conv-fits-at-once",
+            "The conv VAE's rec_bpc is <= 1.0 at every L in {10, 20, 30, 50} by step 1000",
+            all_below,
+            dict(where=CONV, y="rec_bpc", threshold=1.0, inclusive=True, at_step=1000),
+        ),
+        Claim(
+            "lstm-fails-long",
+            "At step 1000 the historyless LSTM's rec_bpc is >= the conv's + 1.0 at L in {30, 50}",
+            difference_vs,
+            dict(
+                x="length",
+                at=(30, 50),
+                y="rec_bpc",
+                subject=LSTM,
+                baseline=CONV,
+                at_least=1.0,
+                at_step=1000,
+            ),
+            controls=(
+                Control(
+                    "at the end, the historyless LSTM is >= 1 bit/char below the unigram entropy "
+                    "at L=10 (it learns at all)",
+                    below_by,
+                    dict(where={**LSTM, "length": 10}, y="rec_bpc", ref="unigram_bpc", margin=1.0),
+                ),
+            ),
+        ),
     ),
 )

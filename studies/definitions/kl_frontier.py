@@ -40,7 +40,11 @@ STUDY = Study(
     figure=Figure("pareto"),
     presets={
         "smoke": smoke(cost="~30 s, 4 trials", num_samples=4),
-        "cpu": cpu(steps=4000, cost="46.7 min on 2 cores with tests sharing them (matmul 156.5 GFLOP/s at 1 thread), 16 trials", num_samples=16),
+        "cpu": cpu(
+            steps=4000,
+            cost="46.7 min on 2 cores with tests sharing them (matmul 156.5 GFLOP/s at 1 thread), 16 trials",
+            num_samples=16,
+        ),
         "paper": paper(cost="~1.5 h per trial on a quarter GPU", num_samples=200),
     },
 )

@@ -25,7 +25,16 @@ from ..spec import Claim, Study
 SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 VERDICTS = (*SEED_VERDICTS, "UNSTABLE")
 
-__all__ = ["VERDICTS", "SEED_VERDICTS", "SPEED_THRESHOLD", "USABLE", "evaluate", "expected_rows", "overall", "speed_claim"]
+__all__ = [
+    "VERDICTS",
+    "SEED_VERDICTS",
+    "SPEED_THRESHOLD",
+    "USABLE",
+    "evaluate",
+    "expected_rows",
+    "overall",
+    "speed_claim",
+]
 
 
 def expected_rows(study: Study, preset: str, seed: int | None = None) -> list[dict[str, Any]]:
@@ -45,8 +54,12 @@ def overall(verdicts: Sequence[str]) -> tuple[str, str]:
     return "UNSTABLE", f"seeds disagree: {counts} of {len(verdicts)}"
 
 
-def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None = None,
-             seeds: Sequence[int] | None = None) -> list[dict[str, Any]]:
+def evaluate(
+    study: Study,
+    rows: Sequence[Mapping[str, Any]],
+    preset: str | None = None,
+    seeds: Sequence[int] | None = None,
+) -> list[dict[str, Any]]:
     """Every claim of `study` judged per seed against the summary `rows`: a list of
     {id, text, check, params, controls, verdict, note, threshold, measured, spread, seeds}.
 
@@ -60,8 +73,11 @@ def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None
     for s in seeds:
         mine = [r for r in rows if r.get("seed", s) == s]
         if preset is not None:
-            mine += [e for e in expected_rows(study, preset, s)
-                     if not any(matches(r, {k: v for k, v in e.items() if k != "status"}) for r in mine)]
+            mine += [
+                e
+                for e in expected_rows(study, preset, s)
+                if not any(matches(r, {k: v for k, v in e.items() if k != "status"}) for r in mine)
+            ]
         by_seed[s] = mine
     out = []
     for claim in study.claims:
@@ -70,12 +86,24 @@ def evaluate(study: Study, rows: Sequence[Mapping[str, Any]], preset: str | None
         if verdict != "UNSTABLE":
             note = "; ".join(dict.fromkeys(p["note"] for p in per_seed if p["note"]))
         measured, spread = _over_seeds([p["measured"] for p in per_seed])
-        out.append({"id": claim.id, "text": claim.text, "check": claim.check.__name__,
-                    "params": _jsonable(claim.params),
-                    "controls": [{"text": c.text, "check": c.check.__name__, "params": _jsonable(c.params)}
-                                 for c in claim.controls],
-                    "verdict": verdict, "note": note, "threshold": per_seed[0]["threshold"],
-                    "measured": measured, "spread": spread, "seeds": per_seed})
+        out.append(
+            {
+                "id": claim.id,
+                "text": claim.text,
+                "check": claim.check.__name__,
+                "params": _jsonable(claim.params),
+                "controls": [
+                    {"text": c.text, "check": c.check.__name__, "params": _jsonable(c.params)}
+                    for c in claim.controls
+                ],
+                "verdict": verdict,
+                "note": note,
+                "threshold": per_seed[0]["threshold"],
+                "measured": measured,
+                "spread": spread,
+                "seeds": per_seed,
+            }
+        )
     return out
 
 
@@ -86,9 +114,14 @@ SPEED_THRESHOLD = 1.4
 
 def speed_claim(ratio: float) -> dict[str, Any]:
     """The speed claim judged on a measured hybrid-lstm / lstm training chars/s ratio."""
-    return {"text": f"hybrid-lstm trains >= {SPEED_THRESHOLD}x as many chars/s as lstm",
-            "threshold": SPEED_THRESHOLD, "measured": ratio,
-            "verdict": "PASS" if ratio >= SPEED_THRESHOLD else ("FAIL" if math.isfinite(ratio) else "INCONCLUSIVE")}
+    return {
+        "text": f"hybrid-lstm trains >= {SPEED_THRESHOLD}x as many chars/s as lstm",
+        "threshold": SPEED_THRESHOLD,
+        "measured": ratio,
+        "verdict": "PASS"
+        if ratio >= SPEED_THRESHOLD
+        else ("FAIL" if math.isfinite(ratio) else "INCONCLUSIVE"),
+    }
 
 
 def _judge(study: Study, claim: Claim, rows) -> dict[str, Any]:
@@ -96,11 +129,19 @@ def _judge(study: Study, claim: Claim, rows) -> dict[str, Any]:
     reasons, control_results = [], []
     for control in claim.controls:
         r = _call(study, claim.id, control.check, rows, control.params)
-        control_results.append({"text": control.text, "verdict": r["verdict"], "measured": r["measured"],
-                                "note": r["note"]})
+        control_results.append(
+            {
+                "text": control.text,
+                "verdict": r["verdict"],
+                "measured": r["measured"],
+                "note": r["note"],
+            }
+        )
         if r["verdict"] == "FAIL":
             shown = ", ".join(f"{k} {_short(v)}" for k, v in r["measured"].items())
-            reasons.append(f"control failed: {control.text} ({shown}): this preset cannot test the claim")
+            reasons.append(
+                f"control failed: {control.text} ({shown}): this preset cannot test the claim"
+            )
         elif r["verdict"] == "INCONCLUSIVE":
             reasons.append(f"control not testable: {r['note']}")
     result = _call(study, claim.id, claim.check, rows, claim.params)
@@ -123,7 +164,9 @@ def _over_seeds(measured: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], 
     return mean, spread
 
 
-def _call(study: Study, claim: str, check: Callable, rows, params: Mapping[str, Any]) -> dict[str, Any]:
+def _call(
+    study: Study, claim: str, check: Callable, rows, params: Mapping[str, Any]
+) -> dict[str, Any]:
     try:
         return check(rows, **params)
     except StudyError as exc:

@@ -20,8 +20,13 @@ from . import points
 from .read import StudyResults, finite, ordered
 
 BPC = "Bits per character"
-AXIS_LABELS = {"length": "Text fragment size, characters", "alpha": "α, weight of the auxiliary cost",
-               "depth": "Number of convolutional layers", "dropout": "Input dropout p", "step": "Iteration"}
+AXIS_LABELS = {
+    "length": "Text fragment size, characters",
+    "alpha": "α, weight of the auxiliary cost",
+    "depth": "Number of convolutional layers",
+    "dropout": "Input dropout p",
+    "step": "Iteration",
+}
 
 
 def figure_files(study: Study) -> list[str]:
@@ -43,7 +48,12 @@ def draw_figures(results: StudyResults, out: Path) -> tuple[list[str], list[str]
     if spec.kind == "pareto":
         return _draw_pareto(results, out)
     name = figure_files(results.study)[0]
-    draw = {"lines": _draw_lines, "bars": _draw_bars, "curves": _draw_curves, "measures": _draw_measures}
+    draw = {
+        "lines": _draw_lines,
+        "bars": _draw_bars,
+        "curves": _draw_curves,
+        "measures": _draw_measures,
+    }
     fig = draw[spec.kind](results, spec)
     fig.savefig(out / name, dpi=110)
     return [name], []
@@ -53,7 +63,9 @@ def _title(results: StudyResults, what: str) -> str:
     return f"{what}\nstudy {results.study.name}, preset {results.preset}, corpus {results.corpus}"
 
 
-def _panels(results: StudyResults, rows: Sequence[Mapping[str, Any]], panel: str | None) -> list[Any]:
+def _panels(
+    results: StudyResults, rows: Sequence[Mapping[str, Any]], panel: str | None
+) -> list[Any]:
     values = ordered(results.study, panel, [r.get(panel) for r in rows]) if panel else []
     return values or [None]
 
@@ -86,8 +98,15 @@ def _style_legend(ax, handles_first: list, styles: Sequence[tuple[str, str]]) ->
     ax.legend(handles=handles_first + proxies, fontsize="small")
 
 
-def _dress_axes(ax, spec: Figure, panel: Any, xlabel: str, ylabel: str, empty: str | None,
-                grid_axis: str = "both") -> None:
+def _dress_axes(
+    ax,
+    spec: Figure,
+    panel: Any,
+    xlabel: str,
+    ylabel: str,
+    empty: str | None,
+    grid_axis: str = "both",
+) -> None:
     """The axis labels, y from 0, grid, panel title and an "empty" notice every figure shares."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -113,15 +132,36 @@ def _draw_lines(results: StudyResults, spec: Figure):
     for ax, panel in zip(axes, panels):
         handles = []
         for s in series:
-            pts = sorted((p for p in points if p.get(spec.series) == s and finite(p.get(spec.x))
-                          and (panel is None or p.get(spec.panel) == panel)), key=lambda p: p[spec.x])
+            pts = sorted(
+                (
+                    p
+                    for p in points
+                    if p.get(spec.series) == s
+                    and finite(p.get(spec.x))
+                    and (panel is None or p.get(spec.panel) == panel)
+                ),
+                key=lambda p: p[spec.x],
+            )
             if not pts:
                 continue
             xs = [p[spec.x] for p in pts]
-            (line,) = ax.plot(xs, [p["total_bpc"] for p in pts], "-o", color=colours[s], label=_label(spec.series, s))
+            (line,) = ax.plot(
+                xs,
+                [p["total_bpc"] for p in pts],
+                "-o",
+                color=colours[s],
+                label=_label(spec.series, s),
+            )
             ax.plot(xs, [p["kl_bpc"] for p in pts], "--s", color=colours[s], markersize=4)
             handles.append(line)
-        _dress_axes(ax, spec, panel, AXIS_LABELS.get(spec.x, spec.x), BPC, None if handles else "no completed trials")
+        _dress_axes(
+            ax,
+            spec,
+            panel,
+            AXIS_LABELS.get(spec.x, spec.x),
+            BPC,
+            None if handles else "no completed trials",
+        )
         _style_legend(ax, handles, (("-", "full cost (solid)"), ("--", "KL (dashed)")))
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
     return fig
@@ -144,18 +184,36 @@ def _draw_bars(results: StudyResults, spec: Figure):
         for i, (r, k) in enumerate(zip(rec, kl)):
             ax.annotate(f"{r + k:.3f}", (i, r + k), ha="center", va="bottom", fontsize="small")
         ax.set_xticks(pos, [_label(spec.x, c) for c in cats], rotation=15 if len(cats) > 3 else 0)
-        _dress_axes(ax, spec, panel, AXIS_LABELS.get(spec.x, spec.x), BPC, None if cats else "no completed trials",
-                    grid_axis="y")
+        _dress_axes(
+            ax,
+            spec,
+            panel,
+            AXIS_LABELS.get(spec.x, spec.x),
+            BPC,
+            None if cats else "no completed trials",
+            grid_axis="y",
+        )
         top = max((r + k for r, k in zip(rec, kl) if finite(r + k)), default=0.0)
         if top > 0:  # headroom for the totals written above the bars and for the legend
             ax.set_ylim(top=top * 1.3)
-        ax.legend(fontsize="small", title="full cost = sum", title_fontsize="small", loc="upper center", ncols=2)
+        ax.legend(
+            fontsize="small",
+            title="full cost = sum",
+            title_fontsize="small",
+            loc="upper center",
+            ncols=2,
+        )
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
     return fig
 
 
-MEASURE_PANELS = (("z_gain_bpc", "z gain, bits/char"), ("kl_bpc", "KL, bits/char"), ("mi", "MI, nats"),
-                  ("active_units", "active units"), ("iw_nll_bpc", "IW bound, bits/char"))
+MEASURE_PANELS = (
+    ("z_gain_bpc", "z gain, bits/char"),
+    ("kl_bpc", "KL, bits/char"),
+    ("mi", "MI, nats"),
+    ("active_units", "active units"),
+    ("iw_nll_bpc", "IW bound, bits/char"),
+)
 
 
 def _draw_measures(results: StudyResults, spec: Figure):
@@ -170,16 +228,26 @@ def _draw_measures(results: StudyResults, spec: Figure):
     fig.set_size_inches(4.2 * len(MEASURE_PANELS), 5.2)
     for ax, (measure, label) in zip(axes, MEASURE_PANELS):
         value = points.DERIVED.get(measure, lambda r, m=measure: r.get(m))
-        spread = [[v for v in (value(r) for r in rows if r.get(spec.x) == c) if finite(v)] for c in cats]
+        spread = [
+            [v for v in (value(r) for r in rows if r.get(spec.x) == c) if finite(v)] for c in cats
+        ]
         means = [sum(v) / len(v) if v else float("nan") for v in spread]
-        err = [[m - min(v) if v else 0 for m, v in zip(means, spread)],
-               [max(v) - m if v else 0 for m, v in zip(means, spread)]]
+        err = [
+            [m - min(v) if v else 0 for m, v in zip(means, spread)],
+            [max(v) - m if v else 0 for m, v in zip(means, spread)],
+        ]
         colours = [f"C{models.index(str(c).split('+')[0]) % 10}" for c in cats]
         ax.bar(range(len(cats)), means, yerr=err, color=colours, capsize=3)
-        ax.set_xticks(range(len(cats)), [str(c) for c in cats], rotation=60, ha="right", fontsize="small")
-        _dress_axes(ax, spec, None, "", label, None if cats else "no completed trials", grid_axis="y")
+        ax.set_xticks(
+            range(len(cats)), [str(c) for c in cats], rotation=60, ha="right", fontsize="small"
+        )
+        _dress_axes(
+            ax, spec, None, "", label, None if cats else "no completed trials", grid_axis="y"
+        )
         ax.set_title(label, fontsize="medium")
-    fig.suptitle(_title(results, f"{study.reproduces}: {study.title} (mean over seeds, min-max bars)"))
+    fig.suptitle(
+        _title(results, f"{study.reproduces}: {study.title} (mean over seeds, min-max bars)")
+    )
     return fig
 
 
@@ -195,7 +263,9 @@ def _draw_curves(results: StudyResults, spec: Figure):
     trials = [r for r in results.summary if r["trial_key"] in history]  # in the study's grid order
     panels = _panels(results, trials, spec.panel)
     fig, axes = _new_figure(len(panels))
-    series = ordered(study, spec.series, [t.get(spec.series) for t in trials]) if spec.series else [None]
+    series = (
+        ordered(study, spec.series, [t.get(spec.series) for t in trials]) if spec.series else [None]
+    )
     colours = {s: f"C{i % 10}" for i, s in enumerate(series)}
     for ax, panel in zip(axes, panels):
         handles, labelled = [], set()
@@ -205,15 +275,30 @@ def _draw_curves(results: StudyResults, spec: Figure):
             s = t.get(spec.series) if spec.series else None
             rows = sorted(history[t["trial_key"]], key=lambda r: r["step"])
             for split, style in (("train", "-"), ("valid", "--")):
-                pts = [(r["step"], r["rec_bpc"]) for r in rows if r["split"] == split and finite(r.get("rec_bpc"))]
+                pts = [
+                    (r["step"], r["rec_bpc"])
+                    for r in rows
+                    if r["split"] == split and finite(r.get("rec_bpc"))
+                ]
                 if not pts:
                     continue
-                (line,) = ax.plot(*zip(*pts), style, color=colours.get(s, "C0"),
-                                  label=_label(spec.series, s) if spec.series else "trial")
+                (line,) = ax.plot(
+                    *zip(*pts),
+                    style,
+                    color=colours.get(s, "C0"),
+                    label=_label(spec.series, s) if spec.series else "trial",
+                )
                 if split == "train" and s not in labelled:
                     labelled.add(s)
                     handles.append(line)
-        _dress_axes(ax, spec, panel, AXIS_LABELS["step"], f"{BPC} (reconstruction)", None if handles else "no reports")
+        _dress_axes(
+            ax,
+            spec,
+            panel,
+            AXIS_LABELS["step"],
+            f"{BPC} (reconstruction)",
+            None if handles else "no reports",
+        )
         _style_legend(ax, handles, (("-", "training (solid)"), ("--", "validation (dashed)")))
     fig.suptitle(_title(results, f"{study.reproduces}: {study.title}"))
     return fig
@@ -234,11 +319,17 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
     names, directions = list(study.metrics), list(study.directions)
     signs = [-1.0 if lower_is_better and d == "maximize" else 1.0 for d in directions]
     search.quiet()  # no "A new study created in memory" INFO line on the terminal
-    ostudy = optuna.create_study(directions=["minimize"] * len(names) if lower_is_better else directions)
+    ostudy = optuna.create_study(
+        directions=["minimize"] * len(names) if lower_is_better else directions
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ostudy.set_metric_names([f"{n} ({'high' if s < 0 else 'low'})" if lower_is_better else n
-                                 for n, s in zip(names, signs)])
+        ostudy.set_metric_names(
+            [
+                f"{n} ({'high' if s < 0 else 'low'})" if lower_is_better else n
+                for n, s in zip(names, signs)
+            ]
+        )
     dists = search.distributions(study, study.grid_for(results.preset) if study.is_grid else None)
     for row in results.summary:
         values = [row.get(n.split("/", 1)[-1]) for n in names]
@@ -246,8 +337,13 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
             continue
         params = {k: row[k] for k in dists if k in row}
         try:
-            ostudy.add_trial(optuna.trial.create_trial(params=params, distributions={k: dists[k] for k in params},
-                                                       values=[s * v for s, v in zip(signs, values)]))
+            ostudy.add_trial(
+                optuna.trial.create_trial(
+                    params=params,
+                    distributions={k: dists[k] for k in params},
+                    values=[s * v for s, v in zip(signs, values)],
+                )
+            )
         except ValueError:  # a value outside the declared space (an edited study file)
             continue
     return ostudy
@@ -263,15 +359,26 @@ def _draw_pareto(results: StudyResults, out: Path) -> tuple[list[str], list[str]
     names = [f"{n} ({BPC.lower()})" for n in front.metric_names]
     files, notes = [], []
     title = f"study {results.study.name}, preset {results.preset}, corpus {results.corpus}"
-    plots = (("pareto_front.png", lambda: ovm.plot_pareto_front(front, target_names=names), "Pareto front"),
-             ("param_importances.png", lambda: ovm.plot_param_importances(ranked),
-              "Parameter importances (for a low or a high value of each metric)"))
+    plots = (
+        (
+            "pareto_front.png",
+            lambda: ovm.plot_pareto_front(front, target_names=names),
+            "Pareto front",
+        ),
+        (
+            "param_importances.png",
+            lambda: ovm.plot_param_importances(ranked),
+            "Parameter importances (for a low or a high value of each metric)",
+        ),
+    )
     for name, plot, what in plots:
         # Optuna's plots switch pyplot to its "ggplot" style globally; rc_context undoes that.
         with warnings.catch_warnings(), matplotlib.rc_context():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")  # handled: see `ranked`
-            warnings.filterwarnings("ignore", "No artists with labels")  # a study without completed trials
+            # handled: see `ranked`
+            warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
+            # a study without completed trials
+            warnings.filterwarnings("ignore", "No artists with labels")
             try:
                 ax = plot()
             except (ValueError, RuntimeError) as exc:  # too few trials for Optuna's analysis

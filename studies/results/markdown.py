@@ -40,16 +40,29 @@ def compute_line(c: Mapping[str, Any] | None) -> str:
     if c is None:
         return "Not recorded: study.json has no driver run with its start, end and concurrency."
     at_once = "/".join(str(n) for n in c["concurrency"])
-    killed = f" ({c['estimated']} killed, taken to end at its last trial event)" if c["estimated"] else ""
+    killed = (
+        f" ({c['estimated']} killed, taken to end at its last trial event)"
+        if c["estimated"]
+        else ""
+    )
     use = f"{c['utilisation']:.0%}" if c["utilisation"] is not None else "-"
-    text = (f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at {at_once} "
-            f"trial(s) at once; compute of the {c['trials']} trial(s) that ended in them {c['trial_s'] / 60:.1f} min: "
-            f"slot utilisation {use} (trial compute over wall time times concurrency).")
+    text = (
+        f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at {at_once} "
+        f"trial(s) at once; compute of the {c['trials']} trial(s) that ended in them {c['trial_s'] / 60:.1f} min: "
+        f"slot utilisation {use} (trial compute over wall time times concurrency)."
+    )
     split = c["split"]
     if split:
-        final = f" (the final IW bound and MI pool {split['final']:.1%} of it)" if "final" in split else ""
-        parts = [f"{k} {split[k]:.1%}" + (final if k == "eval" else "")
-                 for k in ("train", "eval", "checkpoint", "report") if k in split]
+        final = (
+            f" (the final IW bound and MI pool {split['final']:.1%} of it)"
+            if "final" in split
+            else ""
+        )
+        parts = [
+            f"{k} {split[k]:.1%}" + (final if k == "eval" else "")
+            for k in ("train", "eval", "checkpoint", "report")
+            if k in split
+        ]
         text += f" Trial time: {', '.join(parts)}; the rest is start-up (data, model, resume)."
     return text
 
@@ -65,70 +78,127 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
     rows = [r for r in rows if finite(r.get("encoder_updates"))]
     if not rows:
         return []
-    lines = ["", "Aggressive training (encoder-only updates on top of the decoder updates that `steps` counts):", ""]
+    lines = [
+        "",
+        "Aggressive training (encoder-only updates on top of the decoder updates that `steps` counts):",
+        "",
+    ]
     for r in rows:
         name = _trial_label(r, names)
-        share = (f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s" if finite(r.get("wall_s"))
-                 and r["wall_s"] > 0 else "")
-        lines.append(f"- {name}: {r['encoder_updates']:.0f} encoder updates through step {r['aggressive_until']:.0f} "
-                     f"(aggressive mode on until then), {r['encoder_s']:.0f} s{share}")
+        share = (
+            f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s"
+            if finite(r.get("wall_s")) and r["wall_s"] > 0
+            else ""
+        )
+        lines.append(
+            f"- {name}: {r['encoder_updates']:.0f} encoder updates through step {r['aggressive_until']:.0f} "
+            f"(aggressive mode on until then), {r['encoder_s']:.0f} s{share}"
+        )
     return lines
 
 
-def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]], figures: Sequence[str],
-                    notes: Sequence[str]) -> str:
+def render_markdown(
+    results: StudyResults,
+    verdicts: Sequence[Mapping[str, Any]],
+    figures: Sequence[str],
+    notes: Sequence[str],
+) -> str:
     study = results.study
     counts: dict[str, int] = {}
     for r in results.summary:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    lines = [f"# {study.name}: {study.title}", "",
-             *([f"Reproduces {study.reproduces} of Semeniuta et al. (2017).  "]
-               if study.reproduces != "search" else []),
-             f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: {len(results.summary)} "
-             f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
-             f"Read from {results.source}"
-             + (f"; MLflow parent run `{results.parent_run_id}`." if results.parent_run_id else "."), ""]
+    lines = [
+        f"# {study.name}: {study.title}",
+        "",
+        *(
+            [f"Reproduces {study.reproduces} of Semeniuta et al. (2017).  "]
+            if study.reproduces != "search"
+            else []
+        ),
+        f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: {len(results.summary)} "
+        f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
+        f"Read from {results.source}"
+        + (f"; MLflow parent run `{results.parent_run_id}`." if results.parent_run_id else "."),
+        "",
+    ]
     if results.preset == "smoke":
-        lines += ["> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models train for "
-                  "seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the claims.", ""]
+        lines += [
+            "> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models train for "
+            "seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the claims.",
+            "",
+        ]
     lines += ["## Claims", ""]
     if verdicts:
-        lines += ["| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| claim | measured: mean [min, max] over seeds | threshold | per seed | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for v in verdicts:
-            measured = "<br>".join(f"{k}: {_fmt(x)}" + (f" [{_fmt(v['spread'][k][0])}, {_fmt(v['spread'][k][1])}]"
-                                                        if len(v["seeds"]) > 1 and v["spread"].get(k) else "")
-                                   for k, x in v["measured"].items()) or "-"
-            seeds = "<br>".join(f"seed {p['seed']}: {p['verdict']}" + (f" ({p['note']})" if p["note"] else "")
-                                for p in v["seeds"])
-            verdict = f"**{v['verdict']}**" + (f" ({v['note']})" if v["verdict"] == "UNSTABLE" else "")
+            measured = (
+                "<br>".join(
+                    f"{k}: {_fmt(x)}"
+                    + (
+                        f" [{_fmt(v['spread'][k][0])}, {_fmt(v['spread'][k][1])}]"
+                        if len(v["seeds"]) > 1 and v["spread"].get(k)
+                        else ""
+                    )
+                    for k, x in v["measured"].items()
+                )
+                or "-"
+            )
+            seeds = "<br>".join(
+                f"seed {p['seed']}: {p['verdict']}" + (f" ({p['note']})" if p["note"] else "")
+                for p in v["seeds"]
+            )
+            verdict = f"**{v['verdict']}**" + (
+                f" ({v['note']})" if v["verdict"] == "UNSTABLE" else ""
+            )
             controls = "".join(f"<br>control: {c['text']}" for c in v["controls"])
-            lines.append(f"| `{v['id']}`: {_cell(v['text'])}{_cell(controls)} | {_cell(measured)} "
-                         f"| {_cell(v['threshold'])} | {_cell(seeds)} | {_cell(verdict)} |")
-        lines += ["", "Thresholds come from the study file and were fixed before any run. Each seed is judged on "
-                  "its own: INCONCLUSIVE means a trial the claim needs is missing or failed, or a control failed "
-                  "(the preset cannot test the claim). Over seeds, agreement gives that verdict and any mix is "
-                  "UNSTABLE."]
+            lines.append(
+                f"| `{v['id']}`: {_cell(v['text'])}{_cell(controls)} | {_cell(measured)} "
+                f"| {_cell(v['threshold'])} | {_cell(seeds)} | {_cell(verdict)} |"
+            )
+        lines += [
+            "",
+            "Thresholds come from the study file and were fixed before any run. Each seed is judged on "
+            "its own: INCONCLUSIVE means a trial the claim needs is missing or failed, or a control failed "
+            "(the preset cannot test the claim). Over seeds, agreement gives that verdict and any mix is "
+            "UNSTABLE.",
+        ]
     else:
         lines.append(f"Study `{study.name}` declares no claims.")
     lines += ["", "## Figure", ""]
     lines += [f"![{name}]({name})" for name in figures] + [f"- {n}" for n in notes]
     ceilings = sorted({round(r["mi_max"], 3) for r in results.summary if finite(r.get("mi_max"))})
-    pools = sorted({round(r["mi_pool_max"], 3) for r in results.summary if finite(r.get("mi_pool_max"))})
-    mi_note = ("MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
-               f"never above log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that "
-               "much." if ceilings else "MI is I(x; z) in nats (He et al. 2019).")
+    pools = sorted(
+        {round(r["mi_pool_max"], 3) for r in results.summary if finite(r.get("mi_pool_max"))}
+    )
+    mi_note = (
+        "MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
+        f"never above log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that "
+        "much."
+        if ceilings
+        else "MI is I(x; z) in nats (He et al. 2019)."
+    )
     if pools:
-        mi_note += (" MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
-                    f"({', '.join(map(str, pools))}).")
+        mi_note += (
+            " MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
+            f"({', '.join(map(str, pools))})."
+        )
     lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += aggressive_lines(results.summary, swept(study, results.preset))
-    lines += ["", "## Trials", "", f"Final validation metrics in bits per character, but for MI. {mi_note} "
-              "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
-              "decoder ignores z, whatever the KL.", "",
-              "| trial | status | total | rec | KL | aux | active units | MI | z gain | IW bound | MI pool | unigram "
-              "| steps | wall s | chars/s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Trials",
+        "",
+        f"Final validation metrics in bits per character, but for MI. {mi_note} "
+        "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
+        "decoder ignores z, whatever the KL.",
+        "",
+        "| trial | status | total | rec | KL | aux | active units | MI | z gain | IW bound | MI pool | unigram "
+        "| steps | wall s | chars/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     names = swept(study, results.preset)
     if len({r.get("seed") for r in results.summary}) < 2:
         names = [k for k in names if k != "seed"]
@@ -136,7 +206,11 @@ def render_markdown(results: StudyResults, verdicts: Sequence[Mapping[str, Any]]
         speed = round(r["chars_per_s"]) if finite(r["chars_per_s"]) else None
         name = _trial_label(r, names)
         measures = [r[m] for m in MEASURES]
-        if finite(r["mutual_info"]) and finite(r.get("mi_max")) and r["mutual_info"] >= r["mi_max"] - 5e-3:
+        if (
+            finite(r["mutual_info"])
+            and finite(r.get("mi_max"))
+            and r["mutual_info"] >= r["mi_max"] - 5e-3
+        ):
             measures[MEASURES.index("mutual_info")] = f"{_fmt(r['mutual_info'])} (cap)"
         cells = [name, r["status"], *measures, r["steps"], r["wall_s"], speed]
         lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")

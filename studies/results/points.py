@@ -21,8 +21,18 @@ VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 USABLE = (Status.COMPLETED.value, Status.COLLAPSED.value)  # trials whose metrics count
 # Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
 # training-only ones), and what a check may derive from them.
-MEASURES = ("total_bpc", "rec_bpc", "kl_bpc", "aux_bpc", "active_units", "mutual_info", "z_gain_bpc", "iw_nll_bpc",
-            "mi_pool", "unigram_bpc")
+MEASURES = (
+    "total_bpc",
+    "rec_bpc",
+    "kl_bpc",
+    "aux_bpc",
+    "active_units",
+    "mutual_info",
+    "z_gain_bpc",
+    "iw_nll_bpc",
+    "mi_pool",
+    "unigram_bpc",
+)
 
 
 def _final_mi(m: Mapping[str, Any]) -> float:
@@ -30,16 +40,34 @@ def _final_mi(m: Mapping[str, Any]) -> float:
     return pool if is_number(pool) else m.get("mutual_info", math.nan)
 
 
-DERIVED = {"kl_share": lambda m: m["kl_bpc"] / m["total_bpc"] if m.get("total_bpc") else math.nan,
-           "mi": _final_mi}
+DERIVED = {
+    "kl_share": lambda m: m["kl_bpc"] / m["total_bpc"] if m.get("total_bpc") else math.nan,
+    "mi": _final_mi,
+}
 # "Not collapsed" (the controls): at least this many active units and this much MI (nats).
 MIN_ACTIVE_UNITS, MIN_MI = 1, 0.1
 # Aggressive training's cost (absent for other trials): encoder-only updates and their seconds in all,
 # and the last step whose report window had any (aggressive mode was on through it).
 AGGRESSIVE_COLUMNS = ("encoder_updates", "encoder_s", "aggressive_until")
 # Keys of a summary row that are neither hyperparameters nor measures.
-BOOKKEEPING = ("study", "preset", "corpus", "trial_key", "name", "status", "reason", "seed", "steps", "wall_s",
-               "chars_per_s", "mlflow_run_id", "mi_max", "mi_pool_max", "history", *AGGRESSIVE_COLUMNS)
+BOOKKEEPING = (
+    "study",
+    "preset",
+    "corpus",
+    "trial_key",
+    "name",
+    "status",
+    "reason",
+    "seed",
+    "steps",
+    "wall_s",
+    "chars_per_s",
+    "mlflow_run_id",
+    "mi_max",
+    "mi_pool_max",
+    "history",
+    *AGGRESSIVE_COLUMNS,
+)
 _NOT_HYPERPARAMETERS = frozenset(MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
 
 
@@ -73,7 +101,9 @@ def average(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             values = [float(r[m]) for r in usable if is_number(r.get(m))]
             point[m] = sum(values) / len(values) if values else math.nan
         point["seeds"] = len(usable)
-        point["status"] = "ok" if usable else "+".join(sorted({str(r.get("status", "unknown")) for r in members}))
+        point["status"] = (
+            "ok" if usable else "+".join(sorted({str(r.get("status", "unknown")) for r in members}))
+        )
         points.append(point)
     return points
 
@@ -128,7 +158,9 @@ class Lookup:
 
     def __init__(self, rows: Iterable[Mapping[str, Any]], y: str, at_step: int | None = None):
         if y not in MEASURES and y not in DERIVED:
-            raise StudyError(f"y={y!r} is not a measure: expected one of {', '.join(MEASURES + tuple(DERIVED))}")
+            raise StudyError(
+                f"y={y!r} is not a measure: expected one of {', '.join(MEASURES + tuple(DERIVED))}"
+            )
         self.points = average(rows if at_step is None else at_step_rows(rows, at_step))
         self.y = y
         self.problems: list[str] = []
@@ -137,14 +169,18 @@ class Lookup:
         value = DERIVED[self.y](point) if self.y in DERIVED else point[self.y]
         return float(value)
 
-    def select(self, where: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None = None,
-               scope: str = "") -> list[dict[str, Any]]:
+    def select(
+        self,
+        where: Mapping[str, Any],
+        keep: Callable[[Mapping[str, Any]], bool] | None = None,
+        scope: str = "",
+    ) -> list[dict[str, Any]]:
         """Every usable point matching `where` (and `keep`, described by `scope`). Each value
         listed in `where` must have a point; a matching point that is unusable, or whose y is
         not a number, is a problem."""
         found = [p for p in self.points if matches(p, where) and (keep is None or keep(p))]
         for name, wanted in where.items():
-            for w in (wanted if isinstance(wanted, (tuple, list)) else (wanted,)):
+            for w in wanted if isinstance(wanted, (tuple, list)) else (wanted,):
                 if not any(same(p[name], w) for p in found):
                     self.problems.append(f"no trial with {describe({**where, name: w})}{scope}")
         if not where and not found:
@@ -154,7 +190,9 @@ class Lookup:
             if p["status"] != "ok":
                 self.problems.append(f"{describe(distinct(p, self.points, where))}: {p['status']}")
             elif not math.isfinite(self.value_of(p)):
-                self.problems.append(f"{describe(distinct(p, self.points, where))}: {self.y} is not a number")
+                self.problems.append(
+                    f"{describe(distinct(p, self.points, where))}: {self.y} is not a number"
+                )
             else:
                 good.append(p)
         return good
@@ -163,22 +201,32 @@ class Lookup:
         """The y of the one point matching `where` (NaN, and a problem noted, if none)."""
         found = [p for p in self.points if matches(p, where)]
         if len(found) > 1:
-            self.problems.append(f"{len(found)} trials with different hyperparameters match {describe(where)}")
+            self.problems.append(
+                f"{len(found)} trials with different hyperparameters match {describe(where)}"
+            )
             return math.nan
         good = self.select(where)
         return self.value_of(good[0]) if good else math.nan
 
-    def result(self, passed: bool, measured: Mapping[str, Any], threshold: str, note: str = "") -> dict[str, Any]:
+    def result(
+        self, passed: bool, measured: Mapping[str, Any], threshold: str, note: str = ""
+    ) -> dict[str, Any]:
         if self.problems:
             verdict = "INCONCLUSIVE"
             note = "; ".join(dict.fromkeys(self.problems)) + (f"; {note}" if note else "")
         else:
             verdict = "PASS" if passed else "FAIL"
-        return {"verdict": verdict, "measured": {k: clean(v) for k, v in measured.items()},
-                "threshold": threshold, "note": note}
+        return {
+            "verdict": verdict,
+            "measured": {k: clean(v) for k, v in measured.items()},
+            "threshold": threshold,
+            "note": note,
+        }
 
 
-def distinct(point: Mapping[str, Any], among: Sequence[Mapping[str, Any]], where: Mapping[str, Any]) -> dict:
+def distinct(
+    point: Mapping[str, Any], among: Sequence[Mapping[str, Any]], where: Mapping[str, Any]
+) -> dict:
     """`where`'s keys plus the hyperparameters that tell `point` apart from the others (for notes)."""
     shown = {k: point[k] for k in where}
     for k, v in point.items():
@@ -199,6 +247,32 @@ def clean(value: Any) -> Any:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b else math.nan
+
+
+def one_bound(**bounds: float | None) -> None:
+    """Exactly one of `bounds` is given (a check's mutually exclusive parameters)."""
+    given = [k for k, v in bounds.items() if v is not None]
+    if len(given) != 1:
+        raise StudyError(
+            f"give exactly one of {', '.join(bounds)} (got {', '.join(given) or 'none'})"
+        )
+
+
+def x_range(
+    x: str | None, x_min: Any, x_max: Any = None
+) -> tuple[Callable[[Mapping[str, Any]], bool] | None, str]:
+    """A `keep` filter (and its description) for the points with x_min <= x <= x_max."""
+    if x is None or (x_min is None and x_max is None):
+        return None, ""
+    lo = -math.inf if x_min is None else x_min
+    hi = math.inf if x_max is None else x_max
+    text = "".join(
+        [
+            f" and {x} >= {x_min}" if x_min is not None else "",
+            f" and {x} <= {x_max}" if x_max is not None else "",
+        ]
+    )
+    return (lambda p: is_number(p.get(x)) and lo <= p[x] <= hi), text
 
 
 # --- rank correlation -------------------------------------------------------------------------

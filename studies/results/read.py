@@ -13,12 +13,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from textvae_core.train import METRIC_NAMES, SPLITS  # the columns of a trial's history
+from textvae_core.history import METRIC_NAMES, SPLITS  # the columns of a trial's history
 
 from .. import tracking
 from ..errors import StudyError
 from ..trials_table import CONFIG_COLUMNS, trials_table
-from ..spec import Study, load_study, trial_name
+from ..loading import load_study
+from ..spec import Study, trial_name
 from ..store import StudyStore, TrialRecord
 from .points import MEASURES
 
@@ -47,8 +48,10 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     store = StudyStore(folder)
     record = store.study()
     if record is None:
-        raise StudyError(f"{folder} is not a study folder (no study.json); `vaestudy run STUDY` makes one, "
-                         "or give an MLflow experiment name with --tracking-uri")
+        raise StudyError(
+            f"{folder} is not a study folder (no study.json); `vaestudy run STUDY` makes one, "
+            "or give an MLflow experiment name with --tracking-uri"
+        )
     identity = record.identity
     study = _definition(record.study_ref, identity["study"])
     store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
@@ -56,16 +59,36 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     for key, trial in trials.items():
         path = f"trials/{key}/history.parquet"
         history = store.read_table(path).to_pylist() if store.exists(path) else []
-        summary.append(summary_row(key, trial.params, trial.config, trial.status.value, trial.reason, history,
-                                   trial.wall_s, trial.mlflow_run_id))
+        summary.append(
+            summary_row(
+                key,
+                trial.params,
+                trial.config,
+                trial.status.value,
+                trial.reason,
+                history,
+                trial.wall_s,
+                trial.mlflow_run_id,
+            )
+        )
     preset = identity["preset"]
-    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
-                        trials_table(store, study.name), record.parent_run_id,
-                        tracking_uri or record.tracking_uri, store.uri, _seeds(study, identity),
-                        compute_use(record.launches, trials.values()))
+    return StudyResults(
+        study,
+        preset,
+        _corpus(summary, study, preset),
+        _with_identity(summary, study, preset),
+        trials_table(store, study.name),
+        record.parent_run_id,
+        tracking_uri or record.tracking_uri,
+        store.uri,
+        _seeds(study, identity),
+        compute_use(record.launches, trials.values()),
+    )
 
 
-def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRecord]) -> dict[str, Any] | None:
+def compute_use(
+    launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRecord]
+) -> dict[str, Any] | None:
     """How well the driver runs used their trial slots: trial compute (the seconds each
     trial's own code ran) over the sum of each run's wall time times its concurrency, and
     where the trials' time went (train / eval / checkpoint / report). A run killed before it
@@ -89,7 +112,11 @@ def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRec
     # Trials that ended inside a recorded run: a trial's wall time is its last process's, so a
     # trial resumed across runs counts in the run it ended in, and one from before they were
     # recorded (or still running) in none.
-    trials = [t for t in trials if t.ended and any(start <= t.ended <= start + wall for start, wall, _ in runs)]
+    trials = [
+        t
+        for t in trials
+        if t.ended and any(start <= t.ended <= start + wall for start, wall, _ in runs)
+    ]
     slot_s = sum(wall * n for _, wall, n in runs)
     trial_s = sum(t.wall_s or 0.0 for t in trials)  # the driver's clock where the trial never said
     split: dict[str, float] = {}
@@ -98,10 +125,16 @@ def compute_use(launches: Sequence[Mapping[str, Any]], trials: Iterable[TrialRec
         for k, v in t.seconds.items():
             split[k] = split.get(k, 0.0) + v
     timed_s = sum(t.wall_s or 0.0 for t in timed)
-    return {"driver_runs": len(runs), "estimated": estimated, "wall_s": sum(wall for _, wall, _ in runs),
-            "concurrency": sorted({n for _, _, n in runs}), "trials": len(trials), "trial_s": trial_s,
-            "utilisation": trial_s / slot_s if slot_s > 0 else None,
-            "split": {k: v / timed_s for k, v in split.items()} if timed_s > 0 else {}}
+    return {
+        "driver_runs": len(runs),
+        "estimated": estimated,
+        "wall_s": sum(wall for _, wall, _ in runs),
+        "concurrency": sorted({n for _, _, n in runs}),
+        "trials": len(trials),
+        "trial_s": trial_s,
+        "utilisation": trial_s / slot_s if slot_s > 0 else None,
+        "split": {k: v / timed_s for k, v in split.items()} if timed_s > 0 else {},
+    }
 
 
 def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:
@@ -109,7 +142,10 @@ def _seeds(study: Study, identity: Mapping[str, Any]) -> tuple[int, ...] | None:
     if not study.is_grid or identity["preset"] not in study.presets:
         return None
     points = len(study.points(identity["preset"]))
-    first, repeats = int(identity.get("seed", 0)), max(1, int(identity.get("trials", points)) // max(points, 1))
+    first, repeats = (
+        int(identity.get("seed", 0)),
+        max(1, int(identity.get("trials", points)) // max(points, 1)),
+    )
     return tuple(range(first, first + repeats))
 
 
@@ -124,19 +160,36 @@ def _definition(ref: str | None, name: str) -> Study:
         except StudyError:
             if Path(candidate).is_file():
                 raise
-    raise StudyError(f"cannot load the definition of study {name!r} (run as {ref!r}): neither a built-in study "
-                     "nor an existing study file")
+    raise StudyError(
+        f"cannot load the definition of study {name!r} (run as {ref!r}): neither a built-in study "
+        "nor an existing study file"
+    )
 
 
-def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], status: str, reason: str | None,
-                history: Sequence[Mapping[str, Any]], wall_s: float | None, run_id: str | None) -> dict[str, Any]:
+def summary_row(
+    key: str,
+    params: Mapping[str, Any],
+    config: Mapping[str, Any],
+    status: str,
+    reason: str | None,
+    history: Sequence[Mapping[str, Any]],
+    wall_s: float | None,
+    run_id: str | None,
+) -> dict[str, Any]:
     """One trial: its hyperparameters, status, last valid metrics, steps, wall time and mean
     training chars/s over its reports."""
     valid = [r for r in history if r["split"] == "valid"]
     last = max(valid, key=lambda r: r["step"]) if valid else {}
-    speeds = [r["chars_per_s"] for r in history if r["split"] == "train" and finite(r.get("chars_per_s"))]
-    row: dict[str, Any] = {"trial_key": key, "name": trial_name(params), "status": status, "reason": reason,
-                           "corpus": config.get("corpus")}
+    speeds = [
+        r["chars_per_s"] for r in history if r["split"] == "train" and finite(r.get("chars_per_s"))
+    ]
+    row: dict[str, Any] = {
+        "trial_key": key,
+        "name": trial_name(params),
+        "status": status,
+        "reason": reason,
+        "corpus": config.get("corpus"),
+    }
     row.update(params)
     row.update({c: config[c] for c in SUMMARY_CONFIG if c in config and c not in row})
     row.update({m: _float(last.get(m)) for m in MEASURES})
@@ -151,7 +204,11 @@ def summary_row(key: str, params: Mapping[str, Any], config: Mapping[str, Any], 
     row["mi_pool_max"] = math.log(pool) if pool else math.nan
     # the validation reports by step, for claims that read a trial's history (not in summary.parquet)
     row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
-    row.update(_aggressive([r for r in history if r["split"] == "train" and finite(r.get("encoder_updates"))]))
+    row.update(
+        _aggressive(
+            [r for r in history if r["split"] == "train" and finite(r.get("encoder_updates"))]
+        )
+    )
     return row
 
 
@@ -160,9 +217,11 @@ def _aggressive(train: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     if not train:
         return {}
     on = [int(r["step"]) for r in train if r["encoder_updates"] > 0]
-    return {"encoder_updates": sum(r["encoder_updates"] for r in train),
-            "encoder_s": sum(_float(r.get("encoder_s")) for r in train if finite(r.get("encoder_s"))),
-            "aggressive_until": float(max(on, default=0))}
+    return {
+        "encoder_updates": sum(r["encoder_updates"] for r in train),
+        "encoder_s": sum(_float(r.get("encoder_s")) for r in train if finite(r.get("encoder_s"))),
+        "aggressive_until": float(max(on, default=0)),
+    }
 
 
 def _with_identity(rows: list[dict], study: Study, preset: str) -> list[dict]:
@@ -180,8 +239,11 @@ def _corpus(rows: Sequence[Mapping[str, Any]], study: Study, preset: str) -> str
 
 
 def _float(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
+    return (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else math.nan
+    )
 
 
 def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
@@ -192,20 +254,39 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
     study = _definition(None, logged.study)
     summary, tables = [], []
     for t in logged.trials:
-        config = {k: t.config[k] for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches", "mi_pool")
-                  if k in t.config}
-        summary.append(summary_row(t.key, t.params, config, t.status, t.reason, t.history, t.wall_s, t.run_id))
+        config = {
+            k: t.config[k]
+            for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches", "mi_pool")
+            if k in t.config
+        }
+        summary.append(
+            summary_row(t.key, t.params, config, t.status, t.reason, t.history, t.wall_s, t.run_id)
+        )
         if t.history:
-            head = {"study": study.name, "trial_key": t.key, "status": t.status,
-                    **{f"param_{k}": v for k, v in t.params.items()},
-                    **{c: config[c] for c in CONFIG_COLUMNS if c in config}}
+            head = {
+                "study": study.name,
+                "trial_key": t.key,
+                "status": t.status,
+                **{f"param_{k}": v for k, v in t.params.items()},
+                **{c: config[c] for c in CONFIG_COLUMNS if c in config},
+            }
             tables.append(pa.Table.from_pylist([{**head, **h} for h in t.history]))
-    trials = pa.concat_tables(tables, promote_options="permissive") if tables else pa.table(
-        {"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
+    trials = (
+        pa.concat_tables(tables, promote_options="permissive")
+        if tables
+        else pa.table({"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
+    )
     preset = logged.preset
-    return StudyResults(study, preset, _corpus(summary, study, preset), _with_identity(summary, study, preset),
-                        trials, logged.parent_run_id, tracking_uri,
-                        f"MLflow experiment {experiment!r} at {tracking_uri}")
+    return StudyResults(
+        study,
+        preset,
+        _corpus(summary, study, preset),
+        _with_identity(summary, study, preset),
+        trials,
+        logged.parent_run_id,
+        tracking_uri,
+        f"MLflow experiment {experiment!r} at {tracking_uri}",
+    )
 
 
 def swept(study: Study, preset: str) -> list[str]:
@@ -228,7 +309,9 @@ def ordered(study: Study, name: str | None, values: Sequence[Any]) -> list[Any]:
 def rank(study: Study, name: str | None, value: Any) -> tuple:
     """Sort key: position in the study's grid (or variants) first, then numbers, then text."""
     declared = list(study.grid.get(name, ())) + (list(study.variants) if name == "variant" else [])
-    position = next((i for i, d in enumerate(declared) if d == value and type(d) is type(value)), len(declared))
+    position = next(
+        (i for i, d in enumerate(declared) if d == value and type(d) is type(value)), len(declared)
+    )
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (position, 0, value, "")
     return (position, 1, 0, str(value))

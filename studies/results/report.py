@@ -32,8 +32,12 @@ from .markdown import render_markdown, summary_table
 from .read import read_experiment, read_folder
 
 
-def write_report(folder: str, tracking_uri: str | None = None, experiment: str | None = None,
-                 out: str | None = None) -> dict[str, str]:
+def write_report(
+    folder: str,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    out: str | None = None,
+) -> dict[str, str]:
     """Write a study's report and log it to its parent MLflow run; returns file name -> URI.
 
     folder: a study folder, read and written into; with `experiment`, only the folder to
@@ -59,9 +63,19 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
         pq.write_table(results.trials, work / "trials.parquet")
         pq.write_table(summary_table(results.summary), work / "summary.parquet")
         figures, notes = draw_figures(results, work)
-        (work / "claims.json").write_text(json.dumps(
-            {"study": results.study.name, "preset": results.preset, "corpus": results.corpus,
-             "claims": verdicts, "compute": results.compute}, indent=1, default=str))
+        (work / "claims.json").write_text(
+            json.dumps(
+                {
+                    "study": results.study.name,
+                    "preset": results.preset,
+                    "corpus": results.corpus,
+                    "claims": verdicts,
+                    "compute": results.compute,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         (work / "report.md").write_text(render_markdown(results, verdicts, figures, notes))
         written = {}
         for path in sorted(work.iterdir()):
@@ -69,8 +83,10 @@ def write_report(folder: str, tracking_uri: str | None = None, experiment: str |
             written[path.name] = target.uri_of(path.name)
         if logged:
             tally = {v: sum(c["verdict"] == v for c in verdicts) for v in claims.VERDICTS}
-            tags = {"vaestudy.claims": ", ".join(f"{n} {v}" for v, n in tally.items() if n) or "none",
-                    **{f"vaestudy.claim.{c['id']}": c["verdict"] for c in verdicts}}
+            tags = {
+                "vaestudy.claims": ", ".join(f"{n} {v}" for v, n in tally.items() if n) or "none",
+                **{f"vaestudy.claim.{c['id']}": c["verdict"] for c in verdicts},
+            }
             tracking.log_report(results.tracking_uri, results.parent_run_id, work, tags)
         if experiment is None:
             StudyStore(folder).sync_up(("mlflow.db",))

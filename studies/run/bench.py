@@ -18,8 +18,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .runner import RunOptions, plan_trials, run_study
-from ..spec import load_study
+from .plan import RunOptions, plan_trials
+from .runner import run_study
+from ..loading import load_study
 from ..store import StudyStore
 from .trial import TrialContext
 
@@ -34,16 +35,33 @@ def _fit_one(config_dict: dict) -> dict[str, float]:
     return {"wall": time.perf_counter() - start, **trainer.seconds}
 
 
-def measure_overhead(study_name: str = "dropout", preset: str = "smoke", concurrency: int = 2,
-                     limit_steps: int | None = None, num_samples: int | None = 1, echo=lambda s: None) -> dict:
+def measure_overhead(
+    study_name: str = "dropout",
+    preset: str = "smoke",
+    concurrency: int = 2,
+    limit_steps: int | None = None,
+    num_samples: int | None = 1,
+    echo=lambda s: None,
+) -> dict:
     study = load_study(study_name)
     overrides = {"steps": limit_steps} if limit_steps else {}
-    opts = RunOptions(preset=preset, overrides=overrides, num_samples=num_samples, max_concurrent=concurrency,
-                      cpus_per_trial=1.0, dashboard=False)
+    opts = RunOptions(
+        preset=preset,
+        overrides=overrides,
+        num_samples=num_samples,
+        max_concurrent=concurrency,
+        cpus_per_trial=1.0,
+        dashboard=False,
+    )
     points, n = plan_trials(study, opts)
-    configs = [TrialContext(study, preset, "unused", overrides, 0, threads=1).config(p).to_dict()
-               for p in (points or [{}] * n)]
-    full = [TrialContext(study, preset, "unused", {}, 0, threads=1).config(p) for p in (points or [{}] * n)]
+    configs = [
+        TrialContext(study, preset, "unused", overrides, 0, threads=1).config(p).to_dict()
+        for p in (points or [{}] * n)
+    ]
+    full = [
+        TrialContext(study, preset, "unused", {}, 0, threads=1).config(p)
+        for p in (points or [{}] * n)
+    ]
 
     # Bare: the same configs in a pool of the same size (spawned workers pay torch's import,
     # as Ray's workers do).
@@ -69,15 +87,29 @@ def measure_overhead(study_name: str = "dropout", preset: str = "smoke", concurr
     spent = {k: sum(t.seconds.get(k, 0.0) for t in trials) for k in (*PARTS, "final")}
     # Driver-observed trial time (start callback to end callback) less the time the trial's
     # own code ran: scheduling, actor hand-off, result and checkpoint plumbing.
-    per_trial = [t.ended - t.started - t.trial_wall_s for t in trials if t.trial_wall_s and t.ended and t.started]
+    per_trial = [
+        t.ended - t.started - t.trial_wall_s
+        for t in trials
+        if t.trial_wall_s and t.ended and t.started
+    ]
     return {
-        "study": study_name, "preset": preset, "trials": len(configs), "concurrency": concurrency,
-        "steps": sorted({c["steps"] for c in configs}), "preset_steps": sorted({c.steps for c in full}),
-        "bare_wall_s": bare, "platform_wall_s": platform, "ratio_platform_over_bare": platform / bare,
+        "study": study_name,
+        "preset": preset,
+        "trials": len(configs),
+        "concurrency": concurrency,
+        "steps": sorted({c["steps"] for c in configs}),
+        "preset_steps": sorted({c.steps for c in full}),
+        "bare_wall_s": bare,
+        "platform_wall_s": platform,
+        "ratio_platform_over_bare": platform / bare,
         # the same without the study's one-off set-up and teardown (MLflow and Optuna databases,
         # Ray Tune, the first workers): what each further trial costs over a bare fit
-        "ratio_after_setup": (platform - (min(t.started for t in trials) - wall1)
-                              - (wall2 - max(t.ended for t in trials))) / bare,
+        "ratio_after_setup": (
+            platform
+            - (min(t.started for t in trials) - wall1)
+            - (wall2 - max(t.ended for t in trials))
+        )
+        / bare,
         "ray_start_s": ray_start,
         "setup_s": min(t.started for t in trials) - wall1,
         "teardown_s": wall2 - max(t.ended for t in trials),

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from textvae_core import __version__
 from textvae_core.diagnostics import chance_levels, probe_set
@@ -17,10 +19,24 @@ from ..store import Status, StudyStore, TrialRecord
 from .trial import TrialContext, TrialReport
 
 
+@dataclass
+class TrialEvents:
+    """What the driver does when trials start, report and end (tracking, trial store)."""
+
+    on_start: Callable[[dict], None]  # params
+    on_result: Callable[[dict, TrialReport], None]  # params, report
+    on_end: Callable[[dict, Status, str | None], None]  # params, status, reason
+
+
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -28,10 +44,8 @@ def git_commit() -> str | None:
 
 def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent: str, corpora):
     """Driver-side handling of trial events: MLflow runs and the trial store."""
-    from .ray_adapter import TrialEvents
-
     runs: dict[str, str] = {}
-    chances: dict[int, dict[str, float]] = {}  # probe chance levels by fragment length (synthetic corpus)
+    chances: dict[int, dict[str, float]] = {}  # probe chance levels by fragment length (synthetic)
     commit = git_commit()
 
     def update(key: str, **fields) -> None:
@@ -41,21 +55,46 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         key = trial_key(params)
         if key not in runs:
             config = ctx.config(params)
-            tags = {"vaestudy.study": study.name, "vaestudy.preset": ctx.preset, "vaestudy.model": config.model,
-                    "vaestudy.seed": config.seed, "vaestudy.corpus": config.corpus,
-                    "vaestudy.corpus_sha256": corpora[config.corpus].sha256 if config.corpus in corpora else "",
-                    "vaestudy.version": __version__, **({"vaestudy.git_commit": commit} if commit else {})}
+            tags = {
+                "vaestudy.study": study.name,
+                "vaestudy.preset": ctx.preset,
+                "vaestudy.model": config.model,
+                "vaestudy.seed": config.seed,
+                "vaestudy.corpus": config.corpus,
+                "vaestudy.corpus_sha256": corpora[config.corpus].sha256
+                if config.corpus in corpora
+                else "",
+                "vaestudy.version": __version__,
+                **({"vaestudy.git_commit": commit} if commit else {}),
+            }
             chance = {}
-            if config.corpus == "synthetic" and config.corpus in corpora:  # the probe's chance levels
+            if (
+                config.corpus == "synthetic" and config.corpus in corpora
+            ):  # the probe's chance levels
                 if config.length not in chances:
-                    chances[config.length] = chance_levels(probe_set(config.length, corpora[config.corpus].vocab)[1])
+                    chances[config.length] = chance_levels(
+                        probe_set(config.length, corpora[config.corpus].vocab)[1]
+                    )
                 chance = chances[config.length]
-            runs[key] = tracker.child_run(parent, key, trial_name(params), {**config.to_dict(), **{
-                f"sweep.{k}": v for k, v in params.items()}, **chance}, tags)
+            runs[key] = tracker.child_run(
+                parent,
+                key,
+                trial_name(params),
+                {**config.to_dict(), **{f"sweep.{k}": v for k, v in params.items()}, **chance},
+                tags,
+            )
             known = store.trial(key) or TrialRecord(params, config.to_dict())
-            store.save_trial(key, dataclasses.replace(known, params=params, config=config.to_dict(),
-                                                      status=Status.RUNNING, mlflow_run_id=runs[key],
-                                                      started=time.time()))
+            store.save_trial(
+                key,
+                dataclasses.replace(
+                    known,
+                    params=params,
+                    config=config.to_dict(),
+                    status=Status.RUNNING,
+                    mlflow_run_id=runs[key],
+                    started=time.time(),
+                ),
+            )
             _backfill(store, tracker, key, runs[key])
         return key, runs[key]
 
@@ -74,7 +113,13 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
             if rep.config_json:
                 tracker.log_text(run_id, rep.config_json, "config.json")
             final = {k: v for k, v in rep.metrics.items() if k != "lr"}
-            update(key, final=final, last_step=rep.step, seconds=dict(rep.seconds or {}), trial_wall_s=rep.wall_s)
+            update(
+                key,
+                final=final,
+                last_step=rep.step,
+                seconds=dict(rep.seconds or {}),
+                trial_wall_s=rep.wall_s,
+            )
 
     def on_end(params: dict, status: Status, reason: str | None) -> None:
         key, run_id = run_of(params)

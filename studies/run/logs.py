@@ -25,8 +25,11 @@ def _to_terminal(handler: logging.Handler) -> bool:
     """A handler that writes to a stream that is not a file: stderr or stdout, directly or
     wrapped (MLflow's MlflowLoggingStream, Ray's PlainRayHandler); an in-memory one (a test's
     log capture) is left alone."""
-    return (isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
-            and not isinstance(getattr(handler, "stream", None), io.StringIO))
+    return (
+        isinstance(handler, logging.StreamHandler)
+        and not isinstance(handler, logging.FileHandler)
+        and not isinstance(getattr(handler, "stream", None), io.StringIO)
+    )
 
 
 def capture() -> None:

@@ -14,34 +14,43 @@ before `import ray`, and only for a local Ray (a cluster's driver must be reacha
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import socket
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from ..errors import StudyError
 from . import logs
 from ..store import Status
+from .events import TrialEvents
+from .progress import ProgressLine, TrialState, trial_steps
 from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
 # progress line read the metric by name), the rest under these.
 STEP = "step"
-_FIELDS = {"final": "vaestudy/final", "failure": "vaestudy/failure", "replayed": "vaestudy/replayed",
-           "collapsed": "vaestudy/collapsed",
-           "samples": "vaestudy/samples", "config_json": "vaestudy/config_json",
-           "wall_s": "overhead/trial_wall_s"}
+_FIELDS = {
+    "final": "vaestudy/final",
+    "failure": "vaestudy/failure",
+    "replayed": "vaestudy/replayed",
+    "collapsed": "vaestudy/collapsed",
+    "samples": "vaestudy/samples",
+    "config_json": "vaestudy/config_json",
+    "wall_s": "overhead/trial_wall_s",
+}
 SECONDS = "seconds/"  # TrialReport.seconds, one key each: "seconds/train", "seconds/eval", ...
 
 
 def to_result(report: TrialReport) -> dict:
     """A TrialReport as the flat dict `tune.report` takes."""
-    extra = {flat: getattr(report, name) for name, flat in _FIELDS.items() if getattr(report, name) is not None}
+    extra = {
+        flat: getattr(report, name)
+        for name, flat in _FIELDS.items()
+        if getattr(report, name) is not None
+    }
     if report.replayed is not None:
         extra[_FIELDS["replayed"]] = report.replayed.value
     extra.update({SECONDS + k: v for k, v in (report.seconds or {}).items()})
@@ -54,8 +63,9 @@ def from_result(result: dict) -> TrialReport:
     values = {name: result[flat] for name, flat in _FIELDS.items() if flat in result}
     if "replayed" in values:
         values["replayed"] = Status(values["replayed"])
-    seconds = {k[len(SECONDS):]: v for k, v in result.items() if k.startswith(SECONDS)}
+    seconds = {k[len(SECONDS) :]: v for k, v in result.items() if k.startswith(SECONDS)}
     return TrialReport(int(result.get(STEP, -1)), metrics, **values, seconds=seconds or None)
+
 
 LOCAL_ENV = {
     # With this, Ray takes the loopback address as the node IP, and its GCS, raylet,
@@ -63,7 +73,10 @@ LOCAL_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
-QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+QUIET_ENV = {
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 class _DropMessages(logging.Filter):
@@ -96,12 +109,16 @@ def check_address(address: str, timeout: float = 3.0) -> None:
     hostport = address.removeprefix("ray://")
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
-        raise StudyError(f"--address {address!r} is not allowed: expected auto, HOST:PORT or ray://HOST:PORT")
+        raise StudyError(
+            f"--address {address!r} is not allowed: expected auto, HOST:PORT or ray://HOST:PORT"
+        )
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise StudyError(f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
-                         "start one with `ray start --head` or leave --address out for a local Ray") from None
+        raise StudyError(
+            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
+            "start one with `ray start --head` or leave --address out for a local Ray"
+        ) from None
 
 
 def _is_loopback(address: str) -> bool:
@@ -145,14 +162,22 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
     if address is None:
         # address="local": always a fresh Ray of our own, even when a `ray start` cluster runs
         # on this machine (plain ray.init() would join that one).
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-                 log_to_driver=False, logging_level="WARNING")
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+            logging_level="WARNING",
+        )
     else:
         check_address(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         except (ConnectionError, RuntimeError) as exc:
-            raise StudyError(f"--address {address}: could not join the Ray cluster: {str(exc).splitlines()[0]}") from None
+            raise StudyError(
+                f"--address {address}: could not join the Ray cluster: {str(exc).splitlines()[0]}"
+            ) from None
     return cluster_info()
 
 
@@ -160,9 +185,13 @@ def cluster_info() -> dict:
     import ray
 
     res = ray.cluster_resources()
-    return {"nodes": len([n for n in ray.nodes() if n.get("Alive")]), "cpus": res.get("CPU", 0),
-            "gpus": res.get("GPU", 0), "dashboard": _dashboard_url(),
-            "gcs_address": ray.get_runtime_context().gcs_address}
+    return {
+        "nodes": len([n for n in ray.nodes() if n.get("Alive")]),
+        "cpus": res.get("CPU", 0),
+        "gpus": res.get("GPU", 0),
+        "dashboard": _dashboard_url(),
+        "gcs_address": ray.get_runtime_context().gcs_address,
+    }
 
 
 def _dashboard_url() -> str | None:
@@ -211,34 +240,19 @@ def trainable(params: dict, ctx: TrialContext) -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-# --- stopping -----------------------------------------------------------------------------------
-
-
 # --- callbacks ----------------------------------------------------------------------------------
 
 
-@dataclass
-class TrialEvents:
-    """What the driver does when trials start, report and end (tracking, trial store)."""
-
-    on_start: Callable[[dict], None]  # params
-    on_result: Callable[[dict, TrialReport], None]  # params, report
-    on_end: Callable[[dict, Status, str | None], None]  # params, status, reason
-
-
-def time_left(elapsed: float, finished: int, running: Sequence[float], left: int) -> float | None:
-    """Seconds left at this run's pace: trials finished in it plus the done share of each running
-    one (its step over its steps) against `left`, the trials not yet finished. None before
-    any work is done. Counting the running trials' shares keeps the first estimates from
-    reading as if the trials ran one at a time."""
-    partial = sum(min(max(f, 0.0), 1.0) for f in running)
-    work = finished + partial
-    return elapsed / work * (left - partial) if work > 0 else None
-
-
-def make_callbacks(events: TrialEvents, progress: Callable[[str], None], total: int,
-                   done_before: int, metric: str, mode: str, interval: float = 10.0,
-                   steps_of: Callable[[dict], int] | None = None):
+def make_callbacks(
+    events: TrialEvents,
+    progress: Callable[[str], None],
+    total: int,
+    done_before: int,
+    metric: str,
+    mode: str,
+    interval: float = 10.0,
+    steps_of: Callable[[dict], int] | None = None,
+):
     from ray import tune
 
     class StudyCallback(tune.Callback):
@@ -258,53 +272,34 @@ def make_callbacks(events: TrialEvents, progress: Callable[[str], None], total: 
             events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id)))
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            events.on_end(dict(trial.config), *outcome(self.last.get(trial.trial_id), error=_error_line(trial)))
+            events.on_end(
+                dict(trial.config),
+                *outcome(self.last.get(trial.trial_id), error=_error_line(trial)),
+            )
 
     class Progress(tune.Callback):
-        """One line every `interval` seconds: done / running / pending, best, time left."""
+        """Feeds the progress line (`progress.ProgressLine`) with Tune's trials."""
 
         def __init__(self):
-            self.start = time.monotonic()
-            self.last_print = 0.0
-            self.best: float | None = None
+            self.line = ProgressLine(progress, total, done_before, metric, mode, interval, steps_of)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            value = result.get(metric)
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                if self.best is None or (value < self.best if mode == "min" else value > self.best):
-                    self.best = value
+            self.line.on_result(result)
 
         def on_step_end(self, iteration, trials, **info):
-            now = time.monotonic()
-            if now - self.last_print >= interval:
-                self.last_print = now
-                self.emit(trials)
+            self.line.on_step(lambda: _states(trials))
 
         def on_experiment_end(self, trials, **info):
-            self.emit(trials)
-
-        def emit(self, trials):
-            finished = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-            running = sum(t.status == "RUNNING" for t in trials)
-            done = done_before + finished
-            pending = max(total - done - running, 0)
-            elapsed = time.monotonic() - self.start
-            shares = [(t.last_result or {}).get(STEP, 0) / (steps_of(dict(t.config)) if steps_of else math.inf)
-                      for t in trials if t.status == "RUNNING"]
-            eta = time_left(elapsed, finished, shares, total - done) if done < total else None
-            best = f"{self.best:.4f}" if self.best is not None else "-"
-            progress(f"{done}/{total} done, {running} running, {pending} pending | best {metric} {best} | "
-                     f"elapsed {_fmt(elapsed)}" + (f", ~{_fmt(eta)} left" if eta is not None else ""))
+            self.line.emit(_states(trials))
 
     return [StudyCallback(), Progress()]
 
 
-def _steps(ctx: TrialContext, params: dict) -> float:
-    """A trial's steps, for the progress line (inf where its config cannot be built: no share)."""
-    try:
-        return max(ctx.config(params).steps, 1)
-    except Exception:  # noqa: BLE001 - the trial itself reports a bad config; the line goes on
-        return math.inf
+def _states(trials) -> list[TrialState]:
+    """Tune's trials as the progress line reads them."""
+    return [
+        TrialState(t.status, (t.last_result or {}).get(STEP, 0), dict(t.config)) for t in trials
+    ]
 
 
 def _error_line(trial) -> str:
@@ -314,11 +309,6 @@ def _error_line(trial) -> str:
         if lines:
             return lines[-1][:500]
     return "trial crashed (no error file)"
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 # --- the Tune run --------------------------------------------------------------------------------
@@ -341,12 +331,25 @@ class TuneSettings:
 def optuna_searcher(space: dict, metric, mode, sampler, storage, study_name: str):
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(space=space, metric=metric, mode=mode, sampler=sampler, storage=storage,
-                        study_name=study_name)
+    return OptunaSearch(
+        space=space,
+        metric=metric,
+        mode=mode,
+        sampler=sampler,
+        storage=storage,
+        study_name=study_name,
+    )
 
 
-def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: TrialEvents,
-              progress: Callable[[str], None], total: int, done_before: int) -> None:
+def run_tuner(
+    ctx: TrialContext,
+    searcher,
+    settings: TuneSettings,
+    events: TrialEvents,
+    progress: Callable[[str], None],
+    total: int,
+    done_before: int,
+) -> None:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -354,21 +357,39 @@ def run_tuner(ctx: TrialContext, searcher, settings: TuneSettings, events: Trial
     metric, mode = study.metrics[0], study.modes[0]
     scheduler = None
     if settings.asha:
-        scheduler = ASHAScheduler(time_attr=STEP, metric=metric, mode=mode, max_t=settings.asha_max_t,
-                                  grace_period=settings.asha_grace)
+        scheduler = ASHAScheduler(
+            time_attr=STEP,
+            metric=metric,
+            mode=mode,
+            max_t=settings.asha_max_t,
+            grace_period=settings.asha_grace,
+        )
     fn = tune.with_parameters(trainable, ctx=ctx)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     tuner = tune.Tuner(
         tune.with_resources(fn, resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=settings.num_samples,
-                                    max_concurrent_trials=settings.max_concurrent, reuse_actors=True),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=settings.num_samples,
+            max_concurrent_trials=settings.max_concurrent,
+            reuse_actors=True,
+        ),
         run_config=tune.RunConfig(
-            name=settings.experiment_name, storage_path=settings.storage_path,
-            callbacks=make_callbacks(events, progress, total, done_before, metric, mode,
-                                     steps_of=lambda params: _steps(ctx, params)),
+            name=settings.experiment_name,
+            storage_path=settings.storage_path,
+            callbacks=make_callbacks(
+                events,
+                progress,
+                total,
+                done_before,
+                metric,
+                mode,
+                steps_of=lambda params: trial_steps(ctx, params),
+            ),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            verbose=0),
+            verbose=0,
+        ),
     )
     tuner.fit()
-

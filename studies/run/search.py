@@ -26,7 +26,6 @@ from ..errors import StudyError
 from ..spec import Categorical, Float, Study
 
 
-
 def quiet() -> None:
     """Optuna's INFO lines (one per trial) off; the driver calls this, never an import."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -36,8 +35,10 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except Exception as exc:  # noqa: BLE001 - any driver error is a bad URL for the user
-        raise StudyError(f"--optuna-storage {url!r}: cannot open it ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0]}); expected an SQLAlchemy URL such as sqlite:///PATH") from None
+        raise StudyError(
+            f"--optuna-storage {url!r}: cannot open it ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}); expected an SQLAlchemy URL such as sqlite:///PATH"
+        ) from None
 
 
 def _engine_kwargs(url: str) -> dict:
@@ -45,7 +46,9 @@ def _engine_kwargs(url: str) -> dict:
     return {"connect_args": {"timeout": 30}} if url.startswith("sqlite") else {}
 
 
-def make_sampler(study: Study, grid: Mapping[str, tuple] | None, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    study: Study, grid: Mapping[str, tuple] | None, seed: int
+) -> optuna.samplers.BaseSampler:
     if grid is not None:
         return optuna.samplers.GridSampler({k: list(v) for k, v in grid.items()}, seed=seed)
     if study.sampler == "nsga2":
@@ -71,8 +74,13 @@ def distributions(study: Study, grid: Mapping[str, tuple] | None) -> dict[str, A
 def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study) -> optuna.Study:
     """The study for bookkeeping (create, reconcile). Its sampler is a plain one on purpose:
     GridSampler.after_trial calls study.stop(), which raises outside study.optimize."""
-    return optuna.create_study(storage=storage, study_name=name, sampler=optuna.samplers.RandomSampler(),
-                               directions=list(study.directions), load_if_exists=True)
+    return optuna.create_study(
+        storage=storage,
+        study_name=name,
+        sampler=optuna.samplers.RandomSampler(),
+        directions=list(study.directions),
+        load_if_exists=True,
+    )
 
 
 @dataclass
@@ -82,8 +90,9 @@ class Plan:
     closed_stale: int  # RUNNING trials of a dead driver that were closed
 
 
-def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
-                  key_of: Callable[[dict], str]) -> dict[str, dict]:
+def close_running(
+    ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str]
+) -> dict[str, dict]:
     """Close trials left RUNNING (by a dead driver, or by a tell Ray could not complete, e.g.
     a NaN value): COMPLETE with the values the trial store recorded if it finished, FAIL
     otherwise. Only call it when no Tune run is live. Returns key -> params of the trials
@@ -102,8 +111,14 @@ def close_running(ostudy: optuna.Study, study: Study, done: Mapping[str, dict],
     return unfinished
 
 
-def reconcile(ostudy: optuna.Study, study: Study, done: Mapping[str, dict], key_of: Callable[[dict], str],
-              points: list[dict] | None, target: int) -> Plan:
+def reconcile(
+    ostudy: optuna.Study,
+    study: Study,
+    done: Mapping[str, dict],
+    key_of: Callable[[dict], str],
+    points: list[dict] | None,
+    target: int,
+) -> Plan:
     """Close a dead driver's RUNNING and WAITING trials and enqueue what is left to run.
 
     done: trial key -> TrialRecord of the finished trials (with their `final` metric values).
@@ -138,7 +153,9 @@ def dashboard(store, host: str, port: int) -> tuple[list[str], str]:
     command line that serves it on host:port and the URL of the study's page there."""
     record = store.study()
     if record is None:
-        raise StudyError(f"{store.uri} is not a study folder (no study.json); give the folder `vaestudy run` printed")
+        raise StudyError(
+            f"{store.uri} is not a study folder (no study.json); give the folder `vaestudy run` printed"
+        )
     url = record.optuna_storage
     if url.startswith("sqlite:///"):
         store.sync_down(("optuna.db",))  # a remote study's database lives in a local cache
@@ -147,7 +164,16 @@ def dashboard(store, host: str, port: int) -> tuple[list[str], str]:
     try:
         study_id = rdb_storage(url).get_study_id_from_name(name)
     except KeyError:
-        raise StudyError(f"{store.uri}: no Optuna study {name!r} in its database yet; run the study first") from None
+        raise StudyError(
+            f"{store.uri}: no Optuna study {name!r} in its database yet; run the study first"
+        ) from None
     exe = Path(sys.executable).with_name("optuna-dashboard")
-    cmd = [str(exe) if exe.exists() else "optuna-dashboard", url, "--host", host, "--port", str(port)]
+    cmd = [
+        str(exe) if exe.exists() else "optuna-dashboard",
+        url,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     return cmd, f"http://{host}:{port}/dashboard/studies/{study_id}"

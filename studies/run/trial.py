@@ -43,7 +43,8 @@ class TrialReport:
     step: int  # -1: training never reached a report (it diverged first)
     metrics: Mapping[str, float]  # "train/..." and "valid/..." values, and "lr"
     final: bool = False  # its last report: the trial is over
-    failure: str | None = None  # why training could not go on: a non-finite loss, no readable checkpoint
+    # why training could not go on: a non-finite loss, no readable checkpoint
+    failure: str | None = None
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
     config_json: str | None = None  # (final only) the TrainConfig as trained
@@ -73,10 +74,16 @@ class CollapseRule:
         """Why this report counts as collapsed, or None."""
         if metrics.get("train/kl_weight", 0.0) < 1.0:
             return None
-        measured = {"valid kl_bpc": (metrics.get("valid/kl_bpc"), self.kl),
-                    "MI (nats)": (metrics.get("valid/mutual_info"), self.mi),
-                    "z gain (bits/char)": (metrics.get("valid/z_gain_bpc"), self.z_gain)}
-        known = {k: (v, t) for k, (v, t) in measured.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        measured = {
+            "valid kl_bpc": (metrics.get("valid/kl_bpc"), self.kl),
+            "MI (nats)": (metrics.get("valid/mutual_info"), self.mi),
+            "z gain (bits/char)": (metrics.get("valid/z_gain_bpc"), self.z_gain),
+        }
+        known = {
+            k: (v, t)
+            for k, (v, t) in measured.items()
+            if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         if not known or any(v >= t for v, t in known.values()):
             return None
         return ", ".join(f"{k} {v:.4f} < {t}" for k, (v, t) in known.items())
@@ -85,7 +92,7 @@ class CollapseRule:
         """Why the run with these reports (oldest first) stops as collapsed, or None: its last
         `patience` reports all count as collapsed. Read from the whole history, so a resumed
         trial counts the reports before its restart."""
-        last = history[-self.patience:]
+        last = history[-self.patience :]
         whys = [self.collapsed(r.metrics) for r in last]
         if len(last) < self.patience or not all(whys):
             return None
@@ -130,8 +137,12 @@ class TrialContext:
 Report = Callable[[TrialReport, Path | None], None]  # (report, checkpoint folder or None)
 
 
-def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
-              restored_checkpoint: Path | None = None) -> None:
+def run_trial(
+    params: Mapping[str, Any],
+    ctx: TrialContext,
+    report: Report,
+    restored_checkpoint: Path | None = None,
+) -> None:
     """Train one trial to its last step (or continue it), reporting every evaluation."""
     key = trial_key(params)
     config = ctx.config(params)
@@ -139,8 +150,15 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
     record = store.trial(key)
     if record is not None and record.finished and record.final:
         # Handed out again (a searcher replaying a finished point): report what it measured.
-        report(TrialReport(record.last_step if record.last_step is not None else -1, record.final, final=True,
-                           replayed=record.status), None)
+        report(
+            TrialReport(
+                record.last_step if record.last_step is not None else -1,
+                record.final,
+                final=True,
+                replayed=record.status,
+            ),
+            None,
+        )
         return
     work = Path(tempfile.mkdtemp(prefix=f"vaestudy-{key}-"))
     try:
@@ -148,7 +166,12 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         try:
             resume = resume_point(store, key, restored_checkpoint, work)
         except CheckpointError as exc:
-            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc)), None)
+            report(
+                TrialReport(
+                    -1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc)
+                ),
+                None,
+            )
             return
         sent = {"step": -1}
         spent = {"checkpoint": 0.0, "report": 0.0}
@@ -169,10 +192,22 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
             spent["checkpoint"] += t1 - t0
             extras = final_extras(trainer) if rep.final else {}
             now = time.perf_counter()  # the hand-off itself is counted in the next report
-            report(TrialReport(rep.step, rep.metrics, final=rep.final, **extras, wall_s=now - started,
-                               collapsed=collapsed["why"] if rep.final else None,
-                               seconds={**trainer.seconds, "checkpoint": spent["checkpoint"],
-                                        "report": spent["report"] + now - t1}), ckpt_dir)
+            report(
+                TrialReport(
+                    rep.step,
+                    rep.metrics,
+                    final=rep.final,
+                    **extras,
+                    wall_s=now - started,
+                    collapsed=collapsed["why"] if rep.final else None,
+                    seconds={
+                        **trainer.seconds,
+                        "checkpoint": spent["checkpoint"],
+                        "report": spent["report"] + now - t1,
+                    },
+                ),
+                ckpt_dir,
+            )
             sent["step"] = rep.step
             shutil.rmtree(ckpt_dir, ignore_errors=True)
             spent["report"] += time.perf_counter() - t1
@@ -181,16 +216,35 @@ def run_trial(params: Mapping[str, Any], ctx: TrialContext, report: Report,
         try:
             trainer = fit(config, on_report=on_report, resume_from=resume)
         except DivergenceError as exc:
-            report(TrialReport(-1, {n: math.nan for n in ctx.study.metrics}, final=True, failure=str(exc),
-                               wall_s=time.perf_counter() - started), None)
+            report(
+                TrialReport(
+                    -1,
+                    {n: math.nan for n in ctx.study.metrics},
+                    final=True,
+                    failure=str(exc),
+                    wall_s=time.perf_counter() - started,
+                ),
+                None,
+            )
             return
         if sent["step"] < 0 and trainer.history:
             # Resumed at its final report (the driver died after the final checkpoint): it is
             # re-sent so the study records the trial as complete, or as collapsed.
             rep = trainer.history[-1]
-            why = rule.stop(trainer.history) if rule is not None and rep.step < config.steps else None
-            report(TrialReport(rep.step, rep.metrics, final=True, **final_extras(trainer), collapsed=why,
-                               wall_s=time.perf_counter() - started), None)
+            why = (
+                rule.stop(trainer.history) if rule is not None and rep.step < config.steps else None
+            )
+            report(
+                TrialReport(
+                    rep.step,
+                    rep.metrics,
+                    final=True,
+                    **final_extras(trainer),
+                    collapsed=why,
+                    wall_s=time.perf_counter() - started,
+                ),
+                None,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -199,13 +253,16 @@ def resume_point(store: StudyStore, key: str, restored: Path | None, work: Path)
     """The newest readable checkpoint of a trial: Ray's restored one, else the store's latest,
     else the one before it. None for a fresh trial; CheckpointError when every one is damaged."""
     candidates = ([restored] if restored is not None else []) + [
-        store.download(rel, work / f"resume-{i}.pt") for i, rel in enumerate(store.checkpoints(key))]
+        store.download(rel, work / f"resume-{i}.pt") for i, rel in enumerate(store.checkpoints(key))
+    ]
     problems = []
     for path in candidates:
         try:
             check_checkpoint(path)
             if problems:
-                log.warning("trial %s resumes from an older checkpoint: %s", key, "; ".join(problems))
+                log.warning(
+                    "trial %s resumes from an older checkpoint: %s", key, "; ".join(problems)
+                )
             return path
         except CheckpointError as exc:
             problems.append(str(exc))
@@ -222,10 +279,14 @@ def final_extras(trainer: Trainer) -> dict[str, str]:
     with torch.no_grad():
         greedy = sample_prior(model, vocab, 8, temperature=0.0, seed=cfg.seed)
         warm = sample_prior(model, vocab, 8, temperature=1.0, seed=cfg.seed)
-        x = trainer.validation_batches()[0][:6].cpu()
+        x = trainer.evaluator.validation_batches()[0][:6].cpu()
         originals = [vocab.decode(row) for row in x]
         recon = reconstruct(model, vocab, originals)
-        path = interpolate(model, vocab, originals[0], originals[1], steps=5) if len(originals) > 1 else []
+        path = (
+            interpolate(model, vocab, originals[0], originals[1], steps=5)
+            if len(originals) > 1
+            else []
+        )
     show = lambda s: s.replace("\n", "\\n")  # noqa: E731
     lines = ["# samples from the prior (greedy)"] + [show(s) for s in greedy]
     lines += ["", "# samples from the prior (temperature 1)"] + [show(s) for s in warm]

@@ -21,10 +21,39 @@ Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the
 """
 
 from .reading import LoggedStudy, LoggedTrial, check_parent_run, log_report, read_study
-from .uris import (PARENT_TAG, PRESET_TAG, STATUS_REASON_TAG, STATUS_TAG, STUDY_TAG, TRIAL_KEY_TAG, TrackingError,
-                   check_existing_store, check_tracking_uri, default_tracking_uri, quiet_stdout, without_secrets)
+from .uris import (
+    PARENT_TAG,
+    PRESET_TAG,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_KEY_TAG,
+    TrackingError,
+    check_existing_store,
+    check_tracking_uri,
+    default_tracking_uri,
+    quiet_stdout,
+    without_secrets,
+)
 from .writer import StudyTracker
 
-__all__ = ["LoggedStudy", "LoggedTrial", "StudyTracker", "TrackingError", "check_existing_store", "check_parent_run",
-           "check_tracking_uri", "default_tracking_uri", "log_report", "quiet_stdout", "read_study", "without_secrets",
-           "PARENT_TAG", "PRESET_TAG", "STATUS_REASON_TAG", "STATUS_TAG", "STUDY_TAG", "TRIAL_KEY_TAG"]
+__all__ = [
+    "LoggedStudy",
+    "LoggedTrial",
+    "StudyTracker",
+    "TrackingError",
+    "check_existing_store",
+    "check_parent_run",
+    "check_tracking_uri",
+    "default_tracking_uri",
+    "log_report",
+    "quiet_stdout",
+    "read_study",
+    "without_secrets",
+    "PARENT_TAG",
+    "PRESET_TAG",
+    "STATUS_REASON_TAG",
+    "STATUS_TAG",
+    "STUDY_TAG",
+    "TRIAL_KEY_TAG",
+]

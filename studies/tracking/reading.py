@@ -11,8 +11,16 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from .uris import (PARENT_TAG, PRESET_TAG, STATUS_REASON_TAG, STATUS_TAG, STUDY_TAG, TRIAL_KEY_TAG, TrackingError,
-                   check_existing_store)
+from .uris import (
+    PARENT_TAG,
+    PRESET_TAG,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+    STUDY_TAG,
+    TRIAL_KEY_TAG,
+    TrackingError,
+    check_existing_store,
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,9 @@ class LoggedStudy:
     trials: list[LoggedTrial]
 
 
-def read_study(uri: str, experiment: str, metrics: tuple[str, ...], splits: tuple[str, ...]) -> LoggedStudy:
+def read_study(
+    uri: str, experiment: str, metrics: tuple[str, ...], splits: tuple[str, ...]
+) -> LoggedStudy:
     """The latest study launch logged to an MLflow experiment: its parent run and children."""
     check_existing_store(uri)
     client = MlflowClient(tracking_uri=uri)
@@ -46,28 +56,47 @@ def read_study(uri: str, experiment: str, metrics: tuple[str, ...], splits: tupl
         raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}")
     runs, token = [], None
     while True:
-        page = client.search_runs([exp.experiment_id], "", ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+        page = client.search_runs(
+            [exp.experiment_id], "", ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
+        )
         runs.extend(page)
         token = page.token
         if not token:
             break
     parents = [r for r in runs if PARENT_TAG not in r.data.tags and STUDY_TAG in r.data.tags]
     if not parents:
-        raise TrackingError(f"MLflow experiment {experiment!r} at {uri} holds no vaestudy study run")
+        raise TrackingError(
+            f"MLflow experiment {experiment!r} at {uri} holds no vaestudy study run"
+        )
     parent = max(parents, key=lambda r: r.info.start_time)
     trials = []
-    for run in sorted((r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id),
-                      key=lambda r: r.info.start_time):
+    for run in sorted(
+        (r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id),
+        key=lambda r: r.info.start_time,
+    ):
         p = run.data.params
-        trials.append(LoggedTrial(
-            run.info.run_id, run.data.tags.get(TRIAL_KEY_TAG, run.info.run_id),
-            {k.removeprefix("sweep."): _parse(v) for k, v in p.items() if k.startswith("sweep.")},
-            {k: _parse(v) for k, v in p.items() if not k.startswith("sweep.")},
-            run.data.tags.get(STATUS_TAG) or run.info.status.lower(), run.data.tags.get(STATUS_REASON_TAG),
-            _metric_history(client, run, metrics, splits),
-            (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None))
-    return LoggedStudy(parent.info.run_id, parent.data.tags[STUDY_TAG], parent.data.tags.get(PRESET_TAG, "unknown"),
-                       trials)
+        trials.append(
+            LoggedTrial(
+                run.info.run_id,
+                run.data.tags.get(TRIAL_KEY_TAG, run.info.run_id),
+                {
+                    k.removeprefix("sweep."): _parse(v)
+                    for k, v in p.items()
+                    if k.startswith("sweep.")
+                },
+                {k: _parse(v) for k, v in p.items() if not k.startswith("sweep.")},
+                run.data.tags.get(STATUS_TAG) or run.info.status.lower(),
+                run.data.tags.get(STATUS_REASON_TAG),
+                _metric_history(client, run, metrics, splits),
+                (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
+            )
+        )
+    return LoggedStudy(
+        parent.info.run_id,
+        parent.data.tags[STUDY_TAG],
+        parent.data.tags.get(PRESET_TAG, "unknown"),
+        trials,
+    )
 
 
 def _parse(text: str) -> Any:
@@ -90,10 +119,19 @@ def _metric_history(client, run, metrics, splits) -> list[dict[str, Any]]:
         split, _, metric = name.partition("/")
         if split not in splits or metric not in metrics:
             continue
-        for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.timestamp):
+        for m in sorted(
+            client.get_metric_history(run.info.run_id, name), key=lambda m: m.timestamp
+        ):
             by_step.setdefault(m.step, {s: {} for s in splits})[split][metric] = m.value
-    return [{"step": step, "split": split, **{m: by_step[step][split].get(m, math.nan) for m in metrics}}
-            for step in sorted(by_step) for split in splits]
+    return [
+        {
+            "step": step,
+            "split": split,
+            **{m: by_step[step][split].get(m, math.nan) for m in metrics},
+        }
+        for step in sorted(by_step)
+        for split in splits
+    ]
 
 
 def check_parent_run(uri: str, run_id: str) -> None:
@@ -102,8 +140,10 @@ def check_parent_run(uri: str, run_id: str) -> None:
     try:
         MlflowClient(tracking_uri=uri).get_run(run_id)
     except MlflowException:
-        raise TrackingError(f"the study's parent MLflow run {run_id} is not at {uri}; give the tracking URI it "
-                            "was logged to with --tracking-uri") from None
+        raise TrackingError(
+            f"the study's parent MLflow run {run_id} is not at {uri}; give the tracking URI it "
+            "was logged to with --tracking-uri"
+        ) from None
 
 
 def log_report(uri: str, run_id: str, folder: Path, tags: Mapping[str, str]) -> None:

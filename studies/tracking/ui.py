@@ -42,19 +42,25 @@ def ui_target(path: str) -> UiTarget:
         if scheme in ("http", "https"):
             return UiTarget(record.tracking_uri, name, None)
         if scheme != "sqlite":
-            raise TrackingError(f"{path} is tracked at {record.tracking_uri}; open that store's own UI")
+            raise TrackingError(
+                f"{path} is tracked at {record.tracking_uri}; open that store's own UI"
+            )
         store.sync_down(("mlflow.db",))  # a remote study's store lives in a local cache
         db = store.local_dir / "mlflow.db"
         if not db.exists():
             raise TrackingError(f"{path} has no MLflow store yet ({db}); run the study first")
         return UiTarget(f"sqlite:///{db}", name, db)
     if store.remote:
-        raise TrackingError(f"{path} is not a study folder (no study.json); give the folder `vaestudy run` printed")
+        raise TrackingError(
+            f"{path} is not a study folder (no study.json); give the folder `vaestudy run` printed"
+        )
     folder = Path(path)
     dbs = sorted(folder.glob("mlflow.db")) or sorted(folder.glob("*/mlflow.db"))
     if not dbs:
-        raise TrackingError(f"{path} is not a study folder (no study.json) and holds no MLflow store (mlflow.db); "
-                            "give the folder `vaestudy run` printed")
+        raise TrackingError(
+            f"{path} is not a study folder (no study.json) and holds no MLflow store (mlflow.db); "
+            "give the folder `vaestudy run` printed"
+        )
     return UiTarget(f"sqlite:///{dbs[0].resolve()}", None, dbs[0], others=len(dbs) - 1)
 
 
@@ -70,12 +76,20 @@ def experiment_url(base: str, target: UiTarget) -> str:
     base = base.rstrip("/")
     exp = None
     if target.experiment is not None:
-        exp = MlflowClient(tracking_uri=target.tracking_uri).get_experiment_by_name(target.experiment)
+        exp = MlflowClient(tracking_uri=target.tracking_uri).get_experiment_by_name(
+            target.experiment
+        )
     if exp is None:
         return f"{base}/"
-    query = urllib.parse.urlencode({"compareRunsMode": "CHART", "orderByKey": f"metrics.`{ORDER_METRIC}`",
-                                    "orderByAsc": "true", "searchFilter": f"tags.`{TRIAL_KEY_TAG}` LIKE '%'"},
-                                   quote_via=urllib.parse.quote)
+    query = urllib.parse.urlencode(
+        {
+            "compareRunsMode": "CHART",
+            "orderByKey": f"metrics.`{ORDER_METRIC}`",
+            "orderByAsc": "true",
+            "searchFilter": f"tags.`{TRIAL_KEY_TAG}` LIKE '%'",
+        },
+        quote_via=urllib.parse.quote,
+    )
     return f"{base}/#/experiments/{exp.experiment_id}/runs?{query}"
 
 
@@ -83,8 +97,23 @@ def server_command(db: Path, host: str, port: int) -> tuple[list[str], dict[str,
     """The `mlflow server` command line (the one next to this Python, else on PATH) and its
     environment for a study's SQLite store and artifacts, on host:port."""
     exe = Path(sys.executable).with_name("mlflow")
-    cmd = [str(exe) if exe.exists() else "mlflow", "server", "--backend-store-uri", f"sqlite:///{db.resolve()}",
-           "--host", host, "--port", str(port), "--workers", "1",
-           "--default-artifact-root", (db.parent / "mlartifacts").resolve().as_uri()]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    cmd = [
+        str(exe) if exe.exists() else "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{db.resolve()}",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--default-artifact-root",
+        (db.parent / "mlartifacts").resolve().as_uri(),
+    ]
+    env = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     return cmd, env

@@ -26,7 +26,6 @@ MAX_METRICS_PER_BATCH = 1000
 ALLOWED_URIS = "sqlite:///PATH (a local study) or http(s)://HOST:PORT (an `mlflow server`)"
 
 
-
 class TrackingError(RuntimeError):
     """A tracking URI or store that cannot be used; the message names it and what is allowed."""
 
@@ -53,9 +52,13 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         return  # an MLflow database backend; the driver reports connection errors when it opens it
     elif scheme == "file" or not scheme:
         # MLflow 3.17 refuses its file store unless MLFLOW_ALLOW_FILE_STORE=true (deprecated).
-        raise TrackingError(f"tracking URI {uri!r}: MLflow's file store is deprecated; use {ALLOWED_URIS}")
+        raise TrackingError(
+            f"tracking URI {uri!r}: MLflow's file store is deprecated; use {ALLOWED_URIS}"
+        )
     else:
-        raise TrackingError(f"tracking URI {uri!r}: scheme {scheme!r} is not supported; use {ALLOWED_URIS}")
+        raise TrackingError(
+            f"tracking URI {uri!r}: scheme {scheme!r} is not supported; use {ALLOWED_URIS}"
+        )
 
 
 def _check_server(uri: str, timeout: float) -> None:
@@ -66,18 +69,28 @@ def _check_server(uri: str, timeout: float) -> None:
     except urllib.error.HTTPError:
         pass  # something answered; servers behind a proxy may not expose /health, so ask the API
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TrackingError(f"tracking URI {uri!r}: no server answered within {timeout:g} s "
-                            f"({_reason(exc)}); start one with `mlflow server` or use {ALLOWED_URIS}") from None
+        raise TrackingError(
+            f"tracking URI {uri!r}: no server answered within {timeout:g} s "
+            f"({_reason(exc)}); start one with `mlflow server` or use {ALLOWED_URIS}"
+        ) from None
     try:
-        with urllib.request.urlopen(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout):
+        with urllib.request.urlopen(
+            f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout
+        ):
             return
     except urllib.error.HTTPError as exc:
-        hint = ("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
-                if exc.code in (401, 403) else f"expected an MLflow server: {ALLOWED_URIS}")
-        raise TrackingError(f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; "
-                            f"{hint}") from None
+        hint = (
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+            if exc.code in (401, 403)
+            else f"expected an MLflow server: {ALLOWED_URIS}"
+        )
+        raise TrackingError(
+            f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; {hint}"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TrackingError(f"tracking URI {uri!r}: the MLflow API did not answer ({_reason(exc)})") from None
+        raise TrackingError(
+            f"tracking URI {uri!r}: the MLflow API did not answer ({_reason(exc)})"
+        ) from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -85,10 +98,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def _check_sqlite(uri: str) -> None:
-    path = uri.split("?", 1)[0][len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    path = uri.split("?", 1)[0][len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
     if path in ("", ":memory:"):
-        raise TrackingError(f"tracking URI {uri!r}: an in-memory database loses every run when the study "
-                            f"ends; use {ALLOWED_URIS}")
+        raise TrackingError(
+            f"tracking URI {uri!r}: an in-memory database loses every run when the study "
+            f"ends; use {ALLOWED_URIS}"
+        )
     db = Path(path).absolute()
     if db.exists():
         if not db.is_file() or not os.access(db, os.R_OK | os.W_OK):
@@ -99,8 +114,9 @@ def _check_sqlite(uri: str) -> None:
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise TrackingError(f"tracking URI {uri!r}: cannot create {db.parent} ({folder} is not a writable "
-                            "folder)")
+        raise TrackingError(
+            f"tracking URI {uri!r}: cannot create {db.parent} ({folder} is not a writable folder)"
+        )
 
 
 def without_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,6 +129,6 @@ def check_existing_store(uri: str) -> None:
     mistyped path is an error, not a new empty database."""
     check_tracking_uri(uri)
     if uri.startswith("sqlite:///"):
-        path = Path(uri.split("?", 1)[0][len("sqlite:///"):])
+        path = Path(uri.split("?", 1)[0][len("sqlite:///") :])
         if not path.is_file():
             raise TrackingError(f"tracking URI {uri!r}: no MLflow database at {path}")

@@ -11,12 +11,22 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..store import Status
-from .uris import (EXPERIMENT_TAGS, MAX_METRICS_PER_BATCH, MAX_PARAMS_OR_TAGS_PER_BATCH, PARENT_TAG, STATUS_REASON_TAG, STATUS_TAG,
-                   TERMINAL_STATUSES, TRIAL_KEY_TAG, TrackingError, without_secrets)
+from .uris import (
+    EXPERIMENT_TAGS,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_OR_TAGS_PER_BATCH,
+    PARENT_TAG,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+    TERMINAL_STATUSES,
+    TRIAL_KEY_TAG,
+    TrackingError,
+    without_secrets,
+)
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _quote(value: str) -> str:
@@ -26,8 +36,14 @@ def _quote(value: str) -> str:
     return f"'{value}'"
 
 
-_UNREACHABLE = ("Max retries exceeded", "Connection refused", "Failed to establish a new connection",
-                "Read timed out", "Connection aborted", "RemoteDisconnected")
+_UNREACHABLE = (
+    "Max retries exceeded",
+    "Connection refused",
+    "Failed to establish a new connection",
+    "Read timed out",
+    "Connection aborted",
+    "RemoteDisconnected",
+)
 
 
 class _Guarded:
@@ -51,9 +67,11 @@ class _Guarded:
             except MlflowException as exc:
                 if not any(s in str(exc) for s in _UNREACHABLE):
                     raise
-                self.unreachable = (f"the tracking server {self._uri} stopped answering (MLflow's client gave up "
-                                    "after its retries); the reports not yet sent are kept in the trial store: "
-                                    "`vaestudy resume` the study once the server is back")
+                self.unreachable = (
+                    f"the tracking server {self._uri} stopped answering (MLflow's client gave up "
+                    "after its retries); the reports not yet sent are kept in the trial store: "
+                    "`vaestudy resume` the study once the server is back"
+                )
                 raise TrackingError(self.unreachable) from None
 
         return call
@@ -65,12 +83,19 @@ class StudyTracker:
     Not thread-safe: it is meant to be called from the driver's Tune callback only.
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None,
-                 flush_every: float = 5.0, progress_metric: str = "valid/total_bpc"):
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        artifact_location: str | None = None,
+        flush_every: float = 5.0,
+        progress_metric: str = "valid/total_bpc",
+    ):
         self.client = _Guarded(MlflowClient(tracking_uri=tracking_uri), tracking_uri)
         self.tracking_uri = tracking_uri
         self.flush_every = flush_every  # seconds between metric batches; 0 sends on every report
-        self.progress_metric = progress_metric  # logged at every report; its history says how far a run got
+        # logged at every report; its history says how far a run got
+        self.progress_metric = progress_metric
         self.experiment_id = self._experiment_id(experiment, artifact_location)
         self._children: dict[tuple[str, str], str] = {}  # (parent id, trial key) -> child run id
         self._ended: dict[str, str] = {}  # run id -> status, for runs this tracker terminated
@@ -87,36 +112,52 @@ class StudyTracker:
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             try:
-                self.client.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+                self.client.create_experiment(
+                    name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS
+                )
             except MlflowException as exc:  # another driver created it in between
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
             exp = self.client.get_experiment_by_name(name)
         if exp.lifecycle_stage != "active":
-            raise TrackingError(f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it "
-                                f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
-                                "or use another study name")
-        for key, value in EXPERIMENT_TAGS.items():  # an experiment made before vaestudy tagged its kind
+            raise TrackingError(
+                f"MLflow experiment {name!r} at {self.tracking_uri} is deleted; restore it "
+                f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
+                "or use another study name"
+            )
+        for (
+            key,
+            value,
+        ) in EXPERIMENT_TAGS.items():  # an experiment made before vaestudy tagged its kind
             if exp.tags.get(key) is None:
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
 
     # --- runs -------------------------------------------------------------------------------
 
-    def start_parent(self, run_id: str | None, name: str, params: Mapping[str, Any],
-                     tags: Mapping[str, Any]) -> str:
+    def start_parent(
+        self, run_id: str | None, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]
+    ) -> str:
         """Reopen parent `run_id` (a resumed study) if it exists in this experiment, else create one."""
         run = self._get_run(run_id) if run_id else None
         if run is not None and run.info.experiment_id == self.experiment_id:
             self._reopen(run)
             self._log_missing(run, params, tags)
             return run.info.run_id
-        run = self.client.create_run(self.experiment_id, tags=_str_values(without_secrets(tags)), run_name=name)
+        run = self.client.create_run(
+            self.experiment_id, tags=_str_values(without_secrets(tags)), run_name=name
+        )
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def child_run(self, parent_id: str, key: str, name: str, params: Mapping[str, Any],
-                  tags: Mapping[str, Any]) -> str:
+    def child_run(
+        self,
+        parent_id: str,
+        key: str,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+    ) -> str:
         """The one child run of trial `key` under `parent_id`: found again (and reopened unless it
         FINISHED) after a retry or a driver restart, else created."""
         cached = self._children.get((parent_id, key))
@@ -125,8 +166,10 @@ class StudyTracker:
                 self.client.update_run(cached, status="RUNNING")
                 del self._ended[cached]
             return cached
-        found = self._search(f"tags.`{TRIAL_KEY_TAG}` = {_quote(key)} "
-                             f"AND tags.`{PARENT_TAG}` = {_quote(parent_id)}", max_results=1)
+        found = self._search(
+            f"tags.`{TRIAL_KEY_TAG}` = {_quote(key)} AND tags.`{PARENT_TAG}` = {_quote(parent_id)}",
+            max_results=1,
+        )
         if found:
             run = found[0]
             if run.info.status != "FINISHED":
@@ -134,7 +177,11 @@ class StudyTracker:
             self._log_missing(run, params, tags)
         else:
             # The identifying tags go in with create_run so the run is findable from its first moment.
-            all_tags = {**_str_values(without_secrets(tags)), PARENT_TAG: parent_id, TRIAL_KEY_TAG: key}
+            all_tags = {
+                **_str_values(without_secrets(tags)),
+                PARENT_TAG: parent_id,
+                TRIAL_KEY_TAG: key,
+            }
             run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
             self._log_params(run.info.run_id, params)
         self._children[(parent_id, key)] = run.info.run_id
@@ -146,7 +193,9 @@ class StudyTracker:
 
     def finish(self, run_id: str, status: str = "FINISHED", reason: str | None = None) -> None:
         if status not in TERMINAL_STATUSES:
-            raise ValueError(f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}")
+            raise ValueError(
+                f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}"
+            )
         self.flush()
         if reason:
             self.client.set_tag(run_id, STATUS_REASON_TAG, reason)
@@ -162,9 +211,13 @@ class StudyTracker:
     def finish_open_children(self, parent_id: str, status: str = "KILLED") -> int:
         """Terminate every child of `parent_id` still RUNNING (the safety net at study end)."""
         if status not in TERMINAL_STATUSES:
-            raise ValueError(f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}")
+            raise ValueError(
+                f"run status {status!r}: expected one of {', '.join(TERMINAL_STATUSES)}"
+            )
         self.flush()
-        running = self._search(f"tags.`{PARENT_TAG}` = {_quote(parent_id)} AND attributes.status = 'RUNNING'")
+        running = self._search(
+            f"tags.`{PARENT_TAG}` = {_quote(parent_id)} AND attributes.status = 'RUNNING'"
+        )
         for run in running:
             self.client.set_terminated(run.info.run_id, status)
             self._ended[run.info.run_id] = status
@@ -189,7 +242,10 @@ class StudyTracker:
         self._last_step[run_id] = step
         now_ms = int(time.time() * 1000)
         self._pending.setdefault(run_id, []).extend(
-            Metric(key, float(value), now_ms, step) for key, value in metrics.items() if math.isfinite(value))
+            Metric(key, float(value), now_ms, step)
+            for key, value in metrics.items()
+            if math.isfinite(value)
+        )
         if time.monotonic() - self._last_flush >= self.flush_every:
             self.flush()
 
@@ -227,7 +283,11 @@ class StudyTracker:
         try:
             run = self.client.get_run(run_id)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+            if exc.error_code in (
+                "RESOURCE_DOES_NOT_EXIST",
+                "NOT_FOUND",
+                "INVALID_PARAMETER_VALUE",
+            ):
                 return None
             raise
         return run if run.info.lifecycle_stage == "active" else None
@@ -253,9 +313,14 @@ class StudyTracker:
         found: list[Run] = []
         token = None
         while True:
-            page = self.client.search_runs([self.experiment_id], filter_string, ViewType.ACTIVE_ONLY,
-                                           max_results=min(max_results or 1000, 1000),
-                                           order_by=["attributes.start_time ASC"], page_token=token)
+            page = self.client.search_runs(
+                [self.experiment_id],
+                filter_string,
+                ViewType.ACTIVE_ONLY,
+                max_results=min(max_results or 1000, 1000),
+                order_by=["attributes.start_time ASC"],
+                page_token=token,
+            )
             found.extend(page)
             token = page.token
             if not token or (max_results and len(found) >= max_results):

@@ -27,8 +27,19 @@ TIMING = ("chars_per_s",)  # wall-clock measures differ run to run
 
 
 def config(model: str):
-    return make_config(model, "tiny", dict(corpus="synthetic", steps=40, eval_every=20, iw_samples=4, threads=1,
-                                           seed=3, dropout=0.2 if model == "lstm" else 0.0))
+    return make_config(
+        model,
+        "tiny",
+        dict(
+            corpus="synthetic",
+            steps=40,
+            eval_every=20,
+            iw_samples=4,
+            threads=1,
+            seed=3,
+            dropout=0.2 if model == "lstm" else 0.0,
+        ),
+    )
 
 
 def histories() -> dict:
@@ -39,8 +50,17 @@ def histories() -> dict:
         out = {}
         for model in MODELS:
             trainer = fit(config(model))
-            out[model] = [{"step": r.step, **{k: (None if math.isnan(v) else v) for k, v in sorted(r.metrics.items())
-                                              if k.split("/")[-1] not in TIMING}} for r in trainer.history]
+            out[model] = [
+                {
+                    "step": r.step,
+                    **{
+                        k: (None if math.isnan(v) else v)
+                        for k, v in sorted(r.metrics.items())
+                        if k.split("/")[-1] not in TIMING
+                    },
+                }
+                for r in trainer.history
+            ]
         return out
     finally:
         torch.set_default_dtype(default)
@@ -52,5 +72,8 @@ def recording() -> dict:
 
 if __name__ == "__main__":
     reference = sys.argv[1] if len(sys.argv) > 1 else "unnamed reference"
-    GOLDEN.write_text(json.dumps({"reference": reference, "dtype": "float64", "histories": histories()}, indent=1) + "\n")
+    GOLDEN.write_text(
+        json.dumps({"reference": reference, "dtype": "float64", "histories": histories()}, indent=1)
+        + "\n"
+    )
     print(f"recorded {reference} in {GOLDEN}")

@@ -1,0 +1,72 @@
+"""What the test modules share: the environment of a process a test starts, and one finished
+smoke study for every test that only reads a finished smoke study.
+
+A study run costs a Ray start-up and its trials, so the suite runs this one once per session.
+A test that changes a study (resumes it, kills it, runs it again) starts its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Set for every process a test starts: no usage stats or telemetry, lines as they are written
+# (tests read a driver's output while it runs), and matplotlib without a display.
+QUIET = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PYTHONUNBUFFERED": "1",
+    "MPLBACKEND": "Agg",
+}
+# Variables that would point a run somewhere else than the test says.
+LEAKY = ("MLFLOW_TRACKING_URI", "VAESTUDY_STORAGE", "VAESTUDY_ADDRESS", "RAY_ADDRESS")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a process a test starts: this process's, without LEAKY, with QUIET
+    and `extra` set."""
+    return {**{k: v for k, v in os.environ.items() if k not in LEAKY}, **QUIET, **extra}
+
+
+@dataclass(frozen=True)
+class FinishedStudy:
+    """A study run to its end: its folder and what the driver printed."""
+
+    folder: Path
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
+    """`vaestudy run alpha-sweep --preset smoke --no-report`, once per session, as a user runs
+    it: a subprocess with the human summary on stdout. Its readers: test_report (which also
+    writes the report into it, the only change anyone makes) and test_browser."""
+    folder = tmp_path_factory.mktemp("smoke-study") / "alpha"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "run",
+            "alpha-sweep",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(folder),
+            "--no-report",
+        ],
+        cwd=ROOT,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return FinishedStudy(folder, res.stdout, res.stderr)

@@ -1,0 +1,161 @@
+"""The building blocks of the text VAEs (Semeniuta et al. 2017, Fig 2): the conv encoder, the
+deconv decoder, and the hybrids' autoregressive heads (an LSTM or a ByteNet), chosen by name.
+
+Shapes: token ids (B, L); features (B, L, F) or, inside the conv stacks, (B, C, L). Every
+layer that takes one-hot characters computes its product with them as a row gather
+(`project`, `onehot_conv`), so no one-hot tensor is built.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import TrainConfig
+from .lstm import make_lstm
+from .onehot import onehot_conv, project
+
+
+def padded_length(length: int, layers: int) -> int:
+    """Smallest multiple of 2**layers that holds `length` characters."""
+    unit = 2**layers
+    return unit * math.ceil(length / unit)
+
+
+class ConvEncoder(nn.Module):
+    """Conv1d(k3, s2, p1) -> BN -> ReLU per layer, then Linear to (mu, log sigma^2)."""
+
+    def __init__(self, vocab_size: int, channels: tuple[int, ...], padded_len: int, latent: int):
+        super().__init__()
+        layers, c_in = [], vocab_size
+        for c_out in channels:
+            layers += [
+                nn.Conv1d(c_in, c_out, 3, stride=2, padding=1),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(),
+            ]
+            c_in = c_out
+        self.convs = nn.Sequential(*layers)
+        self.vocab_size = vocab_size
+        self.to_posterior = nn.Linear(padded_len // 2 ** len(channels) * c_in, 2 * latent)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = onehot_conv(self.convs[0], x)  # the first conv on one-hot x (B, Lp): (B, C, Lp/2)
+        h = self.convs[1:](h).flatten(1)  # (B, Lp/2^n * C)
+        mu, logvar = self.to_posterior(h).chunk(2, dim=-1)  # (B, Z) each
+        return mu, logvar
+
+
+class DeconvDecoder(nn.Module):
+    """Linear(z) -> ReLU -> reshape, then ConvTranspose1d(k3, s2) -> BN -> ReLU per layer.
+
+    Each layer doubles the length exactly (output_padding=1); the encoder's channels are
+    mirrored and the last layer has `out_channels` (200 in the paper).
+    """
+
+    def __init__(self, latent: int, channels: tuple[int, ...], out_channels: int, padded_len: int):
+        super().__init__()
+        self.start_len = padded_len // 2 ** len(channels)
+        self.start_channels = channels[-1]
+        self.from_latent = nn.Linear(latent, self.start_len * self.start_channels)
+        widths = list(reversed(channels)) + [out_channels]
+        layers = []
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [
+                nn.ConvTranspose1d(c_in, c_out, 3, stride=2, padding=1, output_padding=1),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(),
+            ]
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.from_latent(z))
+        h = h.view(-1, self.start_channels, self.start_len)  # (B, C, Lp/2^n)
+        return self.deconvs(h)  # (B, F, Lp)
+
+
+class ChannelNorm(nn.Module):
+    """LayerNorm over channels at each position of a (B, C, L) tensor.
+
+    The released ByteNet head uses BatchNorm, whose training-mode statistics pool over
+    time and so leak the future into a causal stack; a per-position norm keeps the
+    mask exact in training and evaluation alike.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class MaskedHighwayConv(nn.Module):
+    """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.conv = nn.Conv1d(width, 2 * width, kernel_size=2)
+        self.norm = ChannelNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W, L)
+        h, gate = self.conv(F.pad(x, (1, 0))).chunk(2, dim=1)  # left pad: output t sees t-1, t
+        gate = torch.sigmoid(gate)
+        return gate * F.relu(self.norm(h)) + (1 - gate) * x
+
+
+class ByteNetHead(nn.Module):
+    """1x1 conv -> norm -> gated (tanh * sigmoid), N masked highway convs, Linear to V.
+
+    Position t reads [deconv features_t ; one-hot x_{t-1}], so after N layers its logits
+    depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c). The 1x1 entry conv is a
+    linear map per position, computed on the features plus a gather for the one-hot part.
+    """
+
+    def __init__(self, in_channels: int, width: int, depth: int, vocab_size: int):
+        super().__init__()
+        self.entry = nn.Conv1d(in_channels, 2 * width, kernel_size=1)
+        self.entry_norm = ChannelNorm(2 * width)
+        self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
+        self.out = nn.Linear(width, vocab_size)
+
+    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
+        entry = project(self.entry.weight[:, :, 0], self.entry.bias, feats, prev)  # (B, L, 2W)
+        a, b = self.entry_norm(entry.transpose(1, 2)).chunk(2, dim=1)
+        h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
+        for layer in self.layers:
+            h = layer(h)
+        return self.out(h.transpose(1, 2))  # (B, L, V)
+
+
+class LSTMHead(nn.Module):
+    """An LSTM over [deconv features_t ; one-hot x_{t-1}], then Linear to V (Fig 2b)."""
+
+    def __init__(self, in_channels: int, cell: str, hidden: int, vocab_size: int):
+        super().__init__()
+        self.rnn = make_lstm(cell, in_channels, hidden, vocab_size)
+        self.out = nn.Linear(hidden, vocab_size)
+
+    def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
+        h, _ = self.rnn(feats, prev)  # (B, L, H)
+        return self.out(h)  # (B, L, V)
+
+    def step(self, feats: torch.Tensor, prev: torch.Tensor, state=None):
+        """One step for generation: feats (B, F), prev ids (B,) -> logits (B, V), new state."""
+        h, state = self.rnn(feats.unsqueeze(1), prev.unsqueeze(1), state)
+        return self.out(h[:, 0]), state
+
+
+HEADS = ("lstm", "bytenet")  # the hybrid's autoregressive heads, by name
+
+
+def make_head(name: str, config: TrainConfig, in_channels: int, vocab_size: int) -> nn.Module:
+    """The hybrid's autoregressive head named `name`: (B, L, in_channels) -> logits (B, L, V)."""
+    if name == "lstm":
+        return LSTMHead(in_channels, config.lstm_cell, config.hidden, vocab_size)
+    if name == "bytenet":
+        return ByteNetHead(in_channels, config.bytenet_width, config.depth, vocab_size)
+    raise ValueError(f"head={name!r} is not allowed: expected one of {', '.join(HEADS)}")

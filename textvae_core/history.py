@@ -1,0 +1,63 @@
+"""A run's reports and their table: one `Report` per `eval_every` steps, and the history
+table (one row per report per split) that a trial writes as history.parquet."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SPLITS = ("train", "valid")
+METRIC_NAMES = (
+    "total_bpc",
+    "rec_bpc",
+    "kl_bpc",
+    "aux_bpc",
+    "kl_weight",
+    "chars_per_s",
+    "active_units",
+    "mutual_info",
+    "z_gain_bpc",
+    "iw_nll_bpc",
+    "mi_pool",
+    "unigram_bpc",
+    "aggressive",
+    "encoder_updates",
+    "encoder_s",
+    *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")),
+)
+# probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only
+# (mode still on; encoder-only updates and their seconds since the last report). Final report
+# only: mi_pool, I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc,
+# the training characters' entropy.
+
+
+@dataclass
+class Report:
+    step: int
+    metrics: dict[str, float]  # "train/total_bpc", "valid/kl_bpc", ... (see METRIC_NAMES)
+    final: bool = False
+
+
+def history_table(history: list[Report]) -> pa.Table:
+    """One row per report per split: step, split, and every metric in METRIC_NAMES."""
+    rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
+    for rep in history:
+        for split in SPLITS:
+            rows["step"].append(rep.step)
+            rows["split"].append(split)
+            for m in METRIC_NAMES:
+                rows[m].append(float(rep.metrics.get(f"{split}/{m}", math.nan)))
+    return pa.table(rows)
+
+
+def write_history(history: list[Report], path: str | os.PathLike) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(history_table(history), tmp)
+    os.replace(tmp, path)
+    return path
