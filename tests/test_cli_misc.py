@@ -331,6 +331,45 @@ def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_pa
     assert result["fit"]["ratio_hybrid_lstm_over_lstm"] > 0 and result["shared"]["trials"] == 4
 
 
+def test_bench_throughput_reports_round_by_round_ratios_at_cpu_sizes():
+    """`bench throughput --preset cpu --rounds N --json`: the cpu preset's sizes, one rate per
+    round per model, each LayerNorm/fused ratio the median of the per-round ratios (each from
+    rates of one round) with its range, and ByteNet's share of the matmul reference."""
+    res = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "throughput",
+            "--preset",
+            "cpu",
+            "--rounds",
+            "3",
+            "--seconds",
+            "0.6",
+            "--length",
+            "12",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    r = json.loads(res.output)
+    assert (r["preset"], r["batch_size"], r["sizes"]["hidden"], r["rounds"]) == ("cpu", 32, 256, 3)
+    assert r["layernorm_cell"]["compiled"], r["layernorm_cell"]
+    for m in ("hybrid-lstm", "lstm"):
+        ln, fused = r["models"][f"{m}+layernorm"], r["models"][m]
+        assert (ln["lstm_cell"], fused["lstm_cell"]) == ("layernorm", "fused")
+        per_round = [a / b for a, b in zip(ln["rounds_chars_per_s"], fused["rounds_chars_per_s"])]
+        assert len(per_round) == 3 and ln["rounds_ratio_to_fused"] == pytest.approx(per_round)
+        assert ln["ratio_to_fused"] == pytest.approx(sorted(per_round)[1])
+        assert ln["ratio_to_fused_spread"] == pytest.approx([min(per_round), max(per_round)])
+    bytenet = r["models"]["hybrid-bytenet"]
+    lo, hi = bytenet["fraction_of_matmul_spread"]
+    assert bytenet["fraction_of_matmul"] == pytest.approx(
+        bytenet["achieved_gflops"] / r["matmul_gflops"]
+    )
+    assert 0 < lo <= hi
+
+
 @pytest.mark.slow
 def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
     """`vaestudy bench overhead`: the same four trials through `vaestudy run` and as bare fits,

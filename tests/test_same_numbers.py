@@ -2,13 +2,20 @@
 against values recorded before a change (tests/golden/record.py). The histories run in
 float64, so one recording holds on every host kind; they must agree to 1e-6 relative,
 which float64 rounding differences (< 1e-7 after 40 steps) meet and any change to the
-model's arithmetic, initialisation, data order or schedule does not."""
+model's arithmetic, initialisation, data order or schedule does not.
+
+The LayerNorm cell's runs were recorded on its Python loop; the compiled cell and the
+Python loop (VAESTUDY_LSTM_EXT=0) must both reproduce them."""
 
 import math
+import os
 
 import pytest
 
-from tests.golden.record import histories, recording
+from tests.golden.record import RUNS, histories, recording
+from textvae_core import lstm_ext
+
+LAYERNORM_RUNS = tuple(r for r in RUNS if r.endswith("+layernorm"))
 
 REL = 1e-6
 ABS = 1e-7  # for metrics near 0 (an MI estimate is a difference of terms of order 1)
@@ -17,6 +24,15 @@ ABS = 1e-7  # for metrics near 0 (an MI estimate is a difference of terms of ord
 @pytest.fixture(scope="module")
 def measured():
     return histories()
+
+
+@pytest.fixture(scope="module")
+def measured_python_loop():
+    os.environ[lstm_ext.ENV] = "0"
+    try:
+        return histories(LAYERNORM_RUNS)
+    finally:
+        del os.environ[lstm_ext.ENV]
 
 
 def first_difference(got: list[dict], want: list[dict]):
@@ -33,10 +49,21 @@ def first_difference(got: list[dict], want: list[dict]):
     return None
 
 
-@pytest.mark.parametrize("model", ["conv", "hybrid-lstm", "hybrid-bytenet", "lstm"])
+@pytest.mark.parametrize("model", list(RUNS))
 def test_metric_histories_match_the_recorded_ones(measured, model):
     assert [r["step"] for r in measured[model]] == [20, 40]
     assert first_difference(measured[model], recording()["histories"][model]) is None
+
+
+def test_the_layernorm_runs_took_the_compiled_cell():
+    """The histories above ran the compiled cell wherever a compiler is present (CI's)."""
+    assert lstm_ext.status()["compiled"], lstm_ext.status()["why_not"]
+
+
+@pytest.mark.parametrize("model", LAYERNORM_RUNS)
+def test_the_python_loop_matches_the_recording_too(measured_python_loop, model):
+    got = measured_python_loop[model]
+    assert first_difference(got, recording()["histories"][model]) is None
 
 
 def test_the_comparison_catches_a_small_change(measured):

@@ -16,6 +16,7 @@ import time
 
 import torch
 
+from . import lstm_ext
 from .config import TrainConfig, make_config
 from .data import Corpus, load_corpus
 from .blocks import padded_length
@@ -77,6 +78,10 @@ def matmul_gflops(
 LSTM_MODELS = ("hybrid-lstm", "lstm")
 
 
+def _spread(values: list[float]) -> list[float]:
+    return [min(values), max(values)]
+
+
 def measure_throughput(
     models: tuple[str, ...] = ("hybrid-lstm", "hybrid-bytenet", "lstm"),
     threads: int = 1,
@@ -88,12 +93,14 @@ def measure_throughput(
     overrides: dict | None = None,
     layernorm: bool = True,
 ) -> dict:
-    """Training chars/s per model at the released PTB sizes, interleaved over `rounds`
-    so every model sees the same machine conditions; the median round is reported.
+    """Training chars/s per model at the released PTB sizes (or those `overrides` set),
+    interleaved over `rounds` so every model sees the same machine conditions; the median
+    round is reported, with the spread over rounds.
 
     The models with an LSTM run with the fused cell, and (`layernorm`) also as
     "<model>+layernorm" with the paper's LayerNorm cell, whose chars/s ratio to the
-    fused cell is reported as measured in the same rounds.
+    fused cell is taken round by round (each round's ratio from rates measured seconds
+    apart) and reported as the median ratio and its range.
     """
     torch.set_num_threads(threads)
     corpus = corpus or load_corpus("synthetic")
@@ -137,12 +144,22 @@ def measure_throughput(
                 torch.cuda.synchronize()
             rates[m].append(steps * batch_size * length / (time.perf_counter() - start))
     mm = statistics.median(matmul)
+    sizes = next(iter(trainers.values())).config
     result = {
         "threads": threads,
         "length": length,
         "batch_size": batch_size,
+        "rounds": rounds,
+        "sizes": {
+            "hidden": sizes.hidden,
+            "latent": sizes.latent,
+            "conv_channels": list(sizes.conv_channels),
+            "bytenet_width": sizes.bytenet_width,
+        },
         "device": str(next(iter(trainers.values())).device),
+        "layernorm_cell": lstm_ext.status() if layernorm else None,
         "matmul_gflops": mm,
+        "matmul_gflops_spread": [min(matmul), max(matmul)],
         "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, as MFU "
         "counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
         "done as row gathers left out)",
@@ -162,10 +179,16 @@ def measure_throughput(
             "achieved_gflops": gflops,
             "executed_gflops": 3 * run / length * cps / 1e9,
             "fraction_of_matmul": gflops / mm,
+            "fraction_of_matmul_spread": _spread(
+                [3 * fwd / length * r / 1e9 / g for r, g in zip(rates[m], matmul)]
+            ),
             "rounds_chars_per_s": rates[m],
         }
         if m.endswith("+layernorm"):
-            entry["ratio_to_fused"] = cps / statistics.median(rates[tr.config.model])
+            per_round = [a / b for a, b in zip(rates[m], rates[tr.config.model])]
+            entry["ratio_to_fused"] = statistics.median(per_round)
+            entry["ratio_to_fused_spread"] = _spread(per_round)
+            entry["rounds_ratio_to_fused"] = per_round
         result["models"][m] = entry
     if "hybrid-lstm" in rates and "lstm" in rates:
         result["ratio_hybrid_lstm_over_lstm"] = (

@@ -6,10 +6,13 @@ concatenation [features ; one_hot(ids)]. The fused `nn.LSTM` takes that concaten
 whole; the LayerNorm LSTM never builds it: a one-hot vector times a weight matrix is a
 row of that matrix, so its input projection is a matmul on the features plus a gather.
 
-The LayerNorm cell's recurrence runs in `_LayerNormLSTMFunction`, a hand-written
-forward and backward over all time steps: per step only h @ W_hh, one LayerNorm over
-the 4H pre-activations and the gate arithmetic run; no autograd graph is built per step,
-and the weight gradients are one matmul over all steps at the end.
+The LayerNorm cell's recurrence is a hand-written forward and backward over all time
+steps: per step only h @ W_hh, one LayerNorm over the 4H pre-activations and the gate
+arithmetic run; no autograd graph is built per step, and the weight gradients are one
+matmul over all steps at the end. On CPU the loop runs compiled (`lstm_ext.cpp`, built
+once per machine, `_CompiledLayerNormLSTMFunction`); on CUDA, with VAESTUDY_LSTM_EXT=0 or
+where no compiler is found, the same arithmetic runs as a Python loop of ATen calls
+(`_LayerNormLSTMFunction`). Both take and give time-major tensors (T, B, .).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lstm_ext
 from .onehot import project
 
 LN_EPS = 1e-5
 
 
 class _LayerNormLSTMFunction(torch.autograd.Function):
-    """h_t, c_t of the LayerNorm LSTM for all t, given the input projections gx (B, T, 4H).
+    """h_t (T, B, H), c_{T-1} of the LayerNorm LSTM, given the input projections gx (T, B, 4H).
 
     Per step: a = gx_t + h W_hh^T; (i, f, g, o) = LayerNorm(a) * gamma + beta;
     c = sig(f) c + sig(i) tanh(g); h = sig(o) tanh(c). Gate order as torch's LSTM.
@@ -37,7 +41,7 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, gx, h0, c0, w_hh, gamma, beta):
-        B, T, H4 = gx.shape
+        T, B, H4 = gx.shape
         H = H4 // 4
         pre = gx.new_empty(T, B, H4)  # a, before the LayerNorm
         acts = gx.new_empty(T, B, H4)  # sig(i), sig(f), tanh(g), sig(o)
@@ -48,7 +52,7 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         means, rstds = [], []
         w_t = w_hh.t()
         for t in range(T):
-            torch.addmm(gx[:, t], hs[t], w_t, out=pre[t])
+            torch.addmm(gx[t], hs[t], w_t, out=pre[t])
             z, mean, rstd = torch.native_layer_norm(pre[t], (H4,), gamma, beta, LN_EPS)
             act = acts[t]
             torch.sigmoid(z, out=act)
@@ -62,7 +66,7 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         ctx.save_for_backward(
             pre, acts, hs, cs, tanh_c, torch.stack(means), torch.stack(rstds), w_hh, gamma, beta
         )
-        return hs[1:].transpose(0, 1), cs[T]
+        return hs[1:], cs[T]
 
     @staticmethod
     def backward(ctx, d_out, d_c_last):
@@ -81,7 +85,6 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         d_a = acts.new_empty(T, B, H4)
         dh = hs.new_zeros(B, H)
         dc = hs.new_zeros(B, H) if d_c_last is None else d_c_last.clone()
-        d_out = None if d_out is None else d_out.transpose(0, 1)
         mask = [True, False, False]
         for t in reversed(range(T)):
             if d_out is not None:
@@ -100,7 +103,32 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         normed = (pre - means) * rstds
         d_gamma = (d_z * normed).sum((0, 1))
         d_beta = d_z.sum((0, 1))
-        return d_a.transpose(0, 1), dh, dc, d_w_hh, d_gamma, d_beta
+        return d_a, dh, dc, d_w_hh, d_gamma, d_beta
+
+
+class _CompiledLayerNormLSTMFunction(torch.autograd.Function):
+    """The same recurrence as `_LayerNormLSTMFunction`, each direction one call into the
+    compiled extension (CPU, float32 and float64)."""
+
+    @staticmethod
+    def forward(ctx, gx, h0, c0, w_hh, gamma, beta):
+        hs, cs, xhat, acts, tanh_c, rstd = lstm_ext.ops().forward(
+            gx, h0, c0, w_hh, gamma, beta, LN_EPS
+        )
+        ctx.save_for_backward(xhat, acts, hs, cs, tanh_c, rstd, w_hh, gamma)
+        return hs[1:], cs[-1]
+
+    @staticmethod
+    def backward(ctx, d_out, d_c_last):
+        return lstm_ext.ops().backward(d_out, d_c_last, *ctx.saved_tensors)
+
+
+def layernorm_lstm(gx, h0, c0, w_hh, gamma, beta):
+    """The LayerNorm recurrence over time-major gx (T, B, 4H): the compiled loop on CPU
+    where it is built, else the Python loop. Returns h (T, B, H) and the last c (B, H)."""
+    compiled = gx.device.type == "cpu" and lstm_ext.ops() is not None
+    fn = _CompiledLayerNormLSTMFunction if compiled else _LayerNormLSTMFunction
+    return fn.apply(gx, h0, c0, w_hh, gamma, beta)
 
 
 class LayerNormLSTM(nn.Module):
@@ -108,7 +136,7 @@ class LayerNormLSTM(nn.Module):
 
     Parameters as a plain cell would hold them: w_ih (4H, F + V) with a bias, w_hh (4H, H),
     the LayerNorm's weight and bias (4H). The input projection for all steps is one matmul
-    and one gather; the recurrence runs in `_LayerNormLSTMFunction`.
+    and one gather, made time-major for the recurrence (`layernorm_lstm`).
     """
 
     def __init__(self, input_size: int, hidden: int):
@@ -125,19 +153,19 @@ class LayerNormLSTM(nn.Module):
         state: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         """Outputs (B, T, H) and the final state ((1, B, H), (1, B, H)), as nn.LSTM's."""
-        gx = project(self.w_ih.weight, self.w_ih.bias, dense, ids)  # (B, T, 4H)
+        dense_t = None if dense is None else dense.transpose(0, 1)
+        ids_t = None if ids is None else ids.t()
+        gx = project(self.w_ih.weight, self.w_ih.bias, dense_t, ids_t)  # (T, B, 4H)
         dtype = self.w_hh.weight.dtype  # under autocast gx is bf16: the recurrence stays float32
         gx = gx.to(dtype)
-        B = gx.shape[0]
+        B = gx.shape[1]
         if state is None:
             h0 = c0 = gx.new_zeros(B, self.hidden)
         else:
             h0, c0 = state[0][0].to(dtype), state[1][0].to(dtype)
         with torch.autocast(gx.device.type, enabled=False):
-            h, c = _LayerNormLSTMFunction.apply(
-                gx, h0, c0, self.w_hh.weight, self.norm.weight, self.norm.bias
-            )
-        return h, (h[:, -1].unsqueeze(0), c.unsqueeze(0))
+            h, c = layernorm_lstm(gx, h0, c0, self.w_hh.weight, self.norm.weight, self.norm.bias)
+        return h.transpose(0, 1), (h[-1].unsqueeze(0), c.unsqueeze(0))
 
 
 class FusedLSTM(nn.LSTM):

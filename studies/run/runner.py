@@ -288,6 +288,7 @@ def run_on_ray(
     from . import ray_adapter
 
     study, opts = plan.study, plan.opts
+    _prepare_lstm_cell(study.name, echo)
     info = ray_adapter.connect(opts.address, dashboard=opts.dashboard)
     echo(
         f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"
@@ -327,6 +328,21 @@ def run_on_ray(
         total=plan.target,
         done_before=done,
     )
+
+
+def _prepare_lstm_cell(name: str, echo: Callable[[str], None]) -> None:
+    """Build (first time on this machine) or load the compiled LayerNorm LSTM here, before
+    any trial starts, so the trials' workers find it in the cache instead of waiting on one
+    build; say so when it was built, or when trials will run the Python loop."""
+    from textvae_core import lstm_ext
+
+    cell = lstm_ext.status()
+    if not cell["compiled"]:
+        echo(f"[{name}] LayerNorm LSTM: Python loop ({cell['why_not']})")
+    elif cell["load_seconds"] > 2:
+        echo(
+            f"[{name}] LayerNorm LSTM: compiled cell built in {cell['load_seconds']:.0f} s (cached)"
+        )
 
 
 def finish(

@@ -1,0 +1,117 @@
+"""The compiled LayerNorm LSTM recurrence (lstm_ext.cpp), built once per machine.
+
+`ops()` returns torch.ops.vaestudy_lnlstm once the C++ extension is built and loaded, or
+None: with VAESTUDY_LSTM_EXT=0, on a machine without a C++ compiler, or if the build fails.
+Then the LayerNorm cell runs its Python loop, and one log line says why.
+
+The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
+default ~/.cache/torch_extensions), which is keyed by the source and the flags and
+locked while one process builds: the first process on a machine builds it (~30-60 s),
+every later trial and Ray worker loads the cached library in milliseconds. `vaestudy
+run` builds it on the driver before any trial starts; `python -m textvae_core.lstm_ext`
+builds it ahead of time (infra's image does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("lstm_ext.cpp")
+ENV = "VAESTUDY_LSTM_EXT"
+
+_lock = threading.Lock()
+_state: dict = {}
+_logged: set[str] = set()
+
+
+def _flags() -> tuple[str, list[str]]:
+    """The library's name and compiler flags for this CPU: the vector width torch's own
+    kernels use here (AVX-512 or AVX2 with FMA; a separate cache entry for each), else
+    the compiler's baseline for the architecture."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+    if cap == "AVX512":
+        avx512 = [
+            "-mavx512f",
+            "-mavx512dq",
+            "-mavx512bw",
+            "-mavx512vl",
+            "-mprefer-vector-width=512",
+        ]
+        return "vaestudy_lnlstm_avx512", flags + ["-mavx2", "-mfma", *avx512]
+    if cap == "AVX2":
+        return "vaestudy_lnlstm_avx2", flags + ["-mavx2", "-mfma"]
+    return "vaestudy_lnlstm", flags
+
+
+def _ninja_on_path() -> None:
+    """cpp_extension runs `ninja` from PATH; a virtualenv's own (the `ninja` wheel) is in
+    the interpreter's bin folder, which a Ray worker's PATH may lack."""
+    if shutil.which("ninja") is None:
+        bin_dir = str(Path(sys.executable).parent)
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+
+
+def _build():
+    from torch.utils import cpp_extension
+
+    _ninja_on_path()
+    name, flags = _flags()
+    start = time.perf_counter()
+    cpp_extension.load(
+        name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False, verbose=False
+    )
+    return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
+
+
+def ops():
+    """torch.ops.vaestudy_lnlstm, or None when the Python loop must run (logged once).
+
+    VAESTUDY_LSTM_EXT=0 is read on every call, so a process can switch paths; the build
+    is tried once per process."""
+    if os.environ.get(ENV, "1") == "0":
+        _log_once(f"{ENV}=0")
+        return None
+    with _lock:
+        if "ops" not in _state:
+            try:
+                _state["ops"], _state["seconds"] = _build()
+            except Exception as exc:  # no compiler, no ninja, a failed build: fall back
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                _state["ops"], _state["why"] = None, f"{type(exc).__name__}: {first[:200]}"
+    if _state["ops"] is None:
+        _log_once(_state["why"])
+    return _state["ops"]
+
+
+def _log_once(why: str) -> None:
+    if why not in _logged:
+        _logged.add(why)
+        log.warning("LayerNorm LSTM: compiled cell unavailable (%s); running the Python loop", why)
+
+
+def status() -> dict:
+    """Which path the LayerNorm cell takes here, why, and how long loading it took."""
+    compiled = ops() is not None
+    why = None
+    if not compiled:
+        why = f"{ENV}=0" if os.environ.get(ENV, "1") == "0" else _state["why"]
+    return {"compiled": compiled, "why_not": why, "load_seconds": _state.get("seconds")}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    s = status()
+    done = f"built and loaded in {s['load_seconds']:.1f} s" if s["compiled"] else s["why_not"]
+    print(f"LayerNorm LSTM extension: {done}")
+    sys.exit(0 if s["compiled"] else 1)
