@@ -32,7 +32,9 @@ class TrainConfig:
     conv_channels: tuple[int, ...] = (128, 256)  # encoder conv widths; the decoder mirrors them
     deconv_out: int = 200  # channels of the last deconv layer (features fed to the heads)
     hidden: int = 500  # LSTM units (hybrid-lstm decoder; lstm encoder and decoder)
-    lstm_cell: str = "fused"  # "fused" (torch/cuDNN LSTM) or "layernorm" (the paper's LN-LSTM)
+    # "layernorm": the paper's LSTM (one LayerNorm over the 4H pre-activations), every preset's;
+    # "fused": torch's plain LSTM (cuDNN on GPU), an explicit stand-in only
+    lstm_cell: str = "layernorm"
     depth: int = 6  # ByteNet masked-conv layers (receptive field depth + 1)
     bytenet_width: int = 256  # ByteNet channels
     # --- objective (Eq. 1-4) -----------------------------------------------------------
