@@ -243,16 +243,8 @@ def trainable(params: dict, ctx: TrialContext) -> None:
 # --- callbacks ----------------------------------------------------------------------------------
 
 
-def make_callbacks(
-    events: TrialEvents,
-    progress: Callable[[str], None],
-    total: int,
-    done_before: int,
-    metric: str,
-    mode: str,
-    interval: float = 10.0,
-    steps_of: Callable[[dict], int] | None = None,
-):
+def make_callbacks(events: TrialEvents, line: ProgressLine):
+    """Tune callbacks that hand trial events to `events` and Tune's trials to the progress line."""
     from ray import tune
 
     class StudyCallback(tune.Callback):
@@ -280,17 +272,14 @@ def make_callbacks(
     class Progress(tune.Callback):
         """Feeds the progress line (`progress.ProgressLine`) with Tune's trials."""
 
-        def __init__(self):
-            self.line = ProgressLine(progress, total, done_before, metric, mode, interval, steps_of)
-
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.line.on_result(result)
+            line.on_result(result)
 
         def on_step_end(self, iteration, trials, **info):
-            self.line.on_step(lambda: _states(trials))
+            line.on_step(lambda: _states(trials))
 
         def on_experiment_end(self, trials, **info):
-            self.line.emit(_states(trials))
+            line.emit(_states(trials))
 
     return [StudyCallback(), Progress()]
 
@@ -380,12 +369,14 @@ def run_tuner(
             storage_path=settings.storage_path,
             callbacks=make_callbacks(
                 events,
-                progress,
-                total,
-                done_before,
-                metric,
-                mode,
-                steps_of=lambda params: trial_steps(ctx, params),
+                ProgressLine(
+                    progress,
+                    total,
+                    done_before,
+                    metric,
+                    mode,
+                    steps_of=lambda params: trial_steps(ctx, params),
+                ),
             ),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
