@@ -35,6 +35,9 @@ class TrainConfig:
     # "layernorm": the paper's LSTM (one LayerNorm over the 4H pre-activations), every preset's;
     # "fused": torch's plain LSTM (cuDNN on GPU), an explicit stand-in only
     lstm_cell: str = "layernorm"
+    # lstm only: z also concatenated to the decoder's input at every step, besides its initial
+    # state (the remedies' codebases); False is the paper's and Bowman's LSTM VAE (initial state)
+    z_every_step: bool = False
     depth: int = 6  # ByteNet masked-conv layers (receptive field depth + 1)
     bytenet_width: int = 256  # ByteNet channels
     # --- objective (Eq. 1-4) -----------------------------------------------------------
@@ -83,6 +86,12 @@ class TrainConfig:
             "lstm_cell",
             f"one of {', '.join(LSTM_CELLS)}",
             self.lstm_cell,
+        )
+        _check(
+            not self.z_every_step or self.model == "lstm",
+            "z_every_step",
+            "False unless model is lstm (the hybrids' features already carry z to every step)",
+            self.z_every_step,
         )
         _check(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", self.device)
         _check(8 <= self.length <= 256, "length", "an integer from 8 to 256", self.length)

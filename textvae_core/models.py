@@ -221,7 +221,12 @@ class HybridVAE(ConvDeconvVAE):
 
 
 class LSTMVAE(TextVAE):
-    """Bowman et al. (2016): LSTM encoder, LSTM decoder initialised from z, input dropout."""
+    """Bowman et al. (2016): LSTM encoder, LSTM decoder initialised from z, input dropout.
+
+    With `z_every_step` the decoder also reads z at every step, concatenated to its input
+    [z ; one_hot(x_{t-1})], as the collapse remedies' codebases feed it (He et al. 2019, Fu et
+    al. 2019, Li et al. 2019, Zhu et al. 2020); the paper's LSTM VAE reads it through the
+    initial state only."""
 
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
@@ -229,7 +234,8 @@ class LSTMVAE(TextVAE):
         self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
         self.to_posterior = nn.Linear(H, 2 * config.latent)
         self.to_state = nn.Linear(config.latent, 2 * H)
-        self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
+        z_in = config.latent if config.z_every_step else 0
+        self.decoder_rnn = make_lstm(config.lstm_cell, z_in + vocab_size, H, vocab_size)
         self.out = nn.Linear(H, vocab_size)
 
     ENCODER = ("encoder_rnn", "to_posterior")
@@ -243,18 +249,27 @@ class LSTMVAE(TextVAE):
         h0, c0 = torch.tanh(self.to_state(z)).chunk(2, dim=-1)  # (B, H) each
         return h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()
 
+    def step_inputs(self, z: torch.Tensor, steps: int) -> torch.Tensor | None:
+        """The dense part of the decoder's input: z at each of `steps` steps (B, steps, Z) with
+        `z_every_step`, else None (one-hot characters only)."""
+        return z.unsqueeze(1).expand(-1, steps, -1) if self.config.z_every_step else None
+
     def decode(self, z, x, generator=None):
-        h, _ = self.decoder_rnn(None, self.decoder_inputs(x, generator), self.initial_state(z))
+        prev = self.decoder_inputs(x, generator)  # (B, L)
+        h, _ = self.decoder_rnn(
+            self.step_inputs(z, x.shape[1]), prev, self.initial_state(z)
+        )  # (B, L, H)
         return self.out(h), None
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
         state = self.initial_state(z)
+        dense = self.step_inputs(z, 1)  # (B, 1, Z) or None
         first = DUMMY if self.config.dropout >= 1.0 else START
         prev = torch.full((z.shape[0],), first, dtype=torch.long, device=z.device)
         out = []
         for t in range(length):
-            h, state = self.decoder_rnn(None, prev.unsqueeze(1), state)
+            h, state = self.decoder_rnn(dense, prev.unsqueeze(1), state)
             tok = _pick(self.out(h[:, 0]), temperature, generator)
             out.append(tok)
             prev = torch.full_like(tok, DUMMY) if self.config.dropout >= 1.0 else tok
