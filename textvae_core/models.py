@@ -31,6 +31,8 @@ from .config import TrainConfig
 from .lstm import make_lstm
 from .tokens import DUMMY, PAD, START
 
+BN_EPS = 1e-5  # BN-VAE's BatchNorm eps (PyTorch's default, the authors' value)
+
 
 class VAEOutput(NamedTuple):
     logits: torch.Tensor  # (B, L, V)
@@ -59,7 +61,7 @@ class TextVAE(nn.Module):
         self.vocab_size = vocab_size
         # BN-VAE (Zhu et al. 2020): BatchNorm on the posterior means, scale fixed at gamma
         # (not trained), shift learnable; its batch statistics bound the expected KL below.
-        self.mu_norm = nn.BatchNorm1d(config.latent) if config.bn_vae else None
+        self.mu_norm = nn.BatchNorm1d(config.latent, eps=BN_EPS) if config.bn_vae else None
         if self.mu_norm is not None:
             nn.init.constant_(self.mu_norm.weight, config.bn_gamma)
             self.mu_norm.weight.requires_grad_(False)
@@ -68,7 +70,11 @@ class TextVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior q(z | x): mu, logvar (B, Z)."""
         mu, logvar = self.posterior(x)
-        return (mu if self.mu_norm is None else self.mu_norm(mu)), logvar
+        return self.normalize_mean(mu), logvar
+
+    def normalize_mean(self, mu: torch.Tensor) -> torch.Tensor:
+        """BN-VAE's BatchNorm on the posterior means (B, Z); without it, mu as it is."""
+        return mu if self.mu_norm is None else self.mu_norm(mu)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
