@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 MODELS = ("conv", "hybrid-lstm", "hybrid-bytenet", "lstm")
+LSTM_MODELS = ("hybrid-lstm", "lstm")  # the models with an LSTM, whose cell `lstm_cell` picks
 LSTM_CELLS = ("fused", "layernorm")
 DEVICES = ("auto", "cpu", "cuda")
+BN_EPS = 1e-5  # BN-VAE's BatchNorm eps (PyTorch's default, the authors' value)
 
 
 class ConfigError(ValueError):

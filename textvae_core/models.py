@@ -27,11 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvEncoder, DeconvDecoder, LSTMHead, make_head, padded_length
-from .config import TrainConfig
+from .config import BN_EPS, TrainConfig
 from .lstm import make_lstm
 from .tokens import DUMMY, PAD, START
-
-BN_EPS = 1e-5  # BN-VAE's BatchNorm eps (PyTorch's default, the authors' value)
 
 
 class VAEOutput(NamedTuple):
