@@ -131,20 +131,59 @@ def test_generate_emits_only_characters(model):
 
 
 def test_stepwise_generation_matches_teacher_forcing():
-    """Greedy stepwise decoding must equal argmax of the teacher-forced logits on its output."""
-    for model, cell in (
-        ("hybrid-lstm", "fused"),
-        ("lstm", "fused"),
-        ("hybrid-lstm", "layernorm"),
-        ("lstm", "layernorm"),
+    """Greedy stepwise decoding must equal argmax of the teacher-forced logits on its output
+    (the LSTM VAE also with z at every step, with input dropout and historyless)."""
+    for model, cell, extra in (
+        ("hybrid-lstm", "fused", {}),
+        ("lstm", "fused", {}),
+        ("hybrid-lstm", "layernorm", {}),
+        ("lstm", "layernorm", {}),
+        *(
+            ("lstm", cell, {"z_every_step": True, "dropout": p})
+            for cell in ("fused", "layernorm")
+            for p in (0.0, 0.2, 1.0)
+        ),
     ):
-        cfg = tiny(model, length=12, lstm_cell=cell)
+        cfg = tiny(model, length=12, lstm_cell=cell, **extra)
         net = build_model(cfg, V).eval()
         z = torch.randn(2, cfg.latent)
         ids = net.generate(z, 12)
         logits, _ = net.decode(z, ids)
         logits[:, :, :N_RESERVED] = -float("inf")
-        assert torch.equal(logits.argmax(-1), ids), (model, cell)
+        assert torch.equal(logits.argmax(-1), ids), (model, cell, extra)
+
+
+@pytest.mark.parametrize("cell", ["fused", "layernorm"])
+@pytest.mark.parametrize("dropout", [0.2, 1.0])
+def test_z_every_step_reaches_every_position_without_the_initial_state(cell, dropout):
+    """With the initial-state path cut (to_state zeroed: h0 = c0 = 0 for every z), the decoder
+    still reads z at every position when z_every_step is on, and not at all when it is off."""
+    L = 40
+    x = random_ids(3, L)
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(2))
+    other = z + 0.5 * torch.randn(3, 8, generator=torch.Generator().manual_seed(3))
+    for every_step in (True, False):
+        cfg = tiny("lstm", length=L, lstm_cell=cell, dropout=dropout, z_every_step=every_step)
+        net = build_model(cfg, V).eval()
+        with torch.no_grad():
+            net.to_state.weight.zero_()
+            net.to_state.bias.zero_()
+        a, _ = net.decode(z, x)
+        b, _ = net.decode(other, x)
+        moved = (a - b).abs().amax(-1)  # (B, L): the largest logit change at each position
+        if every_step:
+            assert (moved > 1e-4).all(), moved.min()
+        else:
+            assert torch.equal(a, b)
+
+
+def test_z_every_step_is_for_the_lstm_vae_only():
+    from textvae_core import ConfigError
+
+    assert tiny("lstm", z_every_step=True).z_every_step
+    for model in ("conv", "hybrid-lstm", "hybrid-bytenet"):
+        with pytest.raises(ConfigError, match="^z_every_step=True is not allowed: expected False"):
+            tiny(model, z_every_step=True)
 
 
 def test_paper_sizes():

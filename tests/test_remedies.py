@@ -31,25 +31,36 @@ def test_free_bits_gives_no_gradient_to_dimensions_under_the_target():
     assert torch.isclose(free_bits_kl(mu, logvar, 0.0), gaussian_kl(mu, logvar).mean())
 
 
-def test_cyclical_weights_at_the_cycle_boundaries_inside_the_models_ramp_window():
+def test_cyclical_weights_cycle_over_the_whole_run_from_step_0():
+    """Fu et al. (2019): M cycles over the whole run, whatever the model's own ramp; in each
+    the weight is 0 at the cycle's first step and reaches 1 at cycle_ratio of the cycle."""
     cfg = make_config(
         "lstm",
         "tiny",
-        {"anneal_start": 100, "anneal_end": 300, "steps": 900, "cycles": 4, "cycle_ratio": 0.5},
+        {"anneal_start": 600, "anneal_end": 700, "steps": 800, "cycles": 4, "cycle_ratio": 0.5},
     )
     s = KLSchedule.of(cfg)
-    eps = cfg.kl_eps
-    # 4 cycles of 200 steps over [100, 900]; the weight rises over the first 100 of each
-    assert s.weight_at(0) == s.weight_at(99) == eps  # before the model's own ramp start
-    for cycle_start in (100, 300, 500, 700):
-        assert s.weight_at(cycle_start) == pytest.approx(eps)
-        assert s.weight_at(cycle_start + 50) == pytest.approx(0.5 + eps)
+    # 4 cycles of 200 steps over [0, 800]; the weight rises over the first 100 of each
+    for cycle_start in (0, 200, 400, 600):
+        assert s.weight_at(cycle_start) == 0.0
+        assert s.weight_at(cycle_start + 50) == pytest.approx(0.5)
+        assert s.weight_at(cycle_start + 99) == pytest.approx(0.99)
         assert s.weight_at(cycle_start + 100) == 1.0 == s.weight_at(cycle_start + 199)
-    assert s.weight_at(900) == 1.0
+    assert s.weight_at(800) == 1.0
+    # a period that is not a whole number of steps: 3 cycles of 266.67 steps, ratio 0.25
+    odd = KLSchedule.of(
+        make_config("lstm", "tiny", {"steps": 800, "cycles": 3, "cycle_ratio": 0.25})
+    )
+    assert odd.weight_at(0) == 0.0 and odd.weight_at(267) == pytest.approx(1 / 200)
+    assert odd.weight_at(534) == pytest.approx(2 / 200) and odd.weight_at(600) == 1.0
+    # the ramp may start after the end of training: the cycles ignore it
+    late = make_config("lstm", "tiny", {"anneal_start": 2000, "anneal_end": 3000, "cycles": 2})
+    assert KLSchedule.of(late).weight_at(6) == pytest.approx(0.4)  # 2 cycles of 30 steps
     plain = KLSchedule.of(
         make_config("lstm", "tiny", {"anneal_start": 100, "anneal_end": 300, "steps": 900})
     )
     assert plain.weight_at(300) == 1.0 == plain.weight_at(700)  # no cycles: one ramp, then 1
+    assert plain.weight_at(0) == cfg.kl_eps
 
 
 @pytest.mark.parametrize(
@@ -61,6 +72,8 @@ def test_cyclical_weights_at_the_cycle_boundaries_inside_the_models_ramp_window(
         ({"cycle_ratio": 0}, "cycle_ratio"),
         ({"bn_gamma": 0}, "bn_gamma"),
         ({"aggressive_max_inner": 0}, "aggressive_max_inner"),
+        ({"aggressive_check_every": -1}, "aggressive_check_every"),
+        ({"cycles": 61}, "cycles"),
     ],
 )
 def test_bad_remedy_settings_name_the_field(overrides, field):
@@ -89,36 +102,156 @@ def test_bn_vae_bounds_the_batch_mean_kl_below(model):
         )  # and the floor is of the order of Z gamma^2 / 2
 
 
-def test_aggressive_training_takes_several_encoder_steps_per_decoder_step_then_one():
-    cfg = tiny(
-        "lstm", aggressive=True, aggressive_max_inner=20, steps=200, eval_every=10, dropout=0.2
-    )
+def test_aggressive_inner_loop_stops_when_a_window_of_15_is_worse_or_at_100():
+    from textvae_core.aggressive import AGGRESSIVE_WINDOW, inner_loop_done
+
+    assert AGGRESSIVE_WINDOW == 15 and make_config("lstm").aggressive_max_inner == 100
+
+    def updates(losses, cap=100):
+        """How many encoder updates the loop makes when their losses are `losses`."""
+        done = []
+        while not inner_loop_done(done, cap):
+            done.append(losses[len(done)])
+        return len(done)
+
+    falling = [10.0 - 0.01 * i for i in range(200)]
+    assert updates(falling) == 100  # never worse: the cap
+    assert updates(falling, cap=7) == 7
+    # the first window has none before it: a high loss in it only makes the second look better
+    assert updates([1.0] * 14 + [9.0] + [1.0] * 200) == 100
+    assert updates([5.0] * 15 + [6.0] * 200) == 30  # window 2 (mean 6) above window 1 (mean 5)
+    # equal windows are not worse; windows are compared whole (a rise in the middle of one
+    # is judged at its end)
+    assert updates([5.0] * 45 + [5.5] + [5.0] * 200) == 60
+    assert updates([5.0] * 100) == 100
+    falling_then_rising = falling[:47] + [falling[46] + 0.1 * i for i in range(1, 100)]
+    assert updates(falling_then_rising) == 60  # window 4 (46-59) above window 3 (30-44)
+
+
+def test_aggressive_mode_ends_on_a_strict_drop_against_the_previous_check():
+    from textvae_core.aggressive import mode_ends
+
+    assert not mode_ends(0.5, 0.0)  # the first check compares with 0
+    assert mode_ends(-0.01, 0.0)
+    assert not mode_ends(0.7, 0.7)  # a tie keeps the mode on
+    assert mode_ends(0.69, 0.7)
+
+
+def _scripted_mi(trainer, values):
+    """Make the trainer's held-out MI checks return `values` in turn; returns the calls."""
+    calls = []
+
+    def mi(n):
+        calls.append((trainer.step, n))
+        return values[len(calls) - 1]
+
+    trainer.evaluator.pool_mutual_info = mi
+    return calls
+
+
+@pytest.mark.parametrize(
+    "mis, checks",
+    [
+        ([0.5, 0.9, 0.9, 0.4, 1.0], 4),  # rises, ties, then drops at the 4th check
+        ([-0.01, 1.0], 1),  # the first check is below 0: off at once
+        ([0.2, 0.1, 5.0], 2),  # below the previous (not the best) check
+    ],
+)
+def test_aggressive_checks_every_interval_and_ends_at_the_first_drop(mis, checks):
+    cfg = tiny("lstm", aggressive=True, aggressive_max_inner=2, aggressive_check_every=3)
+    tr = Trainer(cfg)
+    calls = _scripted_mi(tr, mis)
+    modes = []
+    for _ in range(18):
+        tr.train_step()
+        modes.append(tr.aggressive_on)
+    # checked at steps 3, 6, 9, ... while on, over the final MI's pool of validation fragments
+    assert calls == [(3 * (i + 1), cfg.mi_pool) for i in range(checks)]
+    assert modes == [True] * (3 * checks - 1) + [False] * (18 - 3 * checks + 1)
+
+
+def test_aggressive_check_interval_defaults_to_one_pass_over_the_training_data():
+    cfg = tiny("lstm", aggressive=True)
+    tr = Trainer(cfg)
+    assert cfg.aggressive_check_every == 0
+    assert tr.aggressive_check_every == len(tr.corpus.train) // cfg.length // cfg.batch_size
+
+
+def test_aggressive_encoder_updates_start_on_the_decoders_batch_and_leave_the_decoder():
+    cfg = tiny("lstm", aggressive=True, dropout=0.2)
     tr = Trainer(cfg)
     enc = {id(p) for p in tr.model.encoder_parameters()}
     assert enc and len(enc) < len(list(tr.model.parameters()))
     decoder_before = [p.detach().clone() for p in tr.model.parameters() if id(p) not in enc]
-    tr._train_encoder()  # encoder-only updates leave the decoder unchanged
+    batches, objective = [], tr._objective
+
+    def spy(x):
+        batches.append(x.clone())
+        return objective(x)
+
+    tr._objective = spy
+    x = tr.sampler.sample()
+    tr._train_encoder(x)  # encoder-only updates leave the decoder unchanged
     assert all(
         torch.equal(a, p)
         for a, p in zip(decoder_before, (p for p in tr.model.parameters() if id(p) not in enc))
     )
-    assert 10 <= tr._encoder_updates <= 20
-    tr._encoder_updates, tr._encoder_time = 0, 0.0
+    assert torch.equal(batches[0], x) and not torch.equal(batches[1], x)
+    assert 30 <= tr._encoder_updates == len(batches) <= 100
+    assert tr._encoder_updates % 15 == 0 or tr._encoder_updates == 100
 
+    # a whole run: reports count the encoder updates while the mode is on, none after
+    tr = Trainer(tiny("lstm", aggressive=True, aggressive_check_every=10, steps=40, eval_every=10))
+    _scripted_mi(tr, [0.5, 0.3, 1.0, 1.0])
     reports = []
-    while tr.step < cfg.steps and (
-        not reports or reports[-1]["train/aggressive"] == 1.0 or len(reports) < 3
-    ):
-        for _ in range(cfg.eval_every):
+    for _ in range(4):
+        for _ in range(10):
             tr.train_step()
         reports.append(tr.report().metrics)
-    first = reports[0]
-    assert first["train/aggressive"] == 1.0 and first["train/encoder_updates"] >= 2 * cfg.eval_every
-    off = [r for r in reports if r["train/aggressive"] == 0.0]
-    assert off, "aggressive mode should end once held-out MI stops rising"
-    assert all(
-        r["train/encoder_updates"] == 0 for r in off
-    )  # after the switch: one update per step
+    assert [r["train/aggressive"] for r in reports] == [1.0, 0.0, 0.0, 0.0]
+    assert reports[0]["train/encoder_updates"] >= 30 * 10
+    assert reports[1]["train/encoder_updates"] >= 30 * 10  # on through step 20's check
+    assert reports[2]["train/encoder_updates"] == reports[3]["train/encoder_updates"] == 0
+
+
+def test_free_bits_active_is_the_share_of_dimensions_at_the_floor():
+    from textvae_core.losses import free_bits_active
+
+    # per-dimension KL (batch mean) with logvar 0 is mean(mu^2) / 2: 0.02, 0.25, 0.5, 2
+    mu = torch.tensor([[0.2, 0.5, 1.0, 2.0], [-0.2, -0.5, -1.0, -2.0]])
+    logvar = torch.zeros(2, 4)
+    assert float(free_bits_active(mu, logvar, 0.25)) == 0.5  # at or below the floor: 2 of 4
+    assert float(free_bits_active(mu, logvar, 0.01)) == 0.0
+    assert float(free_bits_active(mu, logvar, 3.0)) == 1.0
+
+
+def test_bn_mu_var_is_the_mean_batch_variance_of_the_means_entering_the_batchnorm():
+    from textvae_core.diagnostics import batch_variance
+
+    mu = torch.tensor([[0.0, 0.0], [2.0, 4.0]])  # per-dimension (biased) variances 1 and 4
+    assert batch_variance(mu) == 2.5
+
+
+def test_remedy_measures_appear_only_with_their_remedy():
+    plain = Trainer(tiny("lstm", steps=4, eval_every=4))
+    fb = Trainer(tiny("lstm", free_bits=1e6, steps=4, eval_every=4))  # every dimension at the floor
+    bn = Trainer(tiny("hybrid-lstm", bn_vae=True, steps=4, eval_every=4))
+    reports = {}
+    for name, tr in (("plain", plain), ("fb", fb), ("bn", bn)):
+        for _ in range(4):
+            tr.train_step()
+        reports[name] = tr.report().metrics
+    assert not {"train/free_bits_active", "valid/bn_mu_var"} & set(reports["plain"])
+    assert reports["fb"]["train/free_bits_active"] == 1.0 and "valid/bn_mu_var" not in reports["fb"]
+    assert "train/free_bits_active" not in reports["bn"]
+    # the report's value: the validation batches' means before the BatchNorm
+    from textvae_core.diagnostics import batch_variance
+
+    batches = bn.evaluator.validation_batches()
+    with torch.no_grad():
+        bn.model.eval()
+        want = sum(batch_variance(bn.model.posterior(x)[0]) for x in batches) / len(batches)
+    assert reports["bn"]["valid/bn_mu_var"] == pytest.approx(want, rel=1e-6)
 
 
 def test_remedies_run_for_every_model():

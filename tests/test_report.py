@@ -459,3 +459,117 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     )
     assert len([p for p in average([a, c]) if p["variant"] == "lstm+aggressive"]) == 1
     assert summary_table(rows).column("encoder_updates").to_pylist() == [6500.0, None]
+
+
+def _remedy_row(key, params, config, reports):
+    """A summary row of a trial with these reports: (step, split, metrics)."""
+    history = [{"step": step, "split": split, **m} for step, split, m in reports]
+    return summary_row(
+        key, params, {"corpus": "ptb", **config}, "completed", None, history, 9.0, None
+    )
+
+
+def test_the_report_flags_a_bn_vae_trial_below_its_kl_floor_with_the_reason():
+    from studies.results.markdown import remedy_lines
+    from studies.results.points import average
+
+    # gamma 0.6, Z=32, L=36: floor 0.6^2 * 32 / 2 = 5.76 nats per fragment = 0.2308 bits/char
+    bn = {"model": "lstm", "bn_vae": True, "bn_gamma": 0.6, "latent": 32, "length": 36}
+    reports = [(250, "train", {"kl_bpc": 0.2}), (250, "valid", {"kl_bpc": 0.3, "bn_mu_var": 0.5})]
+    rows = [
+        _remedy_row("held", {"variant": "lstm+bn-vae", "seed": 0}, bn, reports),
+        _remedy_row(
+            "eps",
+            {"variant": "lstm+bn-vae", "seed": 1},
+            bn,
+            [(4000, "valid", {"kl_bpc": 0.043, "bn_mu_var": 5e-8})],
+        ),
+        _remedy_row(
+            "running",
+            {"variant": "lstm+bn-vae", "seed": 2},
+            bn,
+            [(4000, "valid", {"kl_bpc": 0.1, "bn_mu_var": 0.02})],
+        ),
+        _remedy_row(
+            "plain",
+            {"variant": "lstm", "seed": 0},
+            {"model": "lstm", "latent": 32, "length": 36},
+            [(4000, "valid", {"kl_bpc": 0.001})],
+        ),
+    ]
+    held, eps, running, plain = rows
+    assert held["bn_kl_floor_bpc"] == pytest.approx(5.76 / (36 * math.log(2)))
+    assert held["bn_kl_floor_bpc"] == pytest.approx(0.2308, abs=1e-4)
+    assert held["bn_mu_var"] == 0.5 and "bn_kl_floor_bpc" not in plain
+    lines = [ln for ln in remedy_lines(rows, ["variant", "seed"]) if ln.startswith("- ")]
+    assert lines == [
+        "- variant=lstm+bn-vae, seed=1: KL 0.043 bits/char is below BN-VAE's floor 0.2308 "
+        "(gamma^2 Z / 2 nats per fragment): the variance of mu entering the BatchNorm (5e-08) "
+        "fell below its eps (1e-05), so the BatchNorm no longer fixes the means' spread",
+        "- variant=lstm+bn-vae, seed=2: KL 0.1 bits/char is below BN-VAE's floor 0.2308 "
+        "(gamma^2 Z / 2 nats per fragment): the variance of mu entering the BatchNorm (0.02) is "
+        "above its eps (1e-05); the floor holds for a batch's own statistics, and evaluation "
+        "uses the running ones",
+    ]
+    # the remedy columns are bookkeeping: the seeds of a variant still average into one point
+    assert len([p for p in average(rows) if p["variant"] == "lstm+bn-vae"]) == 1
+
+
+def test_the_report_says_when_free_bits_never_engaged():
+    from studies.results.markdown import remedy_lines, summary_table
+    from studies.results.points import average
+
+    fb = {"model": "hybrid-lstm", "free_bits": 0.25}
+    never = [(s, "train", {"free_bits_active": 0.0}) for s in (250, 500)]
+    once = [(250, "train", {"free_bits_active": 0.0}), (500, "train", {"free_bits_active": 0.25})]
+    rows = [
+        _remedy_row("a", {"variant": "hybrid+free-bits", "seed": 0}, fb, never),
+        _remedy_row("b", {"variant": "hybrid+free-bits", "seed": 1}, fb, once),
+        _remedy_row("c", {"variant": "hybrid", "seed": 0}, {"model": "hybrid-lstm"}, never[:1]),
+    ]
+    assert [r.get("free_bits_active_max") for r in rows] == [0.0, 0.25, None]
+    lines = [ln for ln in remedy_lines(rows, ["variant", "seed"]) if ln.startswith("- ")]
+    assert lines == [
+        "- variant=hybrid+free-bits, seed=0: free bits never engaged: no latent dimension was at "
+        "the floor at any report (train/free_bits_active 0), so it trained on the plain objective"
+    ]
+    assert len([p for p in average(rows) if p["variant"] == "hybrid+free-bits"]) == 1
+    assert summary_table(rows).column("free_bits_active_max").to_pylist() == [0.0, 0.25, None]
+
+
+def test_every_trial_records_its_lstm_cell_and_how_z_reaches_the_decoder():
+    from studies.results.markdown import lstm_label
+    from studies.results.points import average
+
+    def row(key, variant, seed, config):
+        return _remedy_row(key, {"variant": variant, "seed": seed}, config, [])
+
+    rows = [
+        row("a", "lstm", 0, {"model": "lstm", "lstm_cell": "layernorm", "z_every_step": True}),
+        row("b", "lstm", 1, {"model": "lstm", "lstm_cell": "layernorm", "z_every_step": True}),
+        row("c", "lstm-paper", 0, {"model": "lstm", "lstm_cell": "layernorm"}),
+        row("d", "hybrid", 0, {"model": "hybrid-lstm", "lstm_cell": "fused"}),
+        row("e", "conv", 0, {"model": "conv", "lstm_cell": "layernorm"}),
+    ]
+    cells = [(r["lstm_cell"], r["z_every_step"]) for r in rows]
+    assert cells == [
+        ("layernorm", True),
+        ("layernorm", True),
+        ("layernorm", False),  # recorded before the field existed: initial state only
+        ("fused", None),
+        (None, None),  # no LSTM
+    ]
+    assert [lstm_label(r) for r in rows] == [
+        "layernorm, z every step",
+        "layernorm, z every step",
+        "layernorm",
+        "fused",
+        None,
+    ]
+    # constant over a variant's seeds, so they do not split its point
+    assert sorted(p["variant"] for p in average(rows)) == [
+        "conv",
+        "hybrid",
+        "lstm",
+        "lstm-paper",
+    ]

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 MODELS = ("conv", "hybrid-lstm", "hybrid-bytenet", "lstm")
+LSTM_MODELS = ("hybrid-lstm", "lstm")  # the models with an LSTM, whose cell `lstm_cell` picks
 LSTM_CELLS = ("fused", "layernorm")
 DEVICES = ("auto", "cpu", "cuda")
+BN_EPS = 1e-5  # BN-VAE's BatchNorm eps (PyTorch's default, the authors' value)
 
 
 class ConfigError(ValueError):
@@ -35,6 +37,9 @@ class TrainConfig:
     # "layernorm": the paper's LSTM (one LayerNorm over the 4H pre-activations), every preset's;
     # "fused": torch's plain LSTM (cuDNN on GPU), an explicit stand-in only
     lstm_cell: str = "layernorm"
+    # lstm only: z also concatenated to the decoder's input at every step, besides its initial
+    # state (the remedies' codebases); False is the paper's and Bowman's LSTM VAE (initial state)
+    z_every_step: bool = False
     depth: int = 6  # ByteNet masked-conv layers (receptive field depth + 1)
     bytenet_width: int = 256  # ByteNet channels
     # --- objective (Eq. 1-4) -----------------------------------------------------------
@@ -47,10 +52,20 @@ class TrainConfig:
     kl_eps: float = 1e-3  # floor of the KL weight during annealing
     # --- collapse remedies of later work (all off by default) ---------------------------
     free_bits: float = 0.0  # nats per latent dimension: KL_j below it costs nothing (Kingma 2016)
-    cycles: int = 0  # cyclical annealing (Fu et al. 2019): M ramps from anneal_start to the end
+    # cyclical annealing (Fu et al. 2019): M cycles over the whole run from step 0, the weight
+    # rising 0 -> 1 over the first `cycle_ratio` of each, then 1; replaces the anneal_start/end ramp
+    cycles: int = 0
     cycle_ratio: float = 0.5  # share of each cycle over which the weight rises, then holds at 1
-    aggressive: bool = False  # aggressive encoder training until held-out MI stops rising (He 2019)
-    aggressive_max_inner: int = 50  # cap on encoder-only updates per decoder update
+    # aggressive encoder training (He et al. 2019): before each decoder update, encoder-only
+    # updates (the first on the decoder's batch) until the mean loss of a window of
+    # AGGRESSIVE_WINDOW (15) updates is higher than the window's before, at most
+    # `aggressive_max_inner`; the mode ends at the first check whose held-out MI is below the
+    # previous check's (the first compares with 0). The KL weight follows the run's own schedule
+    # (the model's ramp, or cycles): He et al.'s default turns annealing off under aggressive
+    # training (their Table 1 reports both); set anneal=off for that.
+    aggressive: bool = False
+    aggressive_max_inner: int = 100  # cap on encoder-only updates per decoder update
+    aggressive_check_every: int = 0  # steps between MI checks; 0 = one pass over the training data
     bn_vae: bool = False  # BatchNorm on the posterior means with a fixed scale (Zhu et al. 2020)
     bn_gamma: float = 0.6  # that scale
     # --- data --------------------------------------------------------------------------
@@ -84,6 +99,12 @@ class TrainConfig:
             f"one of {', '.join(LSTM_CELLS)}",
             self.lstm_cell,
         )
+        _check(
+            not self.z_every_step or self.model == "lstm",
+            "z_every_step",
+            "False unless model is lstm (the hybrids' features already carry z to every step)",
+            self.z_every_step,
+        )
         _check(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", self.device)
         _check(8 <= self.length <= 256, "length", "an integer from 8 to 256", self.length)
         _check(self.latent >= 1, "latent", "an integer >= 1", self.latent)
@@ -115,9 +136,9 @@ class TrainConfig:
             self.cycles,
         )
         _check(
-            not self.cycles or self.anneal_start < self.steps,
+            self.cycles <= self.steps,
             "cycles",
-            "0 unless anneal_start < steps (the cycles run from anneal_start to the end)",
+            "an integer <= steps (the cycles split the run)",
             self.cycles,
         )
         _check(0.0 < self.cycle_ratio <= 1.0, "cycle_ratio", "a number in (0, 1]", self.cycle_ratio)
@@ -126,6 +147,12 @@ class TrainConfig:
             "aggressive_max_inner",
             "an integer >= 1",
             self.aggressive_max_inner,
+        )
+        _check(
+            self.aggressive_check_every >= 0,
+            "aggressive_check_every",
+            "an integer >= 0 (0 = one pass over the training data)",
+            self.aggressive_check_every,
         )
         _check(self.bn_gamma > 0, "bn_gamma", "a number > 0", self.bn_gamma)
         _check(bool(self.corpus), "corpus", "'ptb', 'synthetic' or a path", self.corpus)

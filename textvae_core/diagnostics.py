@@ -4,6 +4,8 @@
   the data, Cov_x(E_q[z_d]) > 0.01.
 - mutual information I(x; z) under the aggregate posterior, the Monte Carlo estimate of
   He et al. (2019, "Lagging inference networks"), in nats.
+- batch variance of the posterior means: for BN-VAE, of the means entering its BatchNorm,
+  whose KL floor (gamma^2 Z / 2 nats) holds only while it stays well above the BatchNorm's eps.
 - unigram entropy of the training characters: what a decoder that ignores its context
   and z can reach at best.
 - z gain: how much worse the decoder reconstructs a fragment from another fragment's z
@@ -38,6 +40,13 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
     if mu.shape[0] < 2:
         return 0
     return int((mu.float().var(dim=0) > threshold).sum())
+
+
+def batch_variance(mu: torch.Tensor) -> float:
+    """The mean over dimensions of each dimension's variance over the batch, as BatchNorm
+    computes it in training (biased). mu: (B, Z). BN-VAE's KL floor holds only while this,
+    for the means entering its BatchNorm, stays well above the BatchNorm's eps."""
+    return float(mu.float().var(dim=0, unbiased=False).mean())
 
 
 def _log_gaussian(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

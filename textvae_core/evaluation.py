@@ -18,6 +18,7 @@ from .config import TrainConfig
 from .data import Corpus
 from .diagnostics import (
     active_units,
+    batch_variance,
     importance_weighted_nll,
     mutual_information,
     probe_metrics,
@@ -72,11 +73,12 @@ class Evaluator:
         self.model.eval()
         gen = torch.Generator(self.device).manual_seed(cfg.seed + 17)  # independent of training RNG
         sums = torch.zeros(4, dtype=torch.float64)
-        mus, logvars, iw = [], [], []
+        mus, logvars, iw, mu_vars = [], [], [], []
         batches = self.validation_batches()
         for x in batches:
             with autocast_context(self.device):  # the model's forward, keeping z for the z gain
-                mu, logvar = self.model.encode(x)
+                raw_mu, logvar = self.model.posterior(x)  # mu before BN-VAE's BatchNorm
+                mu = self.model.normalize_mean(raw_mu)
                 z = self.model.reparameterize(mu, logvar, gen)
                 out = VAEOutput(*self.model.decode(z, x, gen), mu, logvar)
                 gain = z_gain(self.model, x, z, out.logits, gen)
@@ -86,6 +88,8 @@ class Evaluator:
             )
             mus.append(out.mu.float())
             logvars.append(out.logvar.float())
+            if cfg.bn_vae:
+                mu_vars.append(batch_variance(raw_mu))
             if iw_samples:
                 with autocast_context(self.device):
                     iw.append(
@@ -102,6 +106,8 @@ class Evaluator:
             "mutual_info": mutual_information(mu, logvar, gen),
             "z_gain_bpc": bits_per_char(gain, cfg.length),
         }
+        if cfg.bn_vae:  # BN-VAE's KL floor holds while this stays well above the BatchNorm's eps
+            m["bn_mu_var"] = float(np.mean(mu_vars))
         if iw_samples:
             m["iw_nll_bpc"] = bits_per_char(float(np.mean(iw)), cfg.length)
         if self.corpus.name == "synthetic":
@@ -128,19 +134,24 @@ class Evaluator:
         cfg = self.config
         m = {"unigram_bpc": unigram_entropy_bpc(self.corpus.train, self.corpus.vocab.size)}
         if cfg.mi_pool:
-            self.model.eval()
-            sampler = FragmentSampler(
-                self.corpus.valid, cfg.length, cfg.batch_size, seed=cfg.seed + 2_000_003
-            )
-            mus, logvars, n = [], [], 0
-            while n < cfg.mi_pool:
-                with autocast_context(self.device):
-                    mu, logvar = self.model.encode(sampler.sample().to(self.device))
-                mus.append(mu.float())
-                logvars.append(logvar.float())
-                n += mu.shape[0]
-            gen = torch.Generator(self.device).manual_seed(cfg.seed + 29)
-            m["mi_pool"] = mutual_information(
-                torch.cat(mus)[: cfg.mi_pool], torch.cat(logvars)[: cfg.mi_pool], gen
-            )
+            m["mi_pool"] = self.pool_mutual_info(cfg.mi_pool)
         return m
+
+    @torch.no_grad()
+    def pool_mutual_info(self, n: int) -> float:
+        """I(x; z) in nats over the first n fragments of a fixed pool of validation fragments
+        (the same at every call, with its own generator), encoded a batch at a time."""
+        cfg = self.config
+        self.model.eval()
+        sampler = FragmentSampler(
+            self.corpus.valid, cfg.length, cfg.batch_size, seed=cfg.seed + 2_000_003
+        )
+        mus, logvars, count = [], [], 0
+        while count < n:
+            with autocast_context(self.device):
+                mu, logvar = self.model.encode(sampler.sample().to(self.device))
+            mus.append(mu.float())
+            logvars.append(logvar.float())
+            count += mu.shape[0]
+        gen = torch.Generator(self.device).manual_seed(cfg.seed + 29)
+        return mutual_information(torch.cat(mus)[:n], torch.cat(logvars)[:n], gen)

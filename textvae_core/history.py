@@ -28,10 +28,15 @@ METRIC_NAMES = (
     "aggressive",
     "encoder_updates",
     "encoder_s",
+    "bn_mu_var",
+    "free_bits_active",
     *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")),
 )
 # probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only
-# (mode still on; encoder-only updates and their seconds since the last report). Final report
+# (mode still on; encoder-only updates and their seconds since the last report). bn_mu_var
+# (valid): bn_vae=True only, the mean per-dimension batch variance of the posterior means entering
+# the BatchNorm. free_bits_active (train): free_bits > 0 only, the share of latent dimensions at
+# the free-bits floor, averaged over the steps since the last report. Final report
 # only: mi_pool, I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc,
 # the training characters' entropy.
 

@@ -46,10 +46,10 @@ class KLSchedule:
     """The KL weight over training: clip((step - start) / (end - start), 0, 1 - eps) + eps.
 
     anneal=False is weight 1 from step 0; kl=False is weight 0 throughout (a stochastic
-    autoencoder, Fig 3). With `cycles` = M > 0 (cyclical annealing, Fu et al. 2019) the
-    window from `start` to `steps` (the model's own ramp start to the end of training) is
-    cut into M equal cycles; in each the weight rises linearly from eps to 1 over the first
-    `ratio` of the cycle, then holds at 1. Before `start` it is eps, as in the plain ramp.
+    autoencoder, Fig 3). With `cycles` = M > 0 (cyclical annealing, Fu et al. 2019) the whole
+    run, steps 0 to `steps`, is cut into M equal cycles, as in their code: in each the weight
+    rises linearly from 0 at the cycle's first step to 1 at `ratio` of the cycle, then holds
+    at 1 (the ramp's start, end and eps are not used).
     """
 
     start: int
@@ -80,23 +80,29 @@ class KLSchedule:
         if not self.anneal:
             return 1.0
         if self.cycles:
-            period = (self.steps - self.start) / self.cycles
-            into = step - self.start
-            ramp = (
-                -1.0
-                if into < 0
-                else (into - period * min(into // period, self.cycles - 1)) / (period * self.ratio)
-            )
-        else:
-            ramp = (step - self.start) / (self.end - self.start)
+            # cycle k spans steps [k T / M, (k + 1) T / M); counted in steps / M, exactly
+            k = min(step * self.cycles // self.steps, self.cycles - 1)
+            into = step * self.cycles - k * self.steps  # (step - k T / M) * M
+            return min(into / (self.steps * self.ratio), 1.0)
+        ramp = (step - self.start) / (self.end - self.start)
         return min(max(ramp, 0.0), 1.0 - self.eps) + self.eps
+
+
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL_j, dimension j's KL averaged over the batch, in nats. mu, logvar: (B, Z) -> (Z,)."""
+    return (0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)).mean(0)
 
 
 def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
     """sum_j max(free_bits, KL_j), KL_j dimension j's KL averaged over the batch (Kingma et al.
     2016, Li et al. 2019): a dimension under the target gets no gradient from the KL term."""
-    per_dim = (0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)).mean(0)  # (Z,)
-    return per_dim.clamp(min=free_bits).sum()
+    return kl_per_dimension(mu, logvar).clamp(min=free_bits).sum()
+
+
+def free_bits_active(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """The share of latent dimensions whose KL_j is at or below `free_bits`: those where the
+    floor engaged (their KL term is the constant floor). A scalar in [0, 1]."""
+    return (kl_per_dimension(mu, logvar) <= free_bits).float().mean()
 
 
 def vae_objective(
@@ -107,7 +113,8 @@ def vae_objective(
     out: the model's output for targets x (B, L); alpha weighs the auxiliary term;
     free_bits > 0 thresholds the KL term of the loss per dimension (`free_bits_kl`).
     Returns scalars: loss (what is minimised), rec, kl (always the true KL), aux (0 for
-    models without an auxiliary head), and bound = rec + kl, the negative ELBO at weight 1.
+    models without an auxiliary head), bound = rec + kl, the negative ELBO at weight 1, and
+    with free_bits > 0 free_bits_active, the share of dimensions at the floor (no gradient).
     """
     rec = sequence_nll(out.logits, x).mean()
     kl = gaussian_kl(out.mu.float(), out.logvar.float()).mean()
@@ -116,7 +123,12 @@ def vae_objective(
     )
     kl_term = free_bits_kl(out.mu.float(), out.logvar.float(), free_bits) if free_bits > 0 else kl
     loss = kl_weight * kl_term + rec + alpha * aux
-    return {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}
+    parts = {"loss": loss, "rec": rec, "kl": kl, "aux": aux, "bound": rec + kl}
+    if free_bits > 0:
+        parts["free_bits_active"] = free_bits_active(
+            out.mu.detach().float(), out.logvar.detach().float(), free_bits
+        )
+    return parts
 
 
 def bits_per_char(nats_per_fragment: float, length: int) -> float:

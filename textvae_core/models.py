@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvEncoder, DeconvDecoder, LSTMHead, make_head, padded_length
-from .config import TrainConfig
+from .config import BN_EPS, TrainConfig
 from .lstm import make_lstm
 from .tokens import DUMMY, PAD, START
 
@@ -59,7 +59,7 @@ class TextVAE(nn.Module):
         self.vocab_size = vocab_size
         # BN-VAE (Zhu et al. 2020): BatchNorm on the posterior means, scale fixed at gamma
         # (not trained), shift learnable; its batch statistics bound the expected KL below.
-        self.mu_norm = nn.BatchNorm1d(config.latent) if config.bn_vae else None
+        self.mu_norm = nn.BatchNorm1d(config.latent, eps=BN_EPS) if config.bn_vae else None
         if self.mu_norm is not None:
             nn.init.constant_(self.mu_norm.weight, config.bn_gamma)
             self.mu_norm.weight.requires_grad_(False)
@@ -68,7 +68,11 @@ class TextVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior q(z | x): mu, logvar (B, Z)."""
         mu, logvar = self.posterior(x)
-        return (mu if self.mu_norm is None else self.mu_norm(mu)), logvar
+        return self.normalize_mean(mu), logvar
+
+    def normalize_mean(self, mu: torch.Tensor) -> torch.Tensor:
+        """BN-VAE's BatchNorm on the posterior means (B, Z); without it, mu as it is."""
+        return mu if self.mu_norm is None else self.mu_norm(mu)
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -221,7 +225,12 @@ class HybridVAE(ConvDeconvVAE):
 
 
 class LSTMVAE(TextVAE):
-    """Bowman et al. (2016): LSTM encoder, LSTM decoder initialised from z, input dropout."""
+    """Bowman et al. (2016): LSTM encoder, LSTM decoder initialised from z, input dropout.
+
+    With `z_every_step` the decoder also reads z at every step, concatenated to its input
+    [z ; one_hot(x_{t-1})], as the collapse remedies' codebases feed it (He et al. 2019, Fu et
+    al. 2019, Li et al. 2019, Zhu et al. 2020); the paper's LSTM VAE reads it through the
+    initial state only."""
 
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
@@ -229,7 +238,8 @@ class LSTMVAE(TextVAE):
         self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
         self.to_posterior = nn.Linear(H, 2 * config.latent)
         self.to_state = nn.Linear(config.latent, 2 * H)
-        self.decoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
+        z_in = config.latent if config.z_every_step else 0
+        self.decoder_rnn = make_lstm(config.lstm_cell, z_in + vocab_size, H, vocab_size)
         self.out = nn.Linear(H, vocab_size)
 
     ENCODER = ("encoder_rnn", "to_posterior")
@@ -243,18 +253,27 @@ class LSTMVAE(TextVAE):
         h0, c0 = torch.tanh(self.to_state(z)).chunk(2, dim=-1)  # (B, H) each
         return h0.unsqueeze(0).contiguous(), c0.unsqueeze(0).contiguous()
 
+    def step_inputs(self, z: torch.Tensor, steps: int) -> torch.Tensor | None:
+        """The dense part of the decoder's input: z at each of `steps` steps (B, steps, Z) with
+        `z_every_step`, else None (one-hot characters only)."""
+        return z.unsqueeze(1).expand(-1, steps, -1) if self.config.z_every_step else None
+
     def decode(self, z, x, generator=None):
-        h, _ = self.decoder_rnn(None, self.decoder_inputs(x, generator), self.initial_state(z))
+        prev = self.decoder_inputs(x, generator)  # (B, L)
+        h, _ = self.decoder_rnn(
+            self.step_inputs(z, x.shape[1]), prev, self.initial_state(z)
+        )  # (B, L, H)
         return self.out(h), None
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
         state = self.initial_state(z)
+        dense = self.step_inputs(z, 1)  # (B, 1, Z) or None
         first = DUMMY if self.config.dropout >= 1.0 else START
         prev = torch.full((z.shape[0],), first, dtype=torch.long, device=z.device)
         out = []
         for t in range(length):
-            h, state = self.decoder_rnn(None, prev.unsqueeze(1), state)
+            h, state = self.decoder_rnn(dense, prev.unsqueeze(1), state)
             tok = _pick(self.out(h[:, 0]), temperature, generator)
             out.append(tok)
             prev = torch.full_like(tok, DUMMY) if self.config.dropout >= 1.0 else tok

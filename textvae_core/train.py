@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from .aggressive import inner_loop_done, mode_ends, steps_per_epoch
 from .checkpoint import CHECKPOINT_FORMAT, check_format, read_checkpoint
 from .config import TrainConfig
 from .data import Corpus, load_corpus
@@ -32,8 +33,6 @@ from .vocab import Vocabulary
 RESUMABLE_CHANGES = frozenset(
     {"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"}
 )
-# Encoder updates stop once a window's mean loss is no lower than the one before.
-AGGRESSIVE_WINDOW = 5
 
 
 class DivergenceError(RuntimeError):
@@ -81,9 +80,14 @@ class Trainer:
         self._window_time = 0.0
         self.history: list[Report] = []
         self.checkpoint_steps: int | None = None  # after `load`: the `steps` of its run
-        # Aggressive encoder training (He et al. 2019): on until held-out MI stops rising.
+        self._free_bits_active = 0.0  # sum of the share of dimensions at the floor since the report
+        # Aggressive encoder training (He et al. 2019, `aggressive`): on until held-out MI, checked
+        # every `aggressive_check_every` steps (0: one pass over the training data), drops.
         self.aggressive_on = config.aggressive
-        self._best_mi = -math.inf
+        self.aggressive_check_every = config.aggressive_check_every or steps_per_epoch(
+            len(self.corpus.train), config.length, config.batch_size
+        )
+        self._previous_mi = 0.0  # the last check's MI; the first check compares with 0
         self._encoder_updates, self._encoder_time = 0, 0.0
         # Seconds this process spent training (encoder-only updates included) and evaluating;
         # "final": the last report's share of "eval" (its IW bound and MI pool included).
@@ -105,14 +109,12 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.step, cfg)
         if self.aggressive_on:
-            self._train_encoder()
+            self._train_encoder(x)
         parts = self._objective(x)
-        values = (
-            torch.stack([parts["loss"], parts["rec"], parts["kl"], parts["aux"]])
-            .detach()
-            .double()
-            .cpu()
-        )
+        tracked = [parts["loss"], parts["rec"], parts["kl"], parts["aux"]]
+        if "free_bits_active" in parts:
+            tracked.append(parts["free_bits_active"])
+        values = torch.stack(tracked).detach().double().cpu()
         if not torch.isfinite(values).all():
             raise DivergenceError(
                 f"loss became {values[0].item()} at step {self.step} (rec={values[1].item():.4g}, "
@@ -123,11 +125,14 @@ class Trainer:
             parts["loss"], frozen=self.model.encoder_parameters() if self.aggressive_on else ()
         )
         self.step += 1
-        self._window += values
+        self._window += values[:4]
+        self._free_bits_active += float(values[4:].sum())
         self._window_steps += 1
         elapsed = time.perf_counter() - start
         self._window_time += elapsed
         self.seconds["train"] += elapsed
+        if self.aggressive_on and self.step % self.aggressive_check_every == 0:
+            self._check_aggressive()
 
     def _objective(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
@@ -146,24 +151,31 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
 
-    def _train_encoder(self) -> None:
-        """Encoder-only updates on fresh batches until the encoder's objective stops improving
-        (the mean loss of a window of AGGRESSIVE_WINDOW updates is no lower than the window
-        before) or `aggressive_max_inner` updates (He et al. 2019)."""
+    def _train_encoder(self, x: torch.Tensor) -> None:
+        """Encoder-only updates, the first on the decoder's batch x (B, L), the rest on fresh
+        batches, until `aggressive.inner_loop_done`: a window of AGGRESSIVE_WINDOW updates whose
+        mean loss is higher than the window's before, or `aggressive_max_inner` updates."""
         start = time.perf_counter()
         encoder = {id(p) for p in self.model.encoder_parameters()}
         decoder = [p for p in self.model.parameters() if id(p) not in encoder]
         losses: list[float] = []
-        w = AGGRESSIVE_WINDOW
-        while len(losses) < self.config.aggressive_max_inner:
-            loss = self._objective(self.sampler.sample().to(self.device))["loss"]
+        while not inner_loop_done(losses, self.config.aggressive_max_inner):
+            batch = self.sampler.sample().to(self.device) if losses else x
+            loss = self._objective(batch)["loss"]
             self._update(loss, frozen=decoder)
             losses.append(float(loss.detach()))
-            n = len(losses)
-            if n >= 2 * w and n % w == 0 and sum(losses[-w:]) >= sum(losses[-2 * w : -w]):
-                break
         self._encoder_updates += len(losses)
         self._encoder_time += time.perf_counter() - start
+
+    def _check_aggressive(self) -> None:
+        """Held-out MI against the previous check's: a strict drop ends aggressive mode."""
+        start = time.perf_counter()
+        cfg = self.config
+        mi = self.evaluator.pool_mutual_info(cfg.mi_pool or cfg.batch_size * cfg.eval_batches)
+        if mode_ends(mi, self._previous_mi):
+            self.aggressive_on = False
+        self._previous_mi = mi
+        self.seconds["eval"] += time.perf_counter() - start
 
     def train_metrics(self) -> dict[str, float]:
         cfg, n = self.config, max(self._window_steps, 1)
@@ -174,6 +186,9 @@ class Trainer:
             "kl_weight": self.schedule.weight_at(self.step),
             "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
         }
+        if cfg.free_bits > 0:
+            m["free_bits_active"] = self._free_bits_active / n
+            self._free_bits_active = 0.0
         if cfg.aggressive:
             m.update(
                 aggressive=float(self.aggressive_on),
@@ -189,10 +204,6 @@ class Trainer:
         metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
         valid = self._validate(final)
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
-        if self.aggressive_on:  # aggressive mode ends once held-out MI stops rising
-            if valid["mutual_info"] <= self._best_mi:
-                self.aggressive_on = False
-            self._best_mi = max(self._best_mi, valid["mutual_info"])
         metrics["lr"] = lr_at(self.step, self.config)
         rep = Report(self.step, metrics, final)
         self.history.append(rep)
@@ -237,9 +248,10 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "generator": self.generator.get_state(),
             "window": (self._window.clone(), self._window_steps, self._window_time),
+            "free_bits_active": self._free_bits_active,
             "aggressive": (
                 self.aggressive_on,
-                self._best_mi,
+                self._previous_mi,
                 self._encoder_updates,
                 self._encoder_time,
             ),
@@ -267,10 +279,11 @@ class Trainer:
         self.checkpoint_steps = saved.steps  # the `steps` it was training for
         window, self._window_steps, self._window_time = state["window"]
         self._window = window.clone()
+        self._free_bits_active = state.get("free_bits_active", 0.0)
         if "aggressive" in state:
-            self.aggressive_on, self._best_mi, self._encoder_updates, self._encoder_time = state[
-                "aggressive"
-            ]
+            self.aggressive_on, self._previous_mi, self._encoder_updates, self._encoder_time = (
+                state["aggressive"]
+            )
         self.history = [Report(**r) for r in state["history"]]
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -8,6 +8,8 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
+from textvae_core.config import BN_EPS
+
 from .points import MEASURES
 from .read import StudyResults, finite, swept
 
@@ -95,6 +97,50 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
             f"(aggressive mode on until then), {r['encoder_s']:.0f} s{share}"
         )
     return lines
+
+
+def remedy_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """The trials whose remedy did not do what it promises: a BN-VAE trial whose final KL is
+    below its floor (gamma^2 Z / 2 nats per fragment, in bits/char), with the reason, and a
+    free-bits trial with no latent dimension at the floor at any report (it never engaged)."""
+    found = []
+    for r in rows:
+        name = _trial_label(r, names)
+        floor, kl, var = r.get("bn_kl_floor_bpc"), r.get("kl_bpc"), r.get("bn_mu_var")
+        if finite(floor) and finite(kl) and kl < floor:
+            if not finite(var):
+                why = "the variance of mu entering the BatchNorm was not recorded"
+            elif var < BN_EPS:
+                why = (
+                    f"the variance of mu entering the BatchNorm ({var:.2g}) fell below its eps "
+                    f"({BN_EPS:g}), so the BatchNorm no longer fixes the means' spread"
+                )
+            else:
+                why = (
+                    f"the variance of mu entering the BatchNorm ({var:.2g}) is above its eps "
+                    f"({BN_EPS:g}); the floor holds for a batch's own statistics, and evaluation "
+                    "uses the running ones"
+                )
+            found.append(
+                f"- {name}: KL {kl:.4g} bits/char is below BN-VAE's floor {floor:.4g} "
+                f"(gamma^2 Z / 2 nats per fragment): {why}"
+            )
+        if r.get("free_bits_active_max") == 0:
+            found.append(
+                f"- {name}: free bits never engaged: no latent dimension was at the floor at any "
+                "report (train/free_bits_active 0), so it trained on the plain objective"
+            )
+    if not found:
+        return []
+    return ["", "Remedies that did not do what they promise:", "", *found]
+
+
+def lstm_label(row: Mapping[str, Any]) -> str | None:
+    """A trial's LSTM: its cell, and whether z reaches every decoder step (None: no LSTM)."""
+    cell = row.get("lstm_cell")
+    if not cell:
+        return None
+    return f"{cell}, z every step" if row.get("z_every_step") else cell
 
 
 def render_markdown(
@@ -187,17 +233,41 @@ def render_markdown(
         )
     lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += aggressive_lines(results.summary, swept(study, results.preset))
+    lines += remedy_lines(results.summary, swept(study, results.preset))
+    lstm = any(lstm_label(r) for r in results.summary)  # a column only where a trial has an LSTM
+    header = [
+        "trial",
+        *(["LSTM"] if lstm else []),
+        "status",
+        "total",
+        "rec",
+        "KL",
+        "aux",
+        "active units",
+        "MI",
+        "z gain",
+        "IW bound",
+        "MI pool",
+        "unigram",
+        "steps",
+        "wall s",
+        "chars/s",
+    ]
     lines += [
         "",
         "## Trials",
         "",
         f"Final validation metrics in bits per character, but for MI. {mi_note} "
         "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
-        "decoder ignores z, whatever the KL.",
+        "decoder ignores z, whatever the KL."
+        + (
+            " LSTM is the trial's LSTM cell (and whether z reaches every decoder step)."
+            if lstm
+            else ""
+        ),
         "",
-        "| trial | status | total | rec | KL | aux | active units | MI | z gain | IW bound | MI pool | unigram "
-        "| steps | wall s | chars/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     names = swept(study, results.preset)
     if len({r.get("seed") for r in results.summary}) < 2:
@@ -212,6 +282,7 @@ def render_markdown(
             and r["mutual_info"] >= r["mi_max"] - 5e-3
         ):
             measures[MEASURES.index("mutual_info")] = f"{_fmt(r['mutual_info'])} (cap)"
-        cells = [name, r["status"], *measures, r["steps"], r["wall_s"], speed]
+        cells = [name, *([lstm_label(r)] if lstm else []), r["status"], *measures]
+        cells += [r["steps"], r["wall_s"], speed]
         lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -17,14 +17,11 @@ from textvae_core.history import METRIC_NAMES, SPLITS  # the columns of a trial'
 
 from .. import tracking
 from ..errors import StudyError
-from ..trials_table import CONFIG_COLUMNS, trials_table
+from ..trials_table import CONFIG_COLUMNS, REMEDY_CONFIG, config_columns, trials_table
 from ..loading import load_study
 from ..spec import Study, trial_name
 from ..store import StudyStore, TrialRecord
 from .points import MEASURES
-
-# Config values a summary row carries beside the swept ones (`steps` is the steps trained).
-SUMMARY_CONFIG = tuple(c for c in CONFIG_COLUMNS if c != "steps")
 
 
 @dataclass
@@ -191,7 +188,8 @@ def summary_row(
         "corpus": config.get("corpus"),
     }
     row.update(params)
-    row.update({c: config[c] for c in SUMMARY_CONFIG if c in config and c not in row})
+    # config values beside the swept ones (`steps` is the steps trained, set below)
+    row.update({c: v for c, v in config_columns(config).items() if c != "steps" and c not in row})
     row.update({m: _float(last.get(m)) for m in MEASURES})
     row["steps"] = max((int(r["step"]) for r in history), default=None)
     row["wall_s"] = _float(wall_s)
@@ -209,7 +207,24 @@ def summary_row(
             [r for r in history if r["split"] == "train" and finite(r.get("encoder_updates"))]
         )
     )
+    row.update(_remedies(config, last, history))
     return row
+
+
+def _remedies(
+    config: Mapping[str, Any], last: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+) -> dict[str, float]:
+    """REMEDY_COLUMNS of a trial that used BN-VAE or free bits (none for others)."""
+    out: dict[str, float] = {}
+    if config.get("bn_vae"):
+        # Zhu et al. (2020): E[KL] >= gamma^2 Z / 2 nats per fragment; bits/char as kl_bpc
+        nats = config["bn_gamma"] ** 2 * config["latent"] / 2
+        out["bn_kl_floor_bpc"] = nats / (config["length"] * math.log(2))
+        out["bn_mu_var"] = _float(last.get("bn_mu_var"))
+    shares = [r["free_bits_active"] for r in history if finite(r.get("free_bits_active"))]
+    if (config.get("free_bits") or 0) > 0 and shares:
+        out["free_bits_active_max"] = max(shares)
+    return out
 
 
 def _aggressive(train: Sequence[Mapping[str, Any]]) -> dict[str, float]:
@@ -256,7 +271,14 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
     for t in logged.trials:
         config = {
             k: t.config[k]
-            for k in (*CONFIG_COLUMNS, "corpus", "batch_size", "eval_batches", "mi_pool")
+            for k in (
+                *CONFIG_COLUMNS,
+                *REMEDY_CONFIG,
+                "corpus",
+                "batch_size",
+                "eval_batches",
+                "mi_pool",
+            )
             if k in t.config
         }
         summary.append(
@@ -268,7 +290,7 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
                 "trial_key": t.key,
                 "status": t.status,
                 **{f"param_{k}": v for k, v in t.params.items()},
-                **{c: config[c] for c in CONFIG_COLUMNS if c in config},
+                **config_columns(config),
             }
             tables.append(pa.Table.from_pylist([{**head, **h} for h in t.history]))
     trials = (
