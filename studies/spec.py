@@ -319,6 +319,7 @@ class Study:
                     if self.is_grid
                     else None,
                     "seeds": list(range(p.num_samples)) if self.is_grid else None,
+                    "lstm_cells": self.lstm_cells(n),
                 }
                 for n, p in self.presets.items()
             },
@@ -335,6 +336,17 @@ class Study:
                 }
                 for c in self.claims
             ],
+        }
+
+    def lstm_cells(self, preset: str) -> dict[str, str]:
+        """The LSTM cell each model with an LSTM trains with under this preset."""
+        models = {v.get("model", self.model) for v in self.variants.values()} or {self.model}
+        if "model" in self.space:
+            models |= set(getattr(self.space["model"], "choices", ()))
+        return {
+            m: self.trial_config(preset, {"model": m}).lstm_cell
+            for m in sorted(models)
+            if m in ("hybrid-lstm", "lstm")
         }
 
     def trial_count(self, preset: str, num_samples: int | None = None) -> int:

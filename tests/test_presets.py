@@ -40,12 +40,17 @@ def test_the_lstm_vae_ramps_later_than_a_hybrid_in_every_preset(name, preset):
 
 
 @pytest.mark.parametrize("name", STUDIES)
-def test_every_lstm_of_the_paper_preset_is_the_layernorm_cell(name):
+def test_every_lstm_of_every_preset_is_the_layernorm_cell(name):
+    """The paper's LSTM in every trial of every preset of every paper study, `remedies`
+    included, and `show --json` says so per model; the fused cell is never a preset's."""
     study = load_study(name)
-    found = [c for c in configs(study, "paper") if c.model in LSTM_MODELS]
-    assert all(c.lstm_cell == "layernorm" for c in found)
-    for model in LSTM_MODELS:
-        assert study.trial_config("paper", {"model": model}).lstm_cell == "layernorm"
+    shown = json.loads(CliRunner().invoke(cli, ["show", name, "--json"]).output)
+    for preset in study.presets:
+        found = [c for c in configs(study, preset) if c.model in LSTM_MODELS]
+        assert all(c.lstm_cell == "layernorm" for c in found), preset
+        cells = shown["presets"][preset]["lstm_cells"]
+        assert set(cells.values()) <= {"layernorm"}
+        assert set(cells) == {c.model for c in found} or not study.is_grid
 
 
 @pytest.mark.parametrize("name", STUDIES)

@@ -6,12 +6,13 @@ without KL annealing.
     vaestudy run alpha-sweep --preset cpu     # 30 trials (5 alphas x 2 x 3 seeds) on real PTB, 3000 steps each
     vaestudy run alpha-sweep --preset paper   # 20 trials x 100k steps: GPUs
 
-Ramp (studies/presets.py, measured with the KL weight at ~0): hybrid-lstm's rec levels off
-at step ~1000 at L=52 (AU and MI at once), so annealing runs 1000 -> 2000 and training
-1000 steps more. The cpu grid keeps small alphas (where the onset claim is decided) and
+Ramp (studies/presets.py, measured with the KL weight at ~0 and the paper's LayerNorm
+cell): hybrid-lstm's AU and MI level at once and its rec at step ~1250 at L=52, so
+annealing runs 1250 -> 2250 and training 750 steps more. The cpu grid keeps small alphas (where the onset claim is decided) and
 five values for the rank correlations.
 
-Measured (cpu, 3 seeds, real PTB): 70.1 min on 2 cores, host 1-thread matmul 114.4 GFLOP/s
+Measured with the fused cell (withdrawn: the LSTM is the paper's LayerNorm cell since
+2026-12-06; cpu, 3 seeds, real PTB): 70.1 min on 2 cores, host 1-thread matmul 114.4 GFLOP/s
 (Intel Xeon, AVX-512), the virtualenv set-up and unit tests sharing the cores for ~8 min of
 it. Without annealing, alpha <= 0.5 collapses (KL ~0.002 bits/char, stopped at step 1750),
 so "KL grows with alpha" there ranks near-equal values and is decided by noise in one seed.

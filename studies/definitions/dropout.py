@@ -7,9 +7,10 @@ each puts in z (KL) and at what reconstruction cost.
     vaestudy run dropout --preset paper   # 4 trials x 100k steps: GPUs
 
 L=12: the LSTM VAE must hold some KL for the comparison to mean anything (the control), and
-Fig 4 places its collapse at long fragments (at L=60 and KL weight ~0 its encoder is still
-off at step 1500, while at L=12 it switches on at ~1500). Ramps (studies/presets.py):
-hybrid 1000 -> 2000, LSTM VAE 2250 -> 3000, so both train 4000 steps.
+Fig 4 places its collapse at long fragments (with the paper's LayerNorm cell and KL weight
+~0 its encoder is on from step 250 at L=12, at ~1000 at L=36, and still off at 1000 at
+L=60). Ramps (studies/presets.py): hybrid-lstm 1250 -> 2250, LSTM VAE 2250 -> 3000, so both
+train 4000 steps.
 """
 
 from studies.presets import cpu, paper, smoke

@@ -6,9 +6,10 @@ characters: the hybrid keeps its KL share, the LSTM VAE's KL falls towards 0.
     vaestudy run fragment-length --preset cpu     # 27 trials (L in {12, 36, 60} x 3 seeds), 4000 steps each
     vaestudy run fragment-length --preset paper   # 15 trials x 100k steps: GPUs
 
-Ramps (studies/presets.py, measured with the KL weight at ~0): hybrid 1000 -> 2000, LSTM
-VAE 2250 -> 3000 (its encoder switches on at ~1500 at L=12 and levels at 2250), so both
-train 4000 steps. The cpu grid keeps L=12 (the controls), 36, and 60 (>= 48, the claims).
+Ramps (studies/presets.py, measured with the KL weight at ~0 and the paper's LayerNorm
+cell): hybrid-lstm 1250 -> 2250, LSTM VAE 2250 -> 3000 (its encoder is on from step 250 at
+L=12 and levels by AU and MI at 1000; at L=36 it switches on at ~1000), so both train 4000
+steps. The cpu grid keeps L=12 (the controls), 36, and 60 (>= 48, the claims).
 """
 
 from studies.presets import cpu, paper, smoke

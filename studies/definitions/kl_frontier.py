@@ -10,10 +10,12 @@ Optuna importances over trials where they had no effect.
     vaestudy run kl-frontier --preset cpu                     # 16 trials on real PTB, ~47 min on 2 cores
     vaestudy run kl-frontier --preset paper --num-samples 200  # GPUs
 
-Every model keeps its own ramp (studies/presets.py: hybrids 1000 -> 2000, LSTM VAE
-2250 -> 3000 at cpu scale), and every trial trains 4000 steps.
+Every model keeps its own ramp (studies/presets.py at cpu scale: conv and hybrid-bytenet
+1000 -> 2000, hybrid-lstm 1250 -> 2250, LSTM VAE 2250 -> 3000), and every trial trains 4000
+steps.
 
-Measured (cpu, host matmul 156.5 GFLOP/s at 1 thread): 46.7 min wall with the test suite
+Measured with the fused cell (withdrawn: the LSTM is the paper's LayerNorm cell since
+2026-12-06; cpu, host matmul 156.5 GFLOP/s at 1 thread): 46.7 min wall with the test suite
 sharing the 2 cores the whole time; 11 trials completed (hybrids, 119-714 s each), all 5
 LSTM VAE trials stopped as collapsed at step 3500 (valid KL <= 1e-4 after annealing).
 """
