@@ -351,3 +351,33 @@ def test_a_trial_whose_every_checkpoint_is_damaged_fails_with_that_reason(tmp_pa
     ):
         resume_point(store, "k", None, tmp_path)
     assert resume_point(store, "fresh", None, tmp_path) is None
+
+
+def test_a_folder_whose_trials_ran_with_another_cell_does_not_resume(
+    finished_smoke_study, tmp_path
+):
+    """A study folder made before the LayerNorm cell became the default holds trials with
+    lstm_cell=fused: resuming it would mix two cells in one study. One line names the trial,
+    the field, both values and what to do; exit 2; the folder is left as it was."""
+    import shutil
+
+    folder = tmp_path / "old"
+    shutil.copytree(finished_smoke_study.folder, folder)
+    trial_json = sorted((folder / "trials").glob("*/trial.json"))[0]
+    record = json.loads(trial_json.read_text())
+    assert record["config"]["lstm_cell"] == "layernorm"
+    record["config"]["lstm_cell"] = "fused"
+    trial_json.write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    res = subprocess.run(
+        [sys.executable, "-m", "cli.main", "resume", str(folder), "--no-report"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert f"trial {trial_json.parent.name}: lstm_cell='fused', now 'layernorm'" in lines[0]
+    assert "use another --storage folder" in lines[0] and "Traceback" not in res.stderr
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

@@ -160,6 +160,8 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
             f"{store.uri} holds a different run ({json.dumps(existing.identity)}); "
             "use another --storage folder, or the same options to resume it"
         )
+    if existing is not None:
+        _check_trial_configs(store, ctx)
     return StudyPlan(
         study,
         study_ref,
@@ -194,3 +196,24 @@ def resume_options(folder: str) -> tuple[str, RunOptions]:
     fields = set(RunOptions.__dataclass_fields__)
     opts = RunOptions(**{k: v for k, v in saved.items() if k in fields})
     return record.study_ref, opts
+
+
+RUNTIME_FIELDS = ("threads", "device")  # where a trial runs, not what it trains
+
+
+def _check_trial_configs(store: StudyStore, ctx: TrialContext) -> None:
+    """A folder resumes only if each trial it holds would get the same config today: code
+    that changed a default since (the LSTM cell, say) would otherwise mix two settings in
+    one study. Fields a trial record lacks (added since) count as their current value."""
+    for key, record in sorted(store.trials().items()):
+        now = json.loads(json.dumps(ctx.config(dict(record.params)).to_dict()))
+        for name, value in record.config.items():
+            if name in RUNTIME_FIELDS or name not in now or now[name] == value:
+                continue
+            why = "; the default is the paper's LayerNorm cell since 2026-12-06" * (
+                name == "lstm_cell"
+            )
+            raise StudyError(
+                f"{store.uri} holds trials run with other settings (trial {key}: {name}={value!r}, "
+                f"now {now[name]!r}{why}): use another --storage folder"
+            )
