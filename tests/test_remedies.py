@@ -170,6 +170,26 @@ def test_aggressive_checks_every_interval_and_ends_at_the_first_drop(mis, checks
     assert modes == [True] * (3 * checks - 1) + [False] * (18 - 3 * checks + 1)
 
 
+def test_aggressive_max_steps_caps_the_mode_whatever_the_checks_say():
+    """A budget's cap (the `cpu` preset's): off after step `aggressive_max_steps` even while
+    held-out MI keeps rising, and the checks before it still run."""
+    cfg = tiny(
+        "lstm",
+        aggressive=True,
+        aggressive_max_inner=2,
+        aggressive_check_every=3,
+        aggressive_max_steps=7,
+    )
+    tr = Trainer(cfg)
+    calls = _scripted_mi(tr, [0.1, 0.2, 0.3, 0.4])
+    modes = []
+    for _ in range(12):
+        tr.train_step()
+        modes.append(tr.aggressive_on)
+    assert [step for step, _ in calls] == [3, 6]
+    assert modes == [True] * 6 + [False] * 6
+
+
 def test_aggressive_check_interval_defaults_to_one_pass_over_the_training_data():
     cfg = tiny("lstm", aggressive=True)
     tr = Trainer(cfg)

@@ -66,6 +66,9 @@ class TrainConfig:
     aggressive: bool = False
     aggressive_max_inner: int = 100  # cap on encoder-only updates per decoder update
     aggressive_check_every: int = 0  # steps between MI checks; 0 = one pass over the training data
+    aggressive_max_steps: int = (
+        0  # a budget's cap: the mode ends at this step at the latest; 0 = none
+    )
     bn_vae: bool = False  # BatchNorm on the posterior means with a fixed scale (Zhu et al. 2020)
     bn_gamma: float = 0.6  # that scale
     # --- data --------------------------------------------------------------------------
@@ -153,6 +156,12 @@ class TrainConfig:
             "aggressive_check_every",
             "an integer >= 0 (0 = one pass over the training data)",
             self.aggressive_check_every,
+        )
+        _check(
+            self.aggressive_max_steps >= 0,
+            "aggressive_max_steps",
+            "an integer >= 0 (0 = no cap)",
+            self.aggressive_max_steps,
         )
         _check(self.bn_gamma > 0, "bn_gamma", "a number > 0", self.bn_gamma)
         _check(bool(self.corpus), "corpus", "'ptb', 'synthetic' or a path", self.corpus)

@@ -133,6 +133,8 @@ class Trainer:
         self.seconds["train"] += elapsed
         if self.aggressive_on and self.step % self.aggressive_check_every == 0:
             self._check_aggressive()
+        if self.aggressive_on and self.step == self.config.aggressive_max_steps:
+            self.aggressive_on = False  # the budget's cap (0 never matches: steps start at 1)
 
     def _objective(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         with self.autocast():
