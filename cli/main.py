@@ -192,9 +192,11 @@ def list_studies() -> None:
     """
     from studies.loading import builtin_studies, load_study
 
-    for name in builtin_studies():
-        s = load_study(name)
-        click.echo(f"{name:18}{s.reproduces:10}{s.title}")
+    rows = [(name, load_study(name)) for name in builtin_studies()]
+    w_name = max(len(name) for name, _ in rows) + 2
+    w_what = max(len(s.reproduces) for _, s in rows) + 2
+    for name, s in rows:  # columns as wide as their longest entry, two spaces apart
+        click.echo(f"{name:{w_name}}{s.reproduces:{w_what}}{s.title}")
 
 
 @cli.command()

@@ -94,3 +94,19 @@ def test_show_json_lists_grid_seeds_overrides_and_claims_with_controls(name):
     assert [c["id"] for c in shown["claims"]] == [c.id for c in study.claims]
     for c, declared in zip(shown["claims"], study.claims):
         assert [k["text"] for k in c["controls"]] == [k.text for k in declared.controls]
+
+
+def test_list_keeps_its_columns_apart():
+    """`vaestudy list`: one row per built-in study, the name, what it reproduces and its title
+    each starting at the same column on every row, with at least two spaces before each."""
+    out = CliRunner().invoke(cli, ["list"]).output.splitlines()
+    assert [line.split()[0] for line in out] == STUDIES
+    for i, name in enumerate(STUDIES):
+        study = load_study(name)
+        line = out[i]
+        what, title = line.index(study.reproduces, len(name)), line.rindex(study.title)
+        assert line[what - 2 : what] == "  " and line[title - 2 : title] == "  ", line
+        assert (what, title) == (
+            out[0].index(load_study(STUDIES[0]).reproduces),
+            out[0].rindex(load_study(STUDIES[0]).title),
+        ), line
