@@ -94,17 +94,23 @@ class ChannelNorm(nn.Module):
 
 
 class MaskedHighwayConv(nn.Module):
-    """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection."""
+    """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection.
+
+    Runs channel-last, (B, L, W): the two taps are one matmul on [x_{t-1} ; x_t] (the conv's
+    weight (2W, W, 2) read as (2W, 2W)), and the norm is a LayerNorm over the last axis, so
+    no transposes; the parameters are the Conv1d's."""
 
     def __init__(self, width: int):
         super().__init__()
         self.conv = nn.Conv1d(width, 2 * width, kernel_size=2)
         self.norm = ChannelNorm(width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, W, L)
-        h, gate = self.conv(F.pad(x, (1, 0))).chunk(2, dim=1)  # left pad: output t sees t-1, t
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, W)
+        prev = F.pad(x, (0, 0, 1, 0))[:, :-1]  # x_{t-1}, zeros at t=0: output t sees t-1, t
+        taps = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)
+        h, gate = F.linear(torch.cat([prev, x], -1), taps, self.conv.bias).chunk(2, dim=-1)
         gate = torch.sigmoid(gate)
-        return gate * F.relu(self.norm(h)) + (1 - gate) * x
+        return gate * F.relu(self.norm.norm(h)) + (1 - gate) * x
 
 
 class ByteNetHead(nn.Module):
@@ -124,11 +130,11 @@ class ByteNetHead(nn.Module):
 
     def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
         entry = project(self.entry.weight[:, :, 0], self.entry.bias, feats, prev)  # (B, L, 2W)
-        a, b = self.entry_norm(entry.transpose(1, 2)).chunk(2, dim=1)
-        h = torch.tanh(a) * torch.sigmoid(b)  # (B, W, L)
+        a, b = self.entry_norm.norm(entry).chunk(2, dim=-1)  # channel-last throughout
+        h = torch.tanh(a) * torch.sigmoid(b)  # (B, L, W)
         for layer in self.layers:
             h = layer(h)
-        return self.out(h.transpose(1, 2))  # (B, L, V)
+        return self.out(h)  # (B, L, V)
 
 
 class LSTMHead(nn.Module):
