@@ -200,3 +200,45 @@ def test_models_equal_their_dense_one_hot_computation(model, cell, monkeypatch):
         assert (a is None) == (b is None), name
         if a is not None:
             torch.testing.assert_close(a, b, msg=name)
+
+
+@pytest.mark.parametrize(
+    "env, why",
+    [
+        ({lstm_ext.ENV: "0"}, "VAESTUDY_LSTM_EXT=0"),
+        # no compiler: a fresh extension cache and a C++ compiler that does not exist
+        ({"CXX": "/nonexistent/c++", "TORCH_EXTENSIONS_DIR": "{tmp}"}, "no C++ compiler"),
+        # a compiler that fails: the build's error, cut to one line
+        ({"CXX": "false", "TORCH_EXTENSIONS_DIR": "{tmp}"}, "the build failed: "),
+    ],
+    ids=["switched-off", "no-compiler", "failed-build"],
+)
+def test_without_the_compiled_cell_the_python_loop_runs_and_one_line_says_why(env, why, tmp_path):
+    """`python -m textvae_core.lstm_ext` reports the path the LayerNorm cell takes: with the
+    switch off, or where the build fails, the Python loop, and the log says why in one line;
+    a LayerNorm LSTM still trains there."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    env = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    code = (
+        "import logging, torch; logging.basicConfig(format='%(message)s')\n"
+        "from textvae_core.lstm import LayerNormLSTM\n"
+        "cell = LayerNormLSTM(8, 4); out, _ = cell(torch.randn(2, 3, 8))\n"
+        "out.sum().backward(); print('trained', cell.w_hh.weight.grad.abs().sum() > 0)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "trained tensor(True)", res.stderr[-2000:]
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("LayerNorm LSTM: compiled cell unavailable ("), (
+        lines
+    )
+    assert why in lines[0] and lines[0].endswith("running the Python loop"), lines

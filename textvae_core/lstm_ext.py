@@ -62,15 +62,29 @@ def _ninja_on_path() -> None:
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
+class BuildError(RuntimeError):
+    """Why the extension could not be built here, in one line."""
+
+
 def _build():
     from torch.utils import cpp_extension
 
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        raise BuildError(f"no C++ compiler: {compiler!r} not found")
     _ninja_on_path()
     name, flags = _flags()
     start = time.perf_counter()
-    cpp_extension.load(
-        name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False, verbose=False
-    )
+    quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        cpp_extension.load(
+            name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False
+        )
+    except Exception as exc:  # the compiler's output is long; its first words say what failed
+        raise BuildError(f"the build failed: {str(exc).strip()[:120]} ...") from exc
+    finally:
+        quiet.level = level
     return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
 
 
@@ -87,8 +101,8 @@ def ops():
             try:
                 _state["ops"], _state["seconds"] = _build()
             except Exception as exc:  # no compiler, no ninja, a failed build: fall back
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                _state["ops"], _state["why"] = None, f"{type(exc).__name__}: {first[:200]}"
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                _state["ops"], _state["why"] = None, why or type(exc).__name__
     if _state["ops"] is None:
         _log_once(_state["why"])
     return _state["ops"]
