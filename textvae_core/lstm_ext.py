@@ -76,7 +76,8 @@ def _build():
     name, flags = _flags()
     start = time.perf_counter()
     quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
-    level, quiet.level = quiet.level, logging.ERROR
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         cpp_extension.load(
             name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False
@@ -84,7 +85,7 @@ def _build():
     except Exception as exc:  # the compiler's output is long; its first words say what failed
         raise BuildError(f"the build failed: {str(exc).strip()[:120]} ...") from exc
     finally:
-        quiet.level = level
+        quiet.setLevel(level)
     return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
 
 
