@@ -277,19 +277,27 @@ def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
         from studies.store import StudyStore
 
         with user_errors():
-            cmd, url = dashboard(StudyStore(path), host, port or 8080)
-        click.echo(f"Optuna dashboard for {path}: {url}  (Ctrl-C stops it)")
-        _serve(cmd, None)
+            store = StudyStore(path)
+            cmd, url = dashboard(store, host, port or 8080)
+        _serve(cmd, None, url, store.local_dir / "vaestudy.log", f"Optuna dashboard for {path}")
         return
     from studies.tracking.ui import experiment_url, server_command, ui_target
+    from studies.tracking.views import SEEDS
 
     port = port or 5000
     with user_errors():
         target = ui_target(path)
+        base = target.tracking_uri if target.db is None else f"http://{host}:{port}"
+        url = experiment_url(base, target)
+        seeds = (
+            f"\n  seeds grouped by grid point (mean, min-max band): "
+            f"{experiment_url(base, target, SEEDS)}"
+            if target.experiment
+            else ""
+        )
         if target.db is None:  # a tracking server already serves it
-            click.echo(f"MLflow UI for {path}: {experiment_url(target.tracking_uri, target)}")
+            click.echo(f"MLflow UI for {path}: {url}{seeds}")
             return
-        url = experiment_url(f"http://{host}:{port}", target)
     if target.others:
         click.echo(
             f"{target.others + 1} studies under {path}; showing {target.db.parent.name} "
@@ -297,14 +305,62 @@ def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
             err=True,
         )
     cmd, env = server_command(target.db, host, port)
-    click.echo(f"MLflow UI for {target.db.parent}: {url}  (Ctrl-C stops it)")
-    _serve(cmd, env)
+    _serve(
+        cmd,
+        env,
+        f"http://{host}:{port}/health",
+        target.db.parent / "vaestudy.log",
+        f"MLflow UI for {target.db.parent}",
+        shown=url,
+        also=seeds,
+    )
 
 
-def _serve(cmd: list[str], env: dict[str, str] | None) -> None:
+def _serve(
+    cmd: list[str],
+    env: dict[str, str] | None,
+    ready_url: str,
+    log: Path,
+    what: str,
+    shown: str | None = None,
+    also: str = "",
+) -> None:
+    """Run a UI server with its own output appended to the study's log, say where it is once
+    it answers `ready_url`, and stop it on Ctrl-C. A server that exits first is one line."""
+    import os
+    import signal
     import subprocess
+    import time
+    import urllib.request
 
+    from .errors import UserError
+
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        subprocess.run(cmd, env=env, check=False)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        if proc.poll() is not None:
+            tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+            raise UserError(
+                f"{what}: the server exited with code {proc.returncode} before it answered "
+                f"({tail[-1].strip() if tail else 'no output'}); its output is in {log}"
+            )
+        click.echo(f"{what}: {shown or ready_url}  (Ctrl-C stops it; server output: {log}){also}")
+        proc.wait()
     except KeyboardInterrupt:
         pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

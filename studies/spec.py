@@ -374,3 +374,9 @@ def trial_key(params: Mapping[str, Any]) -> str:
 
 def trial_name(params: Mapping[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
+
+
+def grid_point(params: Mapping[str, Any]) -> str:
+    """The grid point a trial belongs to: its name without the seed, so a point's seeds share
+    it (the MLflow UI groups runs by it). A study with nothing swept but seeds has one point."""
+    return trial_name({k: v for k, v in params.items() if k != "seed"}) or "all"

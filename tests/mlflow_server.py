@@ -32,7 +32,14 @@ def free_port() -> int:
 class MlflowServer:
     """A server that can be stopped and started again on the same port and store (an outage)."""
 
-    def __init__(self, tmp_path: Path, backend_store_uri: str | None = None):
+    def __init__(
+        self,
+        tmp_path: Path,
+        backend_store_uri: str | None = None,
+        app_name: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
+        self.app_name, self.extra_env = app_name, dict(env or {})  # e.g. "basic-auth"
         self.root = Path(tmp_path) / "mlflow-server"
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -45,6 +52,7 @@ class MlflowServer:
             **os.environ,
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            **self.extra_env,
         }
         cmd = [
             sys.executable,
@@ -61,12 +69,18 @@ class MlflowServer:
             str(self.root.resolve() / "art"),
             "--workers",
             "1",
+            *(["--app-name", self.app_name] if self.app_name else []),
         ]
         log_path = self.root / "server.log"
         with open(log_path, "ab") as log:
             # A session of its own, so the uvicorn worker it forks dies with it.
             self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                cwd=self.root,  # where basic-auth keeps its user database (basic_auth.db)
             )
         try:
             _wait_healthy(self.url, self.proc, log_path)

@@ -80,8 +80,13 @@ def _wait_up(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
             time.sleep(0.5)
 
 
-def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study):
-    folder, names = smoke_study
+FIRST_CHARTS = ("valid/kl_bpc", "valid/rec_bpc", "valid/total_bpc")
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def _vaestudy_ui(folder: Path):
+    """`vaestudy ui FOLDER` on a free port: the process and the two URLs it prints (the
+    study's first screen, and its seeds grouped by grid point), once the server answers."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "ui", str(folder), "--port", str(port)],
@@ -92,27 +97,174 @@ def test_vaestudy_ui_lands_on_every_trial_with_its_kl_chart(browser, smoke_study
         text=True,
         start_new_session=True,
     )
+    first, second = proc.stdout.readline(), proc.stdout.readline()
+    urls = [w for w in (first + second).split() if w.startswith("http://")]
+    assert len(urls) == 2 and urls[0].startswith(f"http://127.0.0.1:{port}/#/experiments/"), (
+        first + second
+    )
+    _wait_up(f"http://127.0.0.1:{port}", proc)
+    return proc, urls
+
+
+def _stop(proc):
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def _inside(box, viewport=VIEWPORT) -> bool:
+    return (
+        box is not None
+        and box["x"] >= 0
+        and box["y"] >= 0
+        and box["x"] + box["width"] <= viewport["width"]
+        and box["y"] + box["height"] <= viewport["height"]
+    )
+
+
+def test_the_first_screen_of_vaestudy_ui_is_the_studys_curves_and_its_trials(browser, smoke_study):
+    """The URL `vaestudy ui` prints shows, with no input, in a 1400x900 window: the KL,
+    reconstruction and total bits/char charts, and every trial by name; timings come after."""
+    folder, names = smoke_study
+    proc, (url, _) = _vaestudy_ui(folder)
     try:
-        line = proc.stdout.readline()
-        url = next(w for w in line.split() if w.startswith("http://"))
-        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/"), line
-        _wait_up(f"http://127.0.0.1:{port}", proc)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page = browser.new_page(viewport=VIEWPORT)
         page.goto(url)
         for name in names:  # every trial, by its swept values, without expanding anything
             page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
         assert page.get_by_text(f"{len(names)} matching runs").count() == 1
-        page.get_by_placeholder("Search metric charts").fill("valid/kl_bpc")
-        chart = page.get_by_text("valid/kl_bpc", exact=True)
-        chart.first.wait_for(timeout=30_000)
-        for name in names:  # the chart's legend names the trials it draws
-            page.get_by_text(f"{name} (valid/kl_bpc)").first.wait_for(timeout=30_000)
+        titles = {}
+        for key in FIRST_CHARTS:
+            title = page.get_by_text(key, exact=True).first
+            title.wait_for(timeout=30_000)
+            titles[key] = title.bounding_box()
+        page.wait_for_timeout(1000)  # let the layout settle before measuring
+        titles = {k: page.get_by_text(k, exact=True).first.bounding_box() for k in FIRST_CHARTS}
+        trials = {n: page.get_by_text(n, exact=True).first.bounding_box() for n in names}
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "mlflow-ui.png"))
+        page.screenshot(path=str(ARTIFACTS / "mlflow-first-screen.png"))
+        assert all(_inside(b) for b in titles.values()), titles
+        assert all(_inside(b) for b in trials.values()), trials
+        # KL, reconstruction, total: one row, in that order
+        xs = [titles[k]["x"] for k in FIRST_CHARTS]
+        assert xs == sorted(xs) and len({round(titles[k]["y"]) for k in FIRST_CHARTS}) == 1
+        # the timing section comes after the curves (closed: its header only)
+        timing = page.get_by_text("time", exact=True).first
+        assert (
+            timing.bounding_box() is None
+            or timing.bounding_box()["y"] > titles[FIRST_CHARTS[0]]["y"]
+        )
+        # the model-training navigation, not the GenAI one
+        assert page.get_by_text("Evaluation runs", exact=True).count() == 0
         page.close()
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def seeded_store(tmp_path_factory):
+    """A study-shaped MLflow store (no training): 2 grid points x 2 seeds, logged through the
+    driver's own StudyTracker, with known curves so the groups' bands have width."""
+    from studies.spec import grid_point, trial_key, trial_name
+    from studies.store import StudyRecord, StudyStore
+    from studies.tracking import GRID_POINT_PARAM, StudyTracker
+
+    folder = tmp_path_factory.mktemp("seeded") / "alpha"
+    folder.mkdir()
+    uri = f"sqlite:///{folder}/mlflow.db"
+    tracker = StudyTracker(uri, "alpha-sweep", (folder / "mlartifacts").as_uri(), flush_every=0)
+    parent = tracker.start_parent(None, "alpha-sweep [smoke]", {}, {})
+    points = {}
+    for alpha in (0.2, 0.8):
+        for seed in (0, 1):
+            params = {"alpha": alpha, "seed": seed}
+            points.setdefault(grid_point(params), []).append(trial_name(params))
+            run = tracker.child_run(
+                parent,
+                trial_key(params),
+                trial_name(params),
+                {GRID_POINT_PARAM: grid_point(params), "sweep.alpha": alpha, "sweep.seed": seed},
+                {},
+            )
+            for step in (10, 20, 30, 40):
+                kl = alpha * step / 40 + 0.1 * seed
+                tracker.log_metrics(
+                    run,
+                    step,
+                    {
+                        "valid/kl_bpc": kl,
+                        "valid/rec_bpc": 4 - kl,
+                        "valid/total_bpc": 4 + 0.1 * seed,
+                    },
+                )
+            tracker.finish(run)
+    tracker.finish(parent)
+    StudyStore(folder).save_study(
+        StudyRecord(
+            {"study": "alpha-sweep", "preset": "smoke", "seed": 0, "trials": 4, "overrides": {}},
+            "alpha-sweep",
+            parent,
+            uri,
+            f"sqlite:///{folder}/optuna.db",
+        )
+    )
+    return folder, points
+
+
+def test_the_seeds_view_has_one_entry_per_grid_point_charted_as_a_mean_with_a_band(
+    browser, seeded_store
+):
+    folder, points = seeded_store
+    proc, (_, url) = _vaestudy_ui(folder)
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(url)
+        for point in points:  # one group row per grid point, named by its values
+            page.get_by_text(f"Group: {point}").first.wait_for(timeout=60_000)
+            assert page.get_by_text(f"Group: {point}").count() == 1
+        page.get_by_text(FIRST_CHARTS[0], exact=True).first.wait_for(timeout=30_000)
+        page.wait_for_timeout(2000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-seeds-grouped.png"))
+        # each group's line has its min-max band: a filled area per group in each chart
+        fills = page.locator("path.js-fill")
+        assert fills.count() >= len(points), fills.count()
+        # and the chart's legend names the groups, not the seeds' runs
+        for point in points:
+            assert page.get_by_text(f"{point} (valid/kl_bpc)").count() >= 1
+        page.close()
+    finally:
+        _stop(proc)
+
+
+def test_the_parent_run_shows_the_summary_as_a_table(browser, smoke_study, tmp_path):
+    """The report logs the summary as an MLflow table; the parent run's artifact view draws
+    it as a table with a row per trial (the report goes to tmp_path: the shared study's
+    folder stays as test_report expects it, while MLflow gets the same artifacts)."""
+    from studies.results.report import write_report
+
+    folder, names = smoke_study
+    write_report(str(folder), out=str(tmp_path / "report"))
+    state = json.loads((folder / "study.json").read_text())
+    proc, (url, _) = _vaestudy_ui(folder)
+    try:
+        base, _, rest = url.partition("/#/experiments/")
+        exp = rest.split("/")[0]
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(
+            f"{base}/#/experiments/{exp}/runs/{state['parent_run_id']}/artifacts/summary.json"
+            "?workflowType=machine_learning"
+        )
+        table = page.get_by_role("table").first
+        table.wait_for(timeout=60_000)
+        page.get_by_role("columnheader").first.wait_for(timeout=30_000)
+        headers = {t.strip() for t in page.get_by_role("columnheader").all_inner_texts()}
+        assert {"trial_key", "status", "total_bpc", "kl_bpc"} <= headers, headers
+        assert page.get_by_role("row").count() == 1 + len(names)  # the header and one per trial
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "mlflow-summary-table.png"))
+        page.close()
+    finally:
+        _stop(proc)
 
 
 def _serve(args: list[str], port: int):

@@ -169,7 +169,8 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path):
         start_new_session=True,
     )
     try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        first = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in first and first.startswith("MLflow UI for "), first
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -192,6 +193,10 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path):
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+    # The terminal holds vaestudy's line only; the server's own (uvicorn's INFO lines, any
+    # deprecation warning) are in the study's log.
+    assert proc.stdout.read().strip() == ""
+    assert "Uvicorn running on" in (folder / "vaestudy.log").read_text()
 
 
 @pytest.mark.slow
@@ -283,8 +288,18 @@ def test_ui_of_a_study_tracked_by_a_server_prints_its_experiment_url(tmp_path):
             )
         )
         res = CliRunner().invoke(cli, ["ui", str(tmp_path / "study")])
+        tags = MlflowClient(url).get_experiment(exp).tags  # the views, stored on the server
     assert res.exit_code == 0, res.output
-    assert f"{url}/#/experiments/{exp}/runs?compareRunsMode=CHART" in res.output, res.output
+    first, second = res.output.strip().splitlines()
+    assert first.endswith(
+        f"{url}/#/experiments/{exp}/runs?viewStateShareKey=vaestudy-curves"
+        "&compareRunsMode=CHART&workflowType=machine_learning"
+    ), res.output
+    assert "viewStateShareKey=vaestudy-seeds" in second, res.output
+    assert {
+        "mlflow.sharedViewState.vaestudy-curves",
+        "mlflow.sharedViewState.vaestudy-seeds",
+    } <= set(tags)
 
 
 def test_ui_of_a_folder_that_is_no_study_says_what_to_give(tmp_path):

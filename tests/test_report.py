@@ -573,3 +573,51 @@ def test_every_trial_records_its_lstm_cell_and_how_z_reaches_the_decoder():
         "lstm",
         "lstm-paper",
     ]
+
+
+def test_each_trial_run_records_its_data_its_grid_point_and_its_process(study_dir, mlflow_runs):
+    """The corpus as two MLflow dataset inputs (training, validation) named by the corpus with
+    the sha256 of each split's ids; the swept values without the seed as `grid_point`; and the
+    worker's CPU share and resident memory under `system/` at every report."""
+    import hashlib
+
+    from textvae_core.data import load_corpus
+
+    client, _, runs = mlflow_runs
+    for run in runs.values():
+        corpus = load_corpus(run.data.params["corpus"])
+        inputs = {
+            {t.key: t.value for t in d.tags}["mlflow.data.context"]: d.dataset
+            for d in run.inputs.dataset_inputs
+        }
+        assert set(inputs) == {"training", "validation"}
+        for context, ids in (("training", corpus.train), ("validation", corpus.valid)):
+            assert inputs[context].name == run.data.params["corpus"]
+            assert inputs[context].digest == hashlib.sha256(ids.tobytes()).hexdigest()[:32]
+            assert json.loads(inputs[context].profile)["characters"] == ids.size
+        point = f"alpha={run.data.params['sweep.alpha']},anneal={run.data.params['sweep.anneal']}"
+        assert run.data.params["grid_point"] == point
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/total_bpc")]
+        cpu = client.get_metric_history(run.info.run_id, "system/process_cpu_percent")
+        rss = client.get_metric_history(run.info.run_id, "system/process_rss_megabytes")
+        assert sorted(m.step for m in cpu) == sorted(m.step for m in rss) == sorted(steps)
+        # a training process is busy (one thread per trial: at most one core, with slack for
+        # the clock) and holds torch in memory
+        assert all(5 < m.value < 200 for m in cpu), [m.value for m in cpu]
+        assert all(100 < m.value < 8000 for m in rss), [m.value for m in rss]
+    assert len({r.data.params["grid_point"] for r in runs.values()}) == 4
+
+
+def test_the_parent_run_holds_the_summary_as_an_mlflow_table(study_dir, reported, mlflow_runs):
+    client, parent, _ = mlflow_runs
+    path = client.download_artifacts(parent, "summary.json", str(study_dir / "dl"))
+    table = json.loads(Path(path).read_text())  # MLflow's table: {"columns": [...], "data": [...]}
+    rows = [dict(zip(table["columns"], row)) for row in table["data"]]
+    summary = pq.read_table(study_dir / "summary.parquet").to_pylist()
+    assert sorted(r["trial_key"] for r in rows) == sorted(r["trial_key"] for r in summary)
+    by_key = {r["trial_key"]: r for r in rows}
+    for r in summary:
+        assert by_key[r["trial_key"]]["total_bpc"] == pytest.approx(r["total_bpc"])
+        assert by_key[r["trial_key"]]["status"] == r["status"]
+    tags = client.get_run(parent).data.tags
+    assert "summary.json" in tags.get("mlflow.loggedArtifacts", "")  # the UI's cue: a table

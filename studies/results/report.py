@@ -87,7 +87,8 @@ def write_report(
                 "vaestudy.claims": ", ".join(f"{n} {v}" for v, n in tally.items() if n) or "none",
                 **{f"vaestudy.claim.{c['id']}": c["verdict"] for c in verdicts},
             }
-            tracking.log_report(results.tracking_uri, results.parent_run_id, work, tags)
+            rows = [{k: v for k, v in r.items() if k != "history"} for r in results.summary]
+            tracking.log_report(results.tracking_uri, results.parent_run_id, work, tags, rows)
         if experiment is None:
             StudyStore(folder).sync_up(("mlflow.db",))
         return written

@@ -14,7 +14,9 @@ from typing import Callable
 from textvae_core import __version__
 from textvae_core.diagnostics import chance_levels, probe_set
 
-from ..spec import Study, trial_key, trial_name
+from ..spec import Study, grid_point, trial_key, trial_name
+from ..tracking import GRID_POINT_PARAM
+from .datasets import corpus_datasets
 from ..store import Status, StudyStore, TrialRecord
 from .trial import TrialContext, TrialReport
 
@@ -80,9 +82,16 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                 parent,
                 key,
                 trial_name(params),
-                {**config.to_dict(), **{f"sweep.{k}": v for k, v in params.items()}, **chance},
+                {
+                    **config.to_dict(),
+                    **{f"sweep.{k}": v for k, v in params.items()},
+                    GRID_POINT_PARAM: grid_point(params),
+                    **chance,
+                },
                 tags,
             )
+            if config.corpus in corpora:
+                tracker.log_datasets(runs[key], list(corpus_datasets(corpora[config.corpus])))
             known = store.trial(key) or TrialRecord(params, config.to_dict())
             store.save_trial(
                 key,
@@ -106,7 +115,7 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         key, run_id = run_of(params)
         if rep.step >= 0:  # a trial's last report carries where its time went
             spent = {f"time/{k}_s": v for k, v in (rep.seconds or {}).items()} if rep.final else {}
-            tracker.log_metrics(run_id, rep.step, {**rep.metrics, **spent})
+            tracker.log_metrics(run_id, rep.step, {**rep.metrics, **spent, **(rep.system or {})})
         if rep.final:
             if rep.samples:
                 tracker.log_text(run_id, rep.samples, "samples.txt")

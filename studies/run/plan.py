@@ -52,11 +52,15 @@ class RunOptions:
         """These options with the environment read, once, for what was not given:
         VAESTUDY_STORAGE, MLFLOW_TRACKING_URI, and VAESTUDY_ADDRESS, else RAY_ADDRESS (set for
         a driver that `ray job submit` started, which then joins that cluster)."""
+        from ..tracking.uris import adopt_uri_credentials
+
         env = os.environ
+        uri = self.tracking_uri or env.get("MLFLOW_TRACKING_URI") or None
         return dataclasses.replace(
             self,
             storage=self.storage or env.get("VAESTUDY_STORAGE") or None,
-            tracking_uri=self.tracking_uri or env.get("MLFLOW_TRACKING_URI") or None,
+            # a password in the URI moves to MLflow's variables: the URI is recorded
+            tracking_uri=adopt_uri_credentials(uri),
             address=self.address or env.get("VAESTUDY_ADDRESS") or env.get("RAY_ADDRESS") or None,
         )
 

@@ -27,6 +27,7 @@ from . import logs
 from ..store import Status
 from .events import TrialEvents
 from .progress import ProgressLine, TrialState, trial_steps
+from .system import SYSTEM_PREFIX
 from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
@@ -54,6 +55,7 @@ def to_result(report: TrialReport) -> dict:
     if report.replayed is not None:
         extra[_FIELDS["replayed"]] = report.replayed.value
     extra.update({SECONDS + k: v for k, v in (report.seconds or {}).items()})
+    extra.update(report.system or {})  # already "system/..." keys
     return {**report.metrics, STEP: report.step, **extra}
 
 
@@ -64,7 +66,14 @@ def from_result(result: dict) -> TrialReport:
     if "replayed" in values:
         values["replayed"] = Status(values["replayed"])
     seconds = {k[len(SECONDS) :]: v for k, v in result.items() if k.startswith(SECONDS)}
-    return TrialReport(int(result.get(STEP, -1)), metrics, **values, seconds=seconds or None)
+    system = {k: v for k, v in result.items() if k.startswith(SYSTEM_PREFIX)}
+    return TrialReport(
+        int(result.get(STEP, -1)),
+        metrics,
+        **values,
+        seconds=seconds or None,
+        system=system or None,
+    )
 
 
 LOCAL_ENV = {

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -103,6 +104,9 @@ def run_study(
         plan.opts.address
     ):  # join a named cluster before anything is written: a failure leaves nothing behind
         ray_adapter.connect(plan.opts.address, dashboard=plan.opts.dashboard)
+    # A first launch the tracking server turns away (credentials) leaves no folder behind.
+    fresh = not plan.store.remote and not plan.store.local_dir.exists()
+    opened = False
     lock = DriverLock(plan.store.local_dir / "driver.lock")
     lock.acquire()
     logs.to_file(plan.store.local_dir / logs.LOG_FILE)
@@ -112,6 +116,7 @@ def run_study(
     try:
         plan.store.sync_down()
         tracker, parent = open_tracking(plan)
+        opened = True
         ostudy, ostorage, attempt = open_optuna(plan, parent)
         done, todo = reconcile(plan, tracker, ostudy)
         echo(
@@ -146,8 +151,12 @@ def run_study(
         raise
     finally:
         streams.close()
-        plan.store.sync_up()
-        lock.release()
+        if fresh and not opened:
+            lock.release()
+            shutil.rmtree(plan.store.local_dir, ignore_errors=True)
+        else:
+            plan.store.sync_up()
+            lock.release()
 
 
 def _mark_interrupted(store: StudyStore) -> None:

@@ -26,6 +26,7 @@ from textvae_core.sampling import interpolate, reconstruct, sample_prior
 
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
+from .system import SystemSampler
 
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class TrialReport:
     # clocks; "final": the last report's share of eval), "checkpoint" (saving, uploading,
     # the history table) and "report" (samples and the hand-off to the driver).
     seconds: Mapping[str, float] | None = None
+    # the worker process's `system/` measures since its previous report (studies.run.system)
+    system: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def run_trial(
 
         rule = ctx.collapse
         collapsed = {"why": None}
+        system = SystemSampler()
 
         def on_report(rep, trainer: Trainer) -> bool:
             if not rep.final and rule is not None and (why := rule.stop(trainer.history)):
@@ -205,6 +209,7 @@ def run_trial(
                         "checkpoint": spent["checkpoint"],
                         "report": spent["report"] + now - t1,
                     },
+                    system=system.sample(),
                 ),
                 ckpt_dir,
             )

@@ -22,6 +22,7 @@ Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the
 
 from .reading import LoggedStudy, LoggedTrial, check_parent_run, log_report, read_study
 from .uris import (
+    GRID_POINT_PARAM,
     PARENT_TAG,
     PRESET_TAG,
     STATUS_REASON_TAG,
@@ -56,4 +57,5 @@ __all__ = [
     "STATUS_TAG",
     "STUDY_TAG",
     "TRIAL_KEY_TAG",
+    "GRID_POINT_PARAM",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,9 +147,43 @@ def check_parent_run(uri: str, run_id: str) -> None:
         ) from None
 
 
-def log_report(uri: str, run_id: str, folder: Path, tags: Mapping[str, str]) -> None:
-    """The report's files as artifacts under `report/` of the parent run, and its verdict tags."""
+SUMMARY_TABLE = "summary.json"  # the summary as an MLflow table: the artifact view shows it
+LOGGED_ARTIFACTS_TAG = "mlflow.loggedArtifacts"  # MLflow's own: which artifacts are tables
+
+
+def log_report(
+    uri: str,
+    run_id: str,
+    folder: Path,
+    tags: Mapping[str, str],
+    summary: list[Mapping[str, Any]] | None = None,
+) -> None:
+    """The report's files as artifacts under `report/` of the parent run, the summary (one row
+    per trial) as an MLflow table, and the verdict tags."""
     client = MlflowClient(tracking_uri=uri)
     client.log_artifacts(run_id, str(folder), "report")
+    if summary:
+        # MLflow's table format (log_table's JSON), written whole: log_table itself appends
+        # to a table already there, which a second report would double.
+        columns = list(dict.fromkeys(k for row in summary for k in row))
+        table = {
+            "columns": columns,
+            "data": [[_table_cell(r.get(c)) for c in columns] for r in summary],
+        }
+        client.log_text(run_id, json.dumps(table), SUMMARY_TABLE)
+        logged = json.loads(client.get_run(run_id).data.tags.get(LOGGED_ARTIFACTS_TAG, "[]"))
+        entry = {"path": SUMMARY_TABLE, "type": "table"}  # the UI's cue to draw it as a table
+        if entry not in logged:
+            client.set_tag(run_id, LOGGED_ARTIFACTS_TAG, json.dumps([*logged, entry]))
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
+
+
+def _table_cell(value: Any) -> Any:
+    """A summary value as MLflow's table JSON holds it: numbers (NaN and inf as None, which
+    the table shows empty), strings, booleans; anything else as its text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return str(value)

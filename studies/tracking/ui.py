@@ -16,9 +16,8 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ..store import StudyStore
-from .uris import TRIAL_KEY_TAG, TrackingError
-
-ORDER_METRIC = "valid/total_bpc"  # every study logs it: the bound, lower is better
+from .uris import TrackingError
+from .views import CURVES, view_tags, view_url
 
 
 @dataclass(frozen=True)
@@ -64,33 +63,23 @@ def ui_target(path: str) -> UiTarget:
     return UiTarget(f"sqlite:///{dbs[0].resolve()}", None, dbs[0], others=len(dbs) - 1)
 
 
-def experiment_url(base: str, target: UiTarget) -> str:
-    """The UI's page for the study: its experiment's training runs, as charts.
-
-    The trials are child runs of the study's parent run, and MLflow's runs view nests children
-    under a collapsed parent when it sorts by start time, so its charts would draw only the
-    parent (which logs no metric). Sorted by a metric, it lists runs flat; the filter on the
-    trial-key tag keeps the parent out. So the page lists every trial by name, best bound
-    first, and charts each metric per step for all of them (clear the filter to see the parent).
-    """
+def experiment_url(base: str, target: UiTarget, view: str = CURVES) -> str:
+    """The UI's page for the study: its experiment's runs page with one of the study's shared
+    views (`views`): the KL, reconstruction and total bits/char charts of every trial first,
+    or (SEEDS) the trials grouped by grid point, each a mean with its min-max band. A study
+    tracked before the views existed gets them here. A bare store: the UI's landing page."""
     base = base.rstrip("/")
     exp = None
     if target.experiment is not None:
-        exp = MlflowClient(tracking_uri=target.tracking_uri).get_experiment_by_name(
-            target.experiment
-        )
+        client = MlflowClient(tracking_uri=target.tracking_uri)
+        exp = client.get_experiment_by_name(target.experiment)
+        if exp is not None:
+            for key, value in view_tags().items():
+                if key not in exp.tags:
+                    client.set_experiment_tag(exp.experiment_id, key, value)
     if exp is None:
         return f"{base}/"
-    query = urllib.parse.urlencode(
-        {
-            "compareRunsMode": "CHART",
-            "orderByKey": f"metrics.`{ORDER_METRIC}`",
-            "orderByAsc": "true",
-            "searchFilter": f"tags.`{TRIAL_KEY_TAG}` LIKE '%'",
-        },
-        quote_via=urllib.parse.quote,
-    )
-    return f"{base}/#/experiments/{exp.experiment_id}/runs?{query}"
+    return view_url(base, exp.experiment_id, view)
 
 
 def server_command(db: Path, host: str, port: int) -> tuple[list[str], dict[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import urllib.error
 import urllib.parse
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 TRIAL_KEY_TAG = "vaestudy.trial_key"
+GRID_POINT_PARAM = "grid_point"  # a trial's swept values without the seed: its seeds share it
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag: "training", "validation"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
 STATUS_REASON_TAG = "vaestudy.status_reason"
 STATUS_TAG, STUDY_TAG, PRESET_TAG = "vaestudy.status", "vaestudy.study", "vaestudy.preset"
@@ -61,6 +64,57 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         )
 
 
+USERNAME_ENV, PASSWORD_ENV, TOKEN_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+)
+CREDENTIALS_HINT = f"set {USERNAME_ENV} and {PASSWORD_ENV} (or {TOKEN_ENV})"
+
+
+def adopt_uri_credentials(uri: str | None) -> str | None:
+    """`uri` without the credentials a user may have written into it (http://user:pass@host),
+    which move to MLflow's own variables for this process, so that the URI can be recorded
+    (study.json, the log, MLflow) and printed with no password in it."""
+    if not uri:
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme.lower() not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    os.environ[USERNAME_ENV] = urllib.parse.unquote(user)
+    if password:
+        os.environ[PASSWORD_ENV] = urllib.parse.unquote(password)
+    return urllib.parse.urlunsplit(parts._replace(netloc=hostport))
+
+
+def _auth_headers() -> dict[str, str]:
+    """The Authorization header MLflow's client sends for these variables."""
+    env = os.environ
+    if env.get(USERNAME_ENV) and env.get(PASSWORD_ENV):
+        pair = f"{env[USERNAME_ENV]}:{env[PASSWORD_ENV]}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if env.get(TOKEN_ENV):
+        return {"Authorization": f"Bearer {env[TOKEN_ENV]}"}
+    return {}
+
+
+def auth_problem(uri: str, status: int) -> str:
+    """One line for an HTTP 401 or 403 from the tracking server, naming what to set."""
+    if status == 403:
+        return (
+            f"tracking server {uri} denied this user what a study needs (HTTP 403): ask its "
+            f"admin for EDIT permission, or {CREDENTIALS_HINT} for a user who has it"
+        )
+    if _auth_headers():
+        return (
+            f"tracking server {uri} refused the credentials given (HTTP 401): check "
+            f"{USERNAME_ENV} and {PASSWORD_ENV} (or {TOKEN_ENV})"
+        )
+    return f"tracking server {uri} needs credentials (HTTP 401): {CREDENTIALS_HINT}"
+
+
 def _check_server(uri: str, timeout: float) -> None:
     base = uri.rstrip("/")
     try:
@@ -73,19 +127,18 @@ def _check_server(uri: str, timeout: float) -> None:
             f"tracking URI {uri!r}: no server answered within {timeout:g} s "
             f"({_reason(exc)}); start one with `mlflow server` or use {ALLOWED_URIS}"
         ) from None
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/experiments/search?max_results=1", headers=_auth_headers()
+    )
     try:
-        with urllib.request.urlopen(
-            f"{base}/api/2.0/mlflow/experiments/search?max_results=1", timeout=timeout
-        ):
+        with urllib.request.urlopen(request, timeout=timeout):
             return
     except urllib.error.HTTPError as exc:
-        hint = (
-            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
-            if exc.code in (401, 403)
-            else f"expected an MLflow server: {ALLOWED_URIS}"
-        )
+        if exc.code in (401, 403):
+            raise TrackingError(auth_problem(uri, exc.code)) from None
         raise TrackingError(
-            f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; {hint}"
+            f"tracking URI {uri!r}: the server answered HTTP {exc.code} to the MLflow API; "
+            f"expected an MLflow server: {ALLOWED_URIS}"
         ) from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise TrackingError(

@@ -6,11 +6,12 @@ import math
 import time
 from typing import Any, Mapping
 
-from mlflow.entities import Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..store import Status
+from .views import view_tags
 from .uris import (
     EXPERIMENT_TAGS,
     MAX_METRICS_PER_BATCH,
@@ -19,8 +20,10 @@ from .uris import (
     STATUS_REASON_TAG,
     STATUS_TAG,
     TERMINAL_STATUSES,
+    DATASET_CONTEXT_TAG,
     TRIAL_KEY_TAG,
     TrackingError,
+    auth_problem,
     without_secrets,
 )
 
@@ -65,6 +68,13 @@ class _Guarded:
             try:
                 return fn(*args, **kwargs)
             except MlflowException as exc:
+                status = {"UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403}.get(exc.error_code)
+                if status is not None:  # credentials missing, wrong, expired or short of rights
+                    self.unreachable = (
+                        f"{auth_problem(self._uri, status)}; the reports not yet sent are kept "
+                        "in the trial store: `vaestudy resume` the study once that is fixed"
+                    )
+                    raise TrackingError(self.unreachable) from None
                 if not any(s in str(exc) for s in _UNREACHABLE):
                     raise
                 self.unreachable = (
@@ -125,10 +135,8 @@ class StudyTracker:
                 f"(`mlflow experiments restore --experiment-id {exp.experiment_id}`) "
                 "or use another study name"
             )
-        for (
-            key,
-            value,
-        ) in EXPERIMENT_TAGS.items():  # an experiment made before vaestudy tagged its kind
+        # An experiment made before vaestudy tagged its kind or stored its views gets them.
+        for key, value in {**EXPERIMENT_TAGS, **view_tags()}.items():
             if exp.tags.get(key) is None:
                 self.client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
@@ -267,6 +275,23 @@ class StudyTracker:
 
     def log_dict(self, run_id: str, d: Mapping[str, Any], artifact_file: str) -> None:
         self.client.log_dict(run_id, dict(d), artifact_file)
+
+    def log_datasets(self, run_id: str, datasets: list[Mapping[str, str]]) -> None:
+        """The data a run trained and validated on, as MLflow dataset inputs: each a mapping
+        with name, digest (at most 36 characters), source_type, source (JSON), profile (JSON)
+        and context ("training", "validation"). Logging one again is a no-op in MLflow."""
+        self.client.log_inputs(
+            run_id,
+            datasets=[
+                DatasetInput(
+                    Dataset(
+                        d["name"], d["digest"], d["source_type"], d["source"], None, d["profile"]
+                    ),
+                    tags=[InputTag(DATASET_CONTEXT_TAG, d["context"])],
+                )
+                for d in datasets
+            ],
+        )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, v) for k, v in _str_values(without_secrets(tags)).items()]
