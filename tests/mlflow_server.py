@@ -21,6 +21,15 @@ from pathlib import Path
 from typing import Iterator
 
 START_TIMEOUT_S = 60.0
+# `--app-name basic-auth`: the server creates its admin user with this password
+ADMIN_USER, ADMIN_PASSWORD = "admin", "s3cret-Pw-4417"
+BASIC_AUTH = {
+    "app_name": "basic-auth",
+    "env": {
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-session-key-for-tests",
+    },
+}
 
 
 def free_port() -> int:
@@ -96,10 +105,12 @@ class MlflowServer:
 
 
 @contextlib.contextmanager
-def running_mlflow_server(tmp_path: Path, backend_store_uri: str | None = None) -> Iterator[str]:
+def running_mlflow_server(
+    tmp_path: Path, backend_store_uri: str | None = None, **kw
+) -> Iterator[str]:
     """Start a server storing into `tmp_path` (or `backend_store_uri`, e.g. PostgreSQL), yield
-    its URL, and stop its whole process group."""
-    server = MlflowServer(tmp_path, backend_store_uri)
+    its URL, and stop its whole process group. `**kw`: MlflowServer's (e.g. **BASIC_AUTH)."""
+    server = MlflowServer(tmp_path, backend_store_uri, **kw)
     server.start()
     try:
         yield server.url

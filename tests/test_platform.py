@@ -9,6 +9,7 @@ sockets while it runs), and one two-node cluster.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -31,7 +32,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from conftest import LEAKY, QUIET, subprocess_env
-from mlflow_server import free_port, running_mlflow_server
+from mlflow_server import ADMIN_PASSWORD, ADMIN_USER, BASIC_AUTH, free_port, running_mlflow_server
 from studies.spec import trial_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,7 +288,9 @@ def server_run(tmp_path_factory):
     """A short alpha-sweep run as a subprocess, tracked by a real `mlflow server`. While it runs,
     every 0.5 s, the listening TCP sockets of its process tree are recorded."""
     tmp = tmp_path_factory.mktemp("server")
-    with running_mlflow_server(tmp) as url:
+    with running_mlflow_server(tmp, **BASIC_AUTH) as url:
+        # the server asks for credentials; the user writes them into the URI
+        host = urllib.parse.urlsplit(url).netloc
         driver = subprocess.Popen(
             [
                 *VAESTUDY,
@@ -302,11 +305,11 @@ def server_run(tmp_path_factory):
                 "--set",
                 "eval_every=10",
                 "--tracking-uri",
-                url,
+                f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{host}",
                 "--json",
             ],
             cwd=ROOT,
-            env=ENV,
+            env={k: v for k, v in ENV.items() if not k.startswith("MLFLOW_TRACKING_")},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -339,10 +342,11 @@ def server_run(tmp_path_factory):
 def rest(url: str, path: str, body: dict | None = None, **query) -> dict:
     full = f"{url}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
     data = json.dumps(body).encode() if body is not None else None
+    login = base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
     req = urllib.request.Request(
         full,
         data=data,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {login}"},
         method="POST" if data else "GET",
     )
     with urllib.request.urlopen(req, timeout=30) as r:
@@ -376,6 +380,28 @@ def test_study_tracked_by_an_mlflow_server_reads_back_over_rest(server_run):
             assert sorted(m["step"] for m in history) == [10, 20], (run_id, metric, history)
         files = {f["path"] for f in rest(url, "artifacts/list", run_id=run_id).get("files", [])}
         assert {"samples.txt", "config.json"} <= files, (run_id, files)
+
+
+@pytest.mark.slow
+def test_credentials_written_into_the_uri_are_written_nowhere_else(server_run):
+    """The study ran against a server that asks for credentials, given inside the URI: the
+    password is in no file of the study folder, not on the terminal, and in no run's params
+    or tags; the URI is recorded without it."""
+    folder = Path(server_run["summary"]["folder"])
+    assert json.loads((folder / "study.json").read_text())["tracking_uri"] == server_run["url"]
+    secret = ADMIN_PASSWORD.encode()
+    assert [p for p in folder.rglob("*") if p.is_file() and secret in p.read_bytes()] == []
+    assert ADMIN_PASSWORD not in server_run["stdout"] + server_run["stderr"]
+    exp = rest(server_run["url"], "experiments/get-by-name", experiment_name="alpha-sweep")
+    runs = rest(
+        server_run["url"],
+        "runs/search",
+        {"experiment_ids": [exp["experiment"]["experiment_id"]], "max_results": 1000},
+    )["runs"]
+    assert len(runs) == 5  # the parent and the 4 trials
+    for run in runs:
+        values = [x["value"] for x in run["data"].get("params", []) + run["data"].get("tags", [])]
+        assert not any(ADMIN_PASSWORD in v for v in values), run["info"]["run_id"]
 
 
 # MLflow's client would write "View run ... at: URL" to stdout each time a run ends on an HTTP
