@@ -3,6 +3,8 @@ ray import in the Ray adapter, the wings pointing one way, and no source file ov
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,19 @@ def test_mlflow_is_imported_only_by_the_tracking_package():
     assert owners("mlflow") and all(p.startswith("studies/tracking/") for p in owners("mlflow")), (
         owners("mlflow")
     )
+
+
+def test_a_trials_worker_never_imports_mlflow():
+    """A Ray worker imports the Ray adapter (the trainable lives there) and the trial code:
+    neither may pull in MLflow (seconds of import and ~100 MB per worker for nothing)."""
+    code = (
+        "import sys, studies.run.ray_adapter, studies.run.trial; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow')[:3])"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr[-2000:]
 
 
 def test_ray_is_imported_only_by_the_ray_adapter():

@@ -20,15 +20,17 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..errors import StudyError
 from . import logs
 from ..store import Status
-from .events import TrialEvents
 from .progress import ProgressLine, TrialState, trial_steps
 from .system import SYSTEM_PREFIX
 from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
+
+if TYPE_CHECKING:  # the driver's side only: a trial's worker imports this module, never MLflow
+    from .events import TrialEvents
 
 # Tune wants a flat result dict: a TrialReport's metrics go in as they are (ASHA and the
 # progress line read the metric by name), the rest under these.
