@@ -307,6 +307,8 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
             "kl-frontier",
             "--preset",
             "smoke",
+            "--num-samples",
+            "2",  # one round of trials at 2 at a time: enough for a front to show
             "--storage",
             str(folder),
             "--json",
