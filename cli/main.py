@@ -136,8 +136,28 @@ def train(
     click.echo(f"checkpoint: {ckpt}\nmetrics: {out_dir / 'metrics.parquet'}")
 
 
+def _checkpoint_file(ref: str, tracking_uri: str | None, tmp: str) -> Path:
+    """The checkpoint file `sample` reads: `ref` itself, or a logged model's, downloaded."""
+    if not ref.startswith(("runs:/", "models:/")):  # a file: MLflow is not imported
+        if not Path(ref).is_file():
+            raise UserError(
+                f"checkpoint {ref}: no such file (a logged model is runs:/RUN_ID/model "
+                "or models:/NAME/VERSION)"
+            )
+        return Path(ref)
+    if not tracking_uri:
+        raise UserError(f"{ref}: give its MLflow store with --tracking-uri or $MLFLOW_TRACKING_URI")
+    from studies.tracking.models import download_checkpoint
+    from studies.tracking.uris import adopt_uri_credentials, check_existing_store, quiet_stdout
+
+    quiet_stdout()
+    tracking_uri = adopt_uri_credentials(tracking_uri)
+    check_existing_store(tracking_uri)
+    return download_checkpoint(ref, tracking_uri, tmp)
+
+
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("checkpoint")
 @click.option("-n", "--num", default=5, show_default=True, help="Samples from the prior.")
 @click.option("--temperature", default=0.0, show_default=True, help="0 decodes greedily.")
 @click.option(
@@ -146,25 +166,40 @@ def train(
 @click.option("--interpolate", nargs=2, default=None, help="Two texts to interpolate between.")
 @click.option("--steps", default=5, show_default=True, help="Points on the interpolation line.")
 @click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--tracking-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    default=None,
+    help="MLflow tracking URI a runs:/ or models:/ CHECKPOINT is read from "
+    "[default: $MLFLOW_TRACKING_URI].",
+)
 def sample(
-    checkpoint: Path,
+    checkpoint: str,
     num: int,
     temperature: float,
     texts: tuple[str, ...],
     interpolate: tuple[str, str] | None,
     steps: int,
     seed: int,
+    tracking_uri: str | None,
 ) -> None:
     """Decode from a trained checkpoint: prior samples, reconstructions, interpolations.
+
+    CHECKPOINT is a checkpoint file, or a trial's model logged to MLflow by a study:
+    runs:/RUN_ID/model or models:/NAME/VERSION (read from --tracking-uri).
 
     \b
     Example:
       vaestudy sample vaestudy-runs/train/hybrid-lstm/checkpoint.pt -n 3 --reconstruct "the company said"
+      vaestudy sample models:/alpha-best/1 --tracking-uri sqlite:///vaestudy-runs/alpha-sweep/mlflow.db
     """
+    import tempfile
+
     from textvae_core import load_checkpoint
     from textvae_core import sampling
 
-    model, config, vocab = load_checkpoint(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="vaestudy-sample-") as tmp:
+        model, config, vocab = load_checkpoint(_checkpoint_file(checkpoint, tracking_uri, tmp))
     show = lambda s: s.replace("\n", "\\n")  # noqa: E731
     click.echo(f"# {num} samples from the prior (L={config.length}, temperature {temperature})")
     for s in sampling.sample_prior(model, vocab, num, temperature, seed):

@@ -111,6 +111,13 @@ def _run_options(f):
 
 _finish_options = [
     click.option(
+        "--register",
+        default=None,
+        metavar="NAME",
+        help="At the end, register the best trial's logged model (by the study's metric; every "
+        "Pareto-optimal trial's for a multi-objective study) as a version of MLflow model NAME.",
+    ),
+    click.option(
         "--report/--no-report",
         "write_report",
         default=True,
@@ -194,8 +201,11 @@ def run(
     """Run a study (a built-in name or a study .py file) on Ray, tracked in MLflow.
 
     Running it again into the same folder resumes it: finished trials are kept and
-    interrupted ones continue from their checkpoints. At the end the report is written
-    (--no-report skips it) and a summary printed (--json: one JSON object instead).
+    interrupted ones continue from their checkpoints. Each trial that completes (or stops
+    as collapsed) has its model logged to its MLflow run as `model/` (an MLflow pyfunc
+    model; `vaestudy sample runs:/RUN_ID/model` decodes from it). At the end the report
+    is written (--no-report skips it), --register NAME registers the best trial's model
+    in MLflow's model registry, and a summary is printed (--json: one JSON object).
 
     A study file given by path is Python code that runs with your rights: run only
     files you trust.
@@ -204,6 +214,7 @@ def run(
     Example:
       vaestudy run alpha-sweep --preset smoke
       vaestudy run fragment-length --preset cpu --cpus-per-trial 2
+      vaestudy run alpha-sweep --preset smoke --register alpha-best
       vaestudy run alpha-sweep --preset paper --address auto --gpus-per-trial 0.25 \\
           --storage s3://bucket/studies/alpha --tracking-uri http://mlflow:5000
     """
@@ -230,7 +241,9 @@ def run(
     help="Ray cluster to resume on [default: the saved one, else $VAESTUDY_ADDRESS].",
 )
 @_finish_flags
-def resume(path: str, address: str | None, write_report: bool, as_json: bool) -> None:
+def resume(
+    path: str, address: str | None, register: str | None, write_report: bool, as_json: bool
+) -> None:
     """Finish an interrupted study from its folder (a path or s3://... URI).
 
     \b
@@ -244,7 +257,10 @@ def resume(path: str, address: str | None, write_report: bool, as_json: bool) ->
 
     ref, opts = resume_options(path)
     opts = dataclasses.replace(
-        opts, report=write_report, **({"address": address} if address else {})
+        opts,
+        report=write_report,
+        **({"address": address} if address else {}),
+        **({"register": register} if register else {}),
     )
     outcome = run_study(ref, opts, echo=echo_err)
     _conclude(Path(ref).stem if ref.endswith(".py") else ref, outcome, as_json)

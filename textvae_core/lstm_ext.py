@@ -69,6 +69,8 @@ class BuildError(RuntimeError):
 def _build():
     from torch.utils import cpp_extension
 
+    if not SOURCE.is_file():  # a copy of the package without it: a study's logged model
+        raise BuildError(f"no {SOURCE.name} beside {Path(__file__).name}")
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         raise BuildError(f"no C++ compiler: {compiler!r} not found")

@@ -19,6 +19,7 @@ from ..tracking import GRID_POINT_PARAM
 from .datasets import corpus_datasets
 from ..store import Status, StudyStore, TrialRecord
 from .trial import TrialContext, TrialReport
+from .trial_models import WITH_MODEL, log_trial_model
 
 
 @dataclass
@@ -132,6 +133,8 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
 
     def on_end(params: dict, status: Status, reason: str | None) -> None:
         key, run_id = run_of(params)
+        if status in WITH_MODEL:  # from its checkpoint, while the run is still open
+            log_trial_model(store, tracker, key, run_id)
         tracker.close_trial(run_id, status, reason)
         update(key, status=status, reason=reason, ended=time.time())
         store.sync_up()

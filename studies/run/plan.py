@@ -47,6 +47,7 @@ class RunOptions:
     dashboard: bool = True
     # write the report (claims, figure, tables) at the end, still holding the folder
     report: bool = False
+    register: str | None = None  # at the end, register the best trial's model under this name
 
     def resolved(self) -> "RunOptions":
         """These options with the environment read, once, for what was not given:
@@ -106,6 +107,7 @@ class StudyPlan:
 def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
     """Every check that needs no side effect (`opts` resolved: see RunOptions.resolved)."""
     from ..tracking import check_tracking_uri, default_tracking_uri
+    from ..tracking.models import check_model_name
 
     study = load_study(study_ref)
     validate_study(study)
@@ -129,6 +131,8 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
         raise StudyError(
             f"--asha needs one metric; study {study.name} optimises {', '.join(study.metrics)}"
         )
+    if opts.register is not None:
+        check_model_name(opts.register)
     points, target = plan_trials(study, opts)
     storage = opts.storage or str(DEFAULT_ROOT / study.name)
     ctx = TrialContext(

@@ -30,6 +30,7 @@ from ..spec import trial_key
 from ..store import Status, StudyRecord, StudyStatus, StudyStore
 from .events import git_commit, settle_finished_runs, trial_events
 from .plan import RunOptions, StudyPlan, prepare
+from .trial_models import conclude_models
 
 
 @dataclass
@@ -126,6 +127,7 @@ def run_study(
         )
         if todo.num_samples:
             run_on_ray(plan, tracker, parent, ostorage, attempt, todo.num_samples, len(done), echo)
+        conclude_models(plan.study, plan.store, tracker, parent, plan.opts.register, echo)
         outcome = finish(plan, tracker, parent, ostudy, time.monotonic() - start, echo)
         if plan.opts.report:
             from ..results.report import write_report

@@ -35,8 +35,11 @@ class TrackingError(RuntimeError):
 
 def quiet_stdout() -> None:
     """MLflow prints "View run ... at URL" to stdout when a run ends against a server; stdout of
-    `vaestudy run` is its own. The driver calls this before it opens tracking."""
+    `vaestudy run` is its own. The driver calls this before it opens tracking (and `vaestudy
+    sample` before it downloads a logged model)."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    # and its artifact progress bars (a trial's model is saved and uploaded) stay off stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def default_tracking_uri(study_dir: Path) -> str:

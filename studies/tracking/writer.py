@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..store import Status
+from . import models
 from .views import view_tags
 from .uris import (
     EXPERIMENT_TAGS,
@@ -297,6 +298,20 @@ class StudyTracker:
         items = [RunTag(k, v) for k, v in _str_values(without_secrets(tags)).items()]
         for chunk in _chunks(items, MAX_PARAMS_OR_TAGS_PER_BATCH):
             self.client.log_batch(run_id, tags=chunk)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.client.delete_tag(run_id, key)
+
+    # --- models (see models.py) --------------------------------------------------------------
+
+    def log_model(self, run_id: str, checkpoint, metadata: Mapping[str, Any] | None = None) -> int:
+        """The trained model of a training checkpoint as an MLflow pyfunc model under `model/`
+        of run `run_id`, its size tagged (`models.MODEL_BYTES_TAG`): its size in bytes."""
+        return models.log_model(self.client, run_id, checkpoint, dict(metadata or {}))
+
+    def register_model(self, name: str, candidate: models.Candidate, tags: Mapping) -> str:
+        """A trial's logged model as a version of registered model `name`: the version."""
+        return models.register(self.client, name, candidate, dict(tags))
 
     # --- helpers ----------------------------------------------------------------------------
 
