@@ -222,6 +222,9 @@ class Study:
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:
             raise StudyError(f"study {self.name}: presets {', '.join(missing)} are missing")
+        from .claim_keys import check_claim_keys  # the claims' keys name something
+
+        check_claim_keys(self)
 
     @property
     def is_grid(self) -> bool:

@@ -2,6 +2,7 @@
 disagree), missing trials, and every built-in study's claims wired to its grid."""
 
 import dataclasses
+from pathlib import Path
 import math
 
 import pytest
@@ -186,13 +187,57 @@ def test_a_bad_claim_or_control_is_a_study_error_where_it_is_made():
         Claim("x", "x", checks.value_at, dict(y="kl_bpc", at_most=1))  # `where` missing
     with pytest.raises(StudyError, match="control 'c': check not_collapsed takes"):
         Control("c", checks.not_collapsed, dict(wher={}))
-    # a measure that does not exist is found when the claim is judged, in the claim's name
+    # a measure that does not exist is found when the study is made, in the claim's name
     study = load_study("alpha-sweep")
-    bad = dataclasses.replace(
-        study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),)
-    )
     with pytest.raises(StudyError, match="claim x: y='kl' is not a measure"):
-        claims.evaluate(bad, [])
+        dataclasses.replace(
+            study, claims=(Claim("x", "x", checks.value_at, dict(where={}, y="kl", at_most=1)),)
+        )
+
+
+DROPOUT = Path(__file__).resolve().parents[1] / "studies" / "definitions" / "dropout.py"
+
+
+@pytest.mark.parametrize(
+    "old, new, says",
+    [
+        (
+            'LSTMS = {"variant":',
+            'LSTMS = {"varaint":',
+            "claim lstm-dropout-tradeoff: where key 'varaint' is not a hyperparameter",
+        ),
+        (
+            'HYBRID = {"variant":',
+            'HYBRID = {"varaint":',
+            "claim hybrid-holds-more: subject key 'varaint' is not a hyperparameter",
+        ),
+        (
+            'dict(y="kl_bpc", subject=HYBRID',
+            'dict(y="kl_bcp", subject=HYBRID',
+            "claim hybrid-holds-more: y='kl_bcp' is not a measure; expected one of total_bpc",
+        ),
+    ],
+    ids=["where", "subject", "y"],
+)
+def test_a_study_file_with_a_misspelt_claim_key_is_refused_before_anything_is_made(
+    tmp_path, old, new, says
+):
+    """Run by path, a copy of dropout.py with one key misspelt: one line naming the key and
+    what is allowed, exit 2, and no study folder (no MLflow run, no Ray)."""
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    text = DROPOUT.read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "my_dropout.py"
+    path.write_text(text.replace(old, new))
+    folder = tmp_path / "study"
+    res = CliRunner().invoke(cli, ["run", str(path), "--preset", "smoke", "--storage", str(folder)])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], res.output
+    assert not folder.exists() and "Traceback" not in res.output
 
 
 def test_the_speed_claim_is_judged_in_claims_not_in_the_cli():

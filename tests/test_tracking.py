@@ -263,3 +263,29 @@ def test_study_over_a_real_mlflow_server(tmp_path):
             assert sorted((m["step"], m["value"]) for m in history) == [(20, 1.8), (40, 1.6)]
         artifacts = rest(url, f"artifacts/list?run_id={kids['k1']}&path=notes")["files"]
         assert [f["path"] for f in artifacts] == ["notes/readme.txt"]
+
+
+def test_a_new_sqlite_store_is_copied_from_the_cached_empty_schema(tmp_path, monkeypatch):
+    """The first store on a machine makes the template (MLflow's migrations, once); later ones
+    are copies of it that MLflow opens as its own, and an existing store is left alone."""
+    from mlflow.tracking import MlflowClient
+
+    from studies.tracking.schema import seed_sqlite_store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
+    seed_sqlite_store(f"sqlite:///{first}")
+    templates = list((tmp_path / "cache" / "vaestudy").glob("mlflow-*-empty.db"))
+    assert first.is_file() and len(templates) == 1
+    seed_sqlite_store(f"sqlite:///{second}")
+    assert second.read_bytes() == templates[0].read_bytes()
+    client = MlflowClient(f"sqlite:///{second}")
+    exp = client.create_experiment("copied")
+    run = client.create_run(exp)
+    client.log_metric(run.info.run_id, "valid/total_bpc", 1.5, step=3)
+    assert client.get_metric_history(run.info.run_id, "valid/total_bpc")[0].value == 1.5
+    before = second.read_bytes()
+    seed_sqlite_store(f"sqlite:///{second}")  # an existing store: untouched
+    assert second.read_bytes() == before
+    seed_sqlite_store("http://127.0.0.1:1")  # not SQLite: nothing to do, nothing made
+    assert len(list((tmp_path / "cache" / "vaestudy").iterdir())) == 1

@@ -14,6 +14,7 @@ builds it ahead of time (infra's image does).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -76,6 +77,10 @@ def _build():
         raise BuildError(f"no C++ compiler: {compiler!r} not found")
     _ninja_on_path()
     name, flags = _flags()
+    # One cache entry per installed copy: torch keys its build folder by name, and ninja
+    # rebuilds whenever the source's path changes, so two installs (a checkout and a
+    # virtualenv's copy) sharing one name would rebuild each other's library in turn.
+    name += "_" + hashlib.sha1(str(SOURCE.resolve()).encode()).hexdigest()[:8]
     start = time.perf_counter()
     quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
     level = quiet.level

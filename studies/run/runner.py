@@ -190,6 +190,7 @@ def quiet_third_party() -> None:
 def open_tracking(plan: StudyPlan):
     """The study's MLflow experiment and its parent run (the same one again on a resume)."""
     from ..tracking import StudyTracker
+    from ..tracking.schema import seed_sqlite_store
 
     study, opts, store = plan.study, plan.opts, plan.store
     # The default store keeps artifacts beside the study: in the folder, or in the same
@@ -203,6 +204,7 @@ def open_tracking(plan: StudyPlan):
             else (store.local_dir / "mlartifacts").as_uri()
         )
     )
+    seed_sqlite_store(plan.tracking_uri)  # a new store from the cached empty schema
     tracker = StudyTracker(plan.tracking_uri, experiment=study.name, artifact_location=artifacts)
     parent = tracker.start_parent(
         plan.record.parent_run_id if plan.record else None,
