@@ -43,11 +43,15 @@ class FinishedStudy:
     stderr: str
 
 
+SMOKE_MODEL = "vae-smoke"  # the registered model of the shared smoke study's best trial
+
+
 @pytest.fixture(scope="session")
 def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
-    """`vaestudy run alpha-sweep --preset smoke --no-report`, once per session, as a user runs
-    it: a subprocess with the human summary on stdout. Its readers: test_report (which also
-    writes the report into it, the only change anyone makes) and test_browser."""
+    """`vaestudy run alpha-sweep --preset smoke --no-report --register vae-smoke`, once per
+    session, as a user runs it: a subprocess with the human summary on stdout. Its readers:
+    test_report (which also writes the report into it, the only change anyone makes),
+    test_browser and test_models_logged."""
     folder = tmp_path_factory.mktemp("smoke-study") / "alpha"
     res = subprocess.run(
         [
@@ -61,6 +65,8 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
             "--storage",
             str(folder),
             "--no-report",
+            "--register",
+            SMOKE_MODEL,
         ],
         cwd=ROOT,
         env=subprocess_env(),

@@ -1,7 +1,7 @@
 """Each trial's trained model as an MLflow pyfunc model, logged by the driver from the
 trial's checkpoint; `vaestudy sample` on runs:/ and models:/ URIs; `--register NAME`.
 
-One smoke study with `--register` serves every test that reads it (~1 min on 2 cores).
+The session's shared smoke study (conftest), run with `--register`, serves every test here.
 The acceptance test loads a logged model with MLflow's own loader in a process that cannot
 import the project, so the model's modules come from its logged code only.
 """
@@ -25,28 +25,18 @@ from studies.run.trial_models import best_candidates
 from studies.spec import Float, Study
 from studies.store import Status, StudyStore, TrialRecord
 from studies.tracking.models import MODEL_BYTES_TAG, pinned_requirements
-from tests.conftest import ROOT, subprocess_env
+from conftest import ROOT, SMOKE_MODEL, subprocess_env
 
-NAME = "vae-smoke"
+NAME = SMOKE_MODEL  # registered by the shared smoke study (conftest)
 METRIC = "valid/total_bpc"
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    """`vaestudy run alpha-sweep --preset smoke --register vae-smoke`, once: its folder, its
+def study(finished_smoke_study):
+    """The session's smoke study (conftest: run with `--register vae-smoke`): its folder, its
     tracking URI and what the driver printed on stderr."""
-    folder = tmp_path_factory.mktemp("models") / "alpha"
-    cmd = ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder)]
-    res = subprocess.run(
-        [sys.executable, "-m", "cli.main", *cmd, "--register", NAME, "--no-report"],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return folder, f"sqlite:///{folder / 'mlflow.db'}", res.stderr
+    folder = finished_smoke_study.folder
+    return folder, f"sqlite:///{folder / 'mlflow.db'}", finished_smoke_study.stderr
 
 
 def _completed(folder: Path) -> dict[str, TrialRecord]:
