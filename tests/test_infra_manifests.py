@@ -490,6 +490,30 @@ def test_mlflow_server_checks_hosts_and_reads_its_database_from_secrets():
     assert "--allowed-hosts" in " ".join(compose_mlflow["command"])
 
 
+def test_mlflow_server_asks_for_a_login_whose_secrets_only_drivers_get():
+    """MLflow's basic auth in both set-ups: the admin (the studies' login) from a Secret or
+    secret file, never a literal; the Ray pods that run drivers get the login, GPU workers
+    (which never talk to MLflow) do not."""
+    (deploy,) = [d for d in of_kind("Deployment") if d["metadata"]["name"] == "mlflow"]
+    (c,) = deploy["spec"]["template"]["spec"]["containers"]
+    assert "--app-name=basic-auth" in c["args"], c["args"]
+    env = {e["name"]: e for e in c["env"]}
+    for name in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    login = {"secretRef": {"name": "vaestudy-mlflow-login"}}
+    for name, spec in cluster_specs():
+        head = spec["headGroupSpec"]["template"]["spec"]["containers"][0]
+        assert login in head["envFrom"], name
+        for group in spec.get("workerGroupSpecs", []):
+            for worker in group["template"]["spec"]["containers"]:
+                assert login not in worker.get("envFrom", []), (name, group["groupName"])
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]["mlflow"]
+    command = " ".join(compose["command"])
+    assert "--app-name basic-auth" in command
+    assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$$(cat /run/secrets/mlflow_admin_password)"' in command
+    assert "mlflow_admin_password" in compose["secrets"]
+
+
 # --- 4. cluster shape ---------------------------------------------------------------------------
 
 
