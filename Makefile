@@ -8,7 +8,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test bench gpu-check clean
+.PHONY: setup run test test-fast bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# The unit tier only (no Ray, no server, no study run, no browser): a few minutes.
+test-fast: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m unit
 
 bench: $(STAMP)
 	$(BIN)/vaestudy bench throughput --threads 1

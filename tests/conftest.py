@@ -76,3 +76,31 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
     )
     assert res.returncode == 0, res.stderr[-3000:]
     return FinishedStudy(folder, res.stdout, res.stderr)
+
+
+# --- tiers -----------------------------------------------------------------------------------
+# `unit`: no Ray, no server, no study run, no browser (`make test-fast`); `integration`: starts
+# Ray, a server or a study run; `browser`: drives Chromium. A test is `integration` when it is
+# marked so (or `slow`), or uses a fixture that runs a study or a server; `browser` when its
+# module says so; every other test is `unit`.
+INTEGRATION_FIXTURES = {
+    "finished_smoke_study",  # conftest: one study run per session
+    "smoke",  # test_platform: a study run
+    "server_run",  # test_platform: a study on an MLflow server
+    "two_node_cluster",  # test_platform: a Ray cluster
+    "auth_server",  # test_auth: an MLflow server
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("browser"):
+            continue
+        if (
+            item.get_closest_marker("integration")
+            or item.get_closest_marker("slow")
+            or INTEGRATION_FIXTURES & set(item.fixturenames)
+        ):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)

@@ -219,6 +219,7 @@ def rest(url, path, body=None):
         return json.load(resp)
 
 
+@pytest.mark.integration  # an `mlflow server`
 def test_study_over_a_real_mlflow_server(tmp_path):
     with running_mlflow_server(tmp_path) as url:
         check_tracking_uri(url, timeout=5.0)
