@@ -174,10 +174,9 @@ def _conclude(name: str, outcome, as_json: bool) -> None:
     )
     click.echo(f"  folder   {outcome.folder}")
     if report_md:
-        tally = {}
-        for c in verdicts:
-            tally[c["verdict"]] = tally.get(c["verdict"], 0) + 1
-        said = ", ".join(f"{n} {v}" for v, n in tally.items()) or "none declared"
+        from studies.results.claims import tally
+
+        said = tally(verdicts) or "none declared"
         click.echo(f"  report   {report_md}  (claims: {said})")
     click.echo(f"  next     vaestudy ui {outcome.folder}        # MLflow UI: every trial's curves")
     click.echo(

@@ -25,7 +25,16 @@ from ..spec import Claim, Study
 SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
 VERDICTS = (*SEED_VERDICTS, "UNSTABLE")
 
+
+def tally(verdicts: Sequence[Mapping[str, Any]]) -> str:
+    """How many claims got each verdict, e.g. "2 PASS, 1 UNSTABLE" ("" for no claim): the
+    report's tag on the parent run and the summary `vaestudy run` prints say the same."""
+    counts = {v: sum(c["verdict"] == v for c in verdicts) for v in VERDICTS}
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+
+
 __all__ = [
+    "tally",
     "VERDICTS",
     "SEED_VERDICTS",
     "SPEED_THRESHOLD",

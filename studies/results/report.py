@@ -82,9 +82,8 @@ def write_report(
             target.write_bytes(path.name, path.read_bytes())
             written[path.name] = target.uri_of(path.name)
         if logged:
-            tally = {v: sum(c["verdict"] == v for c in verdicts) for v in claims.VERDICTS}
             tags = {
-                "vaestudy.claims": ", ".join(f"{n} {v}" for v, n in tally.items() if n) or "none",
+                "vaestudy.claims": claims.tally(verdicts) or "none",
                 **{f"vaestudy.claim.{c['id']}": c["verdict"] for c in verdicts},
             }
             rows = [{k: v for k, v in r.items() if k != "history"} for r in results.summary]
