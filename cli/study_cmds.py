@@ -287,6 +287,8 @@ def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
       vaestudy ui vaestudy-runs/alpha-sweep
       vaestudy ui vaestudy-runs/kl-frontier --optuna
     """
+    from studies.run.logs import LOG_FILE
+
     if optuna:
         from studies.run.search import dashboard
         from studies.store import StudyStore
@@ -294,7 +296,7 @@ def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
         with user_errors():
             store = StudyStore(path)
             cmd, url = dashboard(store, host, port or 8080)
-        _serve(cmd, None, url, store.local_dir / "vaestudy.log", f"Optuna dashboard for {path}")
+        _serve(cmd, None, url, store.local_dir / LOG_FILE, f"Optuna dashboard for {path}")
         return
     from studies.tracking.ui import experiment_url, server_command, ui_target
     from studies.tracking.views import SEEDS
@@ -324,7 +326,7 @@ def ui(path: str, port: int | None, host: str, optuna: bool) -> None:
         cmd,
         env,
         f"http://{host}:{port}/health",
-        target.db.parent / "vaestudy.log",
+        target.db.parent / LOG_FILE,
         f"MLflow UI for {target.db.parent}",
         shown=url,
         also=seeds,

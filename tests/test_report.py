@@ -608,6 +608,31 @@ def test_each_trial_run_records_its_data_its_grid_point_and_its_process(study_di
     assert len({r.data.params["grid_point"] for r in runs.values()}) == 4
 
 
+def test_runs_carry_their_provenance_and_the_experiment_its_kind(study_dir, mlflow_runs):
+    """The tags that say what made a trial: the corpus's sha256 (from the corpus itself), the
+    package version and this checkout's commit; the experiment opens as model training."""
+    import subprocess
+
+    import textvae_core
+    from textvae_core.data import load_corpus
+
+    client, parent, runs = mlflow_runs
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    ).stdout.strip()
+    for run in [*runs.values(), client.get_run(parent)]:
+        tags = run.data.tags
+        assert tags["vaestudy.version"] == textvae_core.__version__
+        assert tags["vaestudy.study"] == "alpha-sweep" and tags["vaestudy.preset"] == "smoke"
+        if head:  # a git checkout (CI's fresh clone is one)
+            assert tags["vaestudy.git_commit"] == head
+    for run in runs.values():
+        corpus = load_corpus(run.data.params["corpus"])
+        assert run.data.tags["vaestudy.corpus_sha256"] == corpus.sha256
+    exp = client.get_experiment(client.get_run(parent).info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_the_parent_run_holds_the_summary_as_an_mlflow_table(study_dir, reported, mlflow_runs):
     client, parent, _ = mlflow_runs
     path = client.download_artifacts(parent, "summary.json", str(study_dir / "dl"))

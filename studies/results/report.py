@@ -82,10 +82,9 @@ def write_report(
             target.write_bytes(path.name, path.read_bytes())
             written[path.name] = target.uri_of(path.name)
         if logged:
-            tags = {
-                "vaestudy.claims": claims.tally(verdicts) or "none",
-                **{f"vaestudy.claim.{c['id']}": c["verdict"] for c in verdicts},
-            }
+            tags = tracking.claim_tags(
+                claims.tally(verdicts), {c["id"]: c["verdict"] for c in verdicts}
+            )
             rows = [{k: v for k, v in r.items() if k != "history"} for r in results.summary]
             tracking.log_report(results.tracking_uri, results.parent_run_id, work, tags, rows)
         if experiment is None:

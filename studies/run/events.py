@@ -15,7 +15,7 @@ from textvae_core import __version__
 from textvae_core.diagnostics import chance_levels, probe_set
 
 from ..spec import Study, grid_point, trial_key, trial_name
-from ..tracking import GRID_POINT_PARAM
+from ..tracking import GRID_POINT_PARAM, provenance_tags
 from .datasets import corpus_datasets
 from ..store import Status, StudyStore, TrialRecord
 from .trial import TrialContext, TrialReport
@@ -58,18 +58,16 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         key = trial_key(params)
         if key not in runs:
             config = ctx.config(params)
-            tags = {
-                "vaestudy.study": study.name,
-                "vaestudy.preset": ctx.preset,
-                "vaestudy.model": config.model,
-                "vaestudy.seed": config.seed,
-                "vaestudy.corpus": config.corpus,
-                "vaestudy.corpus_sha256": corpora[config.corpus].sha256
-                if config.corpus in corpora
-                else "",
-                "vaestudy.version": __version__,
-                **({"vaestudy.git_commit": commit} if commit else {}),
-            }
+            tags = provenance_tags(
+                __version__,
+                commit,
+                study=study.name,
+                preset=ctx.preset,
+                model=config.model,
+                seed=config.seed,
+                corpus=config.corpus,
+                corpus_sha256=corpora[config.corpus].sha256 if config.corpus in corpora else "",
+            )
             chance = {}
             if (
                 config.corpus == "synthetic" and config.corpus in corpora

@@ -191,6 +191,7 @@ def open_tracking(plan: StudyPlan):
     """The study's MLflow experiment and its parent run (the same one again on a resume)."""
     from ..tracking import StudyTracker
     from ..tracking.schema import seed_sqlite_store
+    from ..tracking.uris import provenance_tags
 
     study, opts, store = plan.study, plan.opts, plan.store
     # The default store keeps artifacts beside the study: in the folder, or in the same
@@ -216,14 +217,14 @@ def open_tracking(plan: StudyPlan):
             "trials": plan.target,
             **{f"set.{k}": v for k, v in opts.overrides.items()},
         },
-        tags={
-            "vaestudy.study": study.name,
-            "vaestudy.preset": opts.preset,
-            "vaestudy.reproduces": study.reproduces,
-            "vaestudy.version": __version__,
-            "vaestudy.storage": store.uri,
-            **({"vaestudy.git_commit": c} if (c := git_commit()) else {}),
-        },
+        tags=provenance_tags(
+            __version__,
+            git_commit(),
+            study=study.name,
+            preset=opts.preset,
+            reproduces=study.reproduces,
+            storage=store.uri,
+        ),
     )
     return tracker, parent
 

@@ -25,7 +25,7 @@ from textvae_core.errors import CheckpointError, one_line
 
 from ..spec import Study
 from ..store import Status, StudyStore, TrialRecord
-from ..tracking import TrackingError
+from ..tracking import STUDY_TAG, TRIAL_KEY_TAG, TrackingError
 from ..tracking.models import MODEL_BYTES_TAG, MODEL_ERROR_TAG, Candidate
 from .trial import resume_point
 
@@ -91,7 +91,7 @@ def conclude_models(
     for c in chosen:
         try:
             version = tracker.register_model(
-                register, c, {"vaestudy.study": study.name, "vaestudy.trial_key": c.key}
+                register, c, {STUDY_TAG: study.name, TRIAL_KEY_TAG: c.key}
             )
         except TrackingError:
             raise

@@ -23,6 +23,8 @@ Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the
 from .reading import LoggedStudy, LoggedTrial, check_parent_run, log_report, read_study
 from .uris import (
     GRID_POINT_PARAM,
+    claim_tags,
+    provenance_tags,
     PARENT_TAG,
     PRESET_TAG,
     STATUS_REASON_TAG,
@@ -58,4 +60,6 @@ __all__ = [
     "STUDY_TAG",
     "TRIAL_KEY_TAG",
     "GRID_POINT_PARAM",
+    "claim_tags",
+    "provenance_tags",
 ]

@@ -16,6 +16,26 @@ DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag: "training
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
 STATUS_REASON_TAG = "vaestudy.status_reason"
 STATUS_TAG, STUDY_TAG, PRESET_TAG = "vaestudy.status", "vaestudy.study", "vaestudy.preset"
+CLAIMS_TAG = "vaestudy.claims"  # the parent run's verdict tally; each claim's: CLAIM_TAG + id
+CLAIM_TAG = "vaestudy.claim."
+
+
+def provenance_tags(version: str, commit: str | None, **facts) -> dict[str, object]:
+    """A run's tags that say what made it: `vaestudy.<fact>` for each fact given (study,
+    preset, reproduces, storage on a study's parent run; study, preset, model, seed, corpus,
+    corpus_sha256 on a trial's), the package version and, in a git checkout, the commit."""
+    tags = {f"vaestudy.{k}": v for k, v in facts.items()}
+    tags["vaestudy.version"] = version
+    if commit:
+        tags["vaestudy.git_commit"] = commit
+    return tags
+
+
+def claim_tags(tally: str, verdicts: Mapping[str, str]) -> dict[str, str]:
+    """The parent run's verdict tags: the tally ("none" without claims) and each claim's."""
+    return {CLAIMS_TAG: tally or "none", **{CLAIM_TAG + k: v for k, v in verdicts.items()}}
+
+
 # MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and a study with
 # no logged model lands on the GenAI "Overview" page instead of the training runs.
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
