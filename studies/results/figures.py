@@ -17,7 +17,8 @@ from typing import Any, Mapping, Sequence
 
 from ..spec import Figure, Study
 from . import points
-from .read import StudyResults, finite, ordered
+from .points import is_number
+from .read import StudyResults, ordered
 
 BPC = "Bits per character"
 AXIS_LABELS = {
@@ -137,7 +138,7 @@ def _draw_lines(results: StudyResults, spec: Figure):
                     p
                     for p in points
                     if p.get(spec.series) == s
-                    and finite(p.get(spec.x))
+                    and is_number(p.get(spec.x))
                     and (panel is None or p.get(spec.panel) == panel)
                 ),
                 key=lambda p: p[spec.x],
@@ -193,7 +194,7 @@ def _draw_bars(results: StudyResults, spec: Figure):
             None if cats else "no completed trials",
             grid_axis="y",
         )
-        top = max((r + k for r, k in zip(rec, kl) if finite(r + k)), default=0.0)
+        top = max((r + k for r, k in zip(rec, kl) if is_number(r + k)), default=0.0)
         if top > 0:  # headroom for the totals written above the bars and for the legend
             ax.set_ylim(top=top * 1.3)
         ax.legend(
@@ -229,7 +230,8 @@ def _draw_measures(results: StudyResults, spec: Figure):
     for ax, (measure, label) in zip(axes, MEASURE_PANELS):
         value = points.DERIVED.get(measure, lambda r, m=measure: r.get(m))
         spread = [
-            [v for v in (value(r) for r in rows if r.get(spec.x) == c) if finite(v)] for c in cats
+            [v for v in (value(r) for r in rows if r.get(spec.x) == c) if is_number(v)]
+            for c in cats
         ]
         means = [sum(v) / len(v) if v else float("nan") for v in spread]
         err = [
@@ -278,7 +280,7 @@ def _draw_curves(results: StudyResults, spec: Figure):
                 pts = [
                     (r["step"], r["rec_bpc"])
                     for r in rows
-                    if r["split"] == split and finite(r.get("rec_bpc"))
+                    if r["split"] == split and is_number(r.get("rec_bpc"))
                 ]
                 if not pts:
                     continue
@@ -333,7 +335,7 @@ def optuna_study(results: StudyResults, lower_is_better: bool = False):
     dists = search.distributions(study, study.grid_for(results.preset) if study.is_grid else None)
     for row in results.summary:
         values = [row.get(n.split("/", 1)[-1]) for n in names]
-        if row.get("status") not in points.USABLE or not all(finite(v) for v in values):
+        if row.get("status") not in points.USABLE or not all(is_number(v) for v in values):
             continue
         params = {k: row[k] for k in dists if k in row}
         try:

@@ -10,8 +10,8 @@ import pyarrow as pa
 
 from textvae_core.config import BN_EPS
 
-from .points import MEASURES
-from .read import StudyResults, finite, swept
+from .points import MEASURES, is_number
+from .read import StudyResults, swept
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -77,7 +77,7 @@ def _trial_label(row: Mapping[str, Any], names: Sequence[str]) -> str:
 def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
     """What aggressive training cost each trial that used it: its encoder-only updates on top
     of the `steps` decoder updates, their seconds, and how long the mode lasted."""
-    rows = [r for r in rows if finite(r.get("encoder_updates"))]
+    rows = [r for r in rows if is_number(r.get("encoder_updates"))]
     if not rows:
         return []
     lines = [
@@ -89,7 +89,7 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
         name = _trial_label(r, names)
         share = (
             f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s"
-            if finite(r.get("wall_s")) and r["wall_s"] > 0
+            if is_number(r.get("wall_s")) and r["wall_s"] > 0
             else ""
         )
         lines.append(
@@ -107,8 +107,8 @@ def remedy_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
     for r in rows:
         name = _trial_label(r, names)
         floor, kl, var = r.get("bn_kl_floor_bpc"), r.get("kl_bpc"), r.get("bn_mu_var")
-        if finite(floor) and finite(kl) and kl < floor:
-            if not finite(var):
+        if is_number(floor) and is_number(kl) and kl < floor:
+            if not is_number(var):
                 why = "the variance of mu entering the BatchNorm was not recorded"
             elif var < BN_EPS:
                 why = (
@@ -215,9 +215,11 @@ def render_markdown(
         lines.append(f"Study `{study.name}` declares no claims.")
     lines += ["", "## Figure", ""]
     lines += [f"![{name}]({name})" for name in figures] + [f"- {n}" for n in notes]
-    ceilings = sorted({round(r["mi_max"], 3) for r in results.summary if finite(r.get("mi_max"))})
+    ceilings = sorted(
+        {round(r["mi_max"], 3) for r in results.summary if is_number(r.get("mi_max"))}
+    )
     pools = sorted(
-        {round(r["mi_pool_max"], 3) for r in results.summary if finite(r.get("mi_pool_max"))}
+        {round(r["mi_pool_max"], 3) for r in results.summary if is_number(r.get("mi_pool_max"))}
     )
     mi_note = (
         "MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
@@ -273,12 +275,12 @@ def render_markdown(
     if len({r.get("seed") for r in results.summary}) < 2:
         names = [k for k in names if k != "seed"]
     for r in results.summary:
-        speed = round(r["chars_per_s"]) if finite(r["chars_per_s"]) else None
+        speed = round(r["chars_per_s"]) if is_number(r["chars_per_s"]) else None
         name = _trial_label(r, names)
         measures = [r[m] for m in MEASURES]
         if (
-            finite(r["mutual_info"])
-            and finite(r.get("mi_max"))
+            is_number(r["mutual_info"])
+            and is_number(r.get("mi_max"))
             and r["mutual_info"] >= r["mi_max"] - 5e-3
         ):
             measures[MEASURES.index("mutual_info")] = f"{_fmt(r['mutual_info'])} (cap)"

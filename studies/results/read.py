@@ -17,6 +17,7 @@ from textvae_core.history import METRIC_NAMES, SPLITS  # the columns of a trial'
 
 from .. import tracking
 from ..errors import StudyError
+from .points import is_number
 from ..trials_table import CONFIG_COLUMNS, REMEDY_CONFIG, config_columns, trials_table
 from ..loading import load_study
 from ..spec import Study, trial_name
@@ -178,7 +179,9 @@ def summary_row(
     valid = [r for r in history if r["split"] == "valid"]
     last = max(valid, key=lambda r: r["step"]) if valid else {}
     speeds = [
-        r["chars_per_s"] for r in history if r["split"] == "train" and finite(r.get("chars_per_s"))
+        r["chars_per_s"]
+        for r in history
+        if r["split"] == "train" and is_number(r.get("chars_per_s"))
     ]
     row: dict[str, Any] = {
         "trial_key": key,
@@ -204,7 +207,7 @@ def summary_row(
     row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
     row.update(
         _aggressive(
-            [r for r in history if r["split"] == "train" and finite(r.get("encoder_updates"))]
+            [r for r in history if r["split"] == "train" and is_number(r.get("encoder_updates"))]
         )
     )
     row.update(_remedies(config, last, history))
@@ -221,7 +224,7 @@ def _remedies(
         nats = config["bn_gamma"] ** 2 * config["latent"] / 2
         out["bn_kl_floor_bpc"] = nats / (config["length"] * math.log(2))
         out["bn_mu_var"] = _float(last.get("bn_mu_var"))
-    shares = [r["free_bits_active"] for r in history if finite(r.get("free_bits_active"))]
+    shares = [r["free_bits_active"] for r in history if is_number(r.get("free_bits_active"))]
     if (config.get("free_bits") or 0) > 0 and shares:
         out["free_bits_active_max"] = max(shares)
     return out
@@ -234,7 +237,9 @@ def _aggressive(train: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     on = [int(r["step"]) for r in train if r["encoder_updates"] > 0]
     return {
         "encoder_updates": sum(r["encoder_updates"] for r in train),
-        "encoder_s": sum(_float(r.get("encoder_s")) for r in train if finite(r.get("encoder_s"))),
+        "encoder_s": sum(
+            _float(r.get("encoder_s")) for r in train if is_number(r.get("encoder_s"))
+        ),
         "aggressive_until": float(max(on, default=0)),
     }
 
@@ -337,7 +342,3 @@ def rank(study: Study, name: str | None, value: Any) -> tuple:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return (position, 0, value, "")
     return (position, 1, 0, str(value))
-
-
-def finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -274,9 +274,6 @@ class StudyTracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def log_dict(self, run_id: str, d: Mapping[str, Any], artifact_file: str) -> None:
-        self.client.log_dict(run_id, dict(d), artifact_file)
-
     def log_datasets(self, run_id: str, datasets: list[Mapping[str, str]]) -> None:
         """The data a run trained and validated on, as MLflow dataset inputs: each a mapping
         with name, digest (at most 36 characters), source_type, source (JSON), profile (JSON)
