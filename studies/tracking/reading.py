@@ -46,6 +46,27 @@ class LoggedStudy:
     trials: list[LoggedTrial]
 
 
+def search_all(
+    client, experiment_id: str, filter_string: str, max_results: int | None = None
+) -> list:
+    """The active runs of an experiment matching `filter_string`, oldest first, every page of
+    MLflow's answer (1000 runs a page), or the first `max_results`."""
+    found, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string,
+            ViewType.ACTIVE_ONLY,
+            max_results=min(max_results or 1000, 1000),
+            order_by=["attributes.start_time ASC"],
+            page_token=token,
+        )
+        found.extend(page)
+        token = page.token
+        if not token or (max_results and len(found) >= max_results):
+            return found[:max_results] if max_results else found
+
+
 def read_study(
     uri: str, experiment: str, metrics: tuple[str, ...], splits: tuple[str, ...]
 ) -> LoggedStudy:
@@ -55,15 +76,7 @@ def read_study(
     exp = client.get_experiment_by_name(experiment)
     if exp is None or exp.lifecycle_stage != "active":
         raise TrackingError(f"no MLflow experiment {experiment!r} at {uri}")
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [exp.experiment_id], "", ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            break
+    runs = search_all(client, exp.experiment_id, "")
     parents = [r for r in runs if PARENT_TAG not in r.data.tags and STUDY_TAG in r.data.tags]
     if not parents:
         raise TrackingError(

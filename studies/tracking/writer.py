@@ -6,12 +6,13 @@ import math
 import time
 from typing import Any, Mapping
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag, ViewType
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ..store import Status
 from . import models
+from .reading import search_all
 from .views import view_tags
 from .uris import (
     EXPERIMENT_TAGS,
@@ -347,21 +348,7 @@ class StudyTracker:
             self.set_tags(run.info.run_id, tags)
 
     def _search(self, filter_string: str, max_results: int | None = None) -> list[Run]:
-        found: list[Run] = []
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id],
-                filter_string,
-                ViewType.ACTIVE_ONLY,
-                max_results=min(max_results or 1000, 1000),
-                order_by=["attributes.start_time ASC"],
-                page_token=token,
-            )
-            found.extend(page)
-            token = page.token
-            if not token or (max_results and len(found) >= max_results):
-                return found[:max_results] if max_results else found
+        return search_all(self.client, self.experiment_id, filter_string, max_results)
 
 
 def _str_values(values: Mapping[str, Any]) -> dict[str, str]:
