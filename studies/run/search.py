@@ -86,7 +86,6 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, study: Study) ->
 @dataclass
 class Plan:
     num_samples: int  # trials the Tune run must start
-    enqueued: int  # of which re-enqueued points (interrupted or lost)
     closed_stale: int  # RUNNING trials of a dead driver that were closed
 
 
@@ -145,7 +144,7 @@ def reconcile(
         num = max(target - len(done), 0)
     for p in enqueue:
         ostudy.enqueue_trial(p)
-    return Plan(num_samples=num, enqueued=len(enqueue), closed_stale=running)
+    return Plan(num_samples=num, closed_stale=running)
 
 
 def dashboard(store, host: str, port: int) -> tuple[list[str], str]:
