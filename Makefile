@@ -23,11 +23,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 # The unit tier only (no Ray, no server, no study run, no browser): a few minutes.
 test-fast: $(STAMP)
 	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m unit
 
 bench: $(STAMP)

@@ -360,11 +360,11 @@ def fig3(
     lstm_end=(3.0, 3.3, 3.5, 3.6),
 ):
     rows = []
-    for L, c, l, e in zip((10, 20, 30, 50), conv_at_1000, lstm_at_1000, lstm_end):
+    for L, c, lstm, e in zip((10, 20, 30, 50), conv_at_1000, lstm_at_1000, lstm_end):
         rows.append(with_history(row(variant="conv", length=L, rec=c / 2), s1000={"rec_bpc": c}))
         rows.append(
             with_history(
-                row(variant="lstm p=1", length=L, rec=e, unigram_bpc=4.3), s1000={"rec_bpc": l}
+                row(variant="lstm p=1", length=L, rec=e, unigram_bpc=4.3), s1000={"rec_bpc": lstm}
             )
         )
     return rows
