@@ -77,7 +77,8 @@ def bench_throughput(
         return
     cell = r["layernorm_cell"]
     click.echo(
-        f"device {r['device']}, {threads} thread(s), {preset} sizes (hidden {r['sizes']['hidden']}), "
+        f"device {r['device']}, {threads} thread(s), {preset} sizes "
+        f"(hidden {r['sizes']['hidden']}), "
         f"L={length}, batch {r['batch_size']}, {rounds} rounds; matmul {r['matmul_gflops']:.1f} "
         f"GFLOP/s [{r['matmul_gflops_spread'][0]:.1f}, {r['matmul_gflops_spread'][1]:.1f}]; "
         f"LayerNorm cell {'compiled' if cell['compiled'] else 'Python loop: ' + cell['why_not']}"
@@ -162,16 +163,19 @@ def bench_overhead(
     click.echo(f"{r['trials']} {preset} trials of {study} ({steps} steps), {concurrency} at a time")
     click.echo(f"bare fit calls   {r['bare_wall_s']:7.1f} s  (mean fit {r['mean_fit_s']:.1f} s)")
     click.echo(
-        f"vaestudy run     {r['platform_wall_s']:7.1f} s  (Ray started beforehand in {r['ray_start_s']:.1f} s)"
+        f"vaestudy run     {r['platform_wall_s']:7.1f} s  "
+        f"(Ray started beforehand in {r['ray_start_s']:.1f} s)"
     )
     click.echo(
-        f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before the first "
-        f"trial, {r['teardown_s']:.1f} s after the last; without them {r['ratio_after_setup']:.3f}x; per "
-        f"trial {r['per_trial_overhead_s']:.2f} s of scheduling and result plumbing"
+        f"ratio {r['ratio_platform_over_bare']:.3f}x: study set-up {r['setup_s']:.1f} s before "
+        f"the first trial, {r['teardown_s']:.1f} s after the last; without them "
+        f"{r['ratio_after_setup']:.3f}x; per trial {r['per_trial_overhead_s']:.2f} s of "
+        "scheduling and result plumbing"
     )
     split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])
     click.echo(
-        f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); rest: start-up"
+        f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); "
+        "rest: start-up"
     )
     if r["eval_share_at_preset_steps"] is not None and r["steps"] != r["preset_steps"]:
         click.echo(

@@ -192,7 +192,7 @@ def sample(
     Example:
       vaestudy sample vaestudy-runs/train/hybrid-lstm/checkpoint.pt -n 3 --reconstruct "the company said"
       vaestudy sample models:/alpha-best/1 --tracking-uri sqlite:///vaestudy-runs/alpha-sweep/mlflow.db
-    """
+    """  # noqa: E501 - the example is verbatim help text (\b): one command a line
     import tempfile
 
     from textvae_core import load_checkpoint
@@ -261,8 +261,8 @@ def show(study: str, as_json: bool) -> None:
             f"  {len(p['seeds'])} seed{'s' if len(p['seeds']) > 1 else ''}" if p["seeds"] else ""
         )
         click.echo(
-            f"  preset {name:6} {p['trials']:>3} trials{seeds}  size {p['size']:5} corpus {p['corpus']:10} "
-            f"{p['cost']}"
+            f"  preset {name:6} {p['trials']:>3} trials{seeds}  size {p['size']:5} "
+            f"corpus {p['corpus']:10} {p['cost']}"
         )
     for c in d["claims"]:
         click.echo(f"  claim {c['id']}: {c['text']}")

@@ -1,4 +1,5 @@
-"""`vaestudy report`: a study's figure, Parquet tables and claim verdicts (see studies.results.report)."""
+"""`vaestudy report`: a study's figure, Parquet tables and claim verdicts (see
+studies.results.report)."""
 
 from __future__ import annotations
 
@@ -16,19 +17,20 @@ DEFAULT_REPORTS = Path("vaestudy-reports")
 @click.option(
     "--tracking-uri",
     default=None,
-    help="MLflow tracking URI. For a study folder: where its parent run is [default: the URI it was "
-    "run with]. Otherwise PATH is an MLflow experiment read from this URI.",
+    help="MLflow tracking URI. For a study folder: where its parent run is [default: the URI it "
+    "was run with]. Otherwise PATH is an MLflow experiment read from this URI.",
 )
 @click.option(
     "--experiment",
     default=None,
-    help="Read the trials from this MLflow experiment (needs --tracking-uri); PATH is then the folder "
-    "to write into.",
+    help="Read the trials from this MLflow experiment (needs --tracking-uri); PATH is then the "
+    "folder to write into.",
 )
 @click.option(
     "--out",
     default=None,
-    help="Folder to write into [default: the study folder; for an experiment ./vaestudy-reports/NAME].",
+    help="Folder to write into [default: the study folder; for an experiment "
+    "./vaestudy-reports/NAME].",
 )
 def report(path: str, tracking_uri: str | None, experiment: str | None, out: str | None) -> None:
     """Check a study against the paper: its figure, Parquet tables and claim verdicts.

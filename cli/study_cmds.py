@@ -30,14 +30,15 @@ def _run_options(f):
             "--num-samples",
             type=int,
             default=None,
-            help="Grid studies: repeats of each point (seeds seed, seed+1, ...). Search studies: trials.",
+            help="Grid studies: repeats of each point (seeds seed, seed+1, ...). "
+            "Search studies: trials.",
         ),
         set_option,
         click.option(
             "--address",
             default=None,
-            help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT [default: $VAESTUDY_ADDRESS, else "
-            "$RAY_ADDRESS, else a local Ray on 127.0.0.1].",
+            help="Ray cluster: auto, HOST:PORT or ray://HOST:PORT [default: $VAESTUDY_ADDRESS, "
+            "else $RAY_ADDRESS, else a local Ray on 127.0.0.1].",
         ),
         click.option(
             "--storage",
@@ -48,7 +49,8 @@ def _run_options(f):
         click.option(
             "--tracking-uri",
             default=None,
-            help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else SQLite in the study folder].",
+            help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else SQLite in the study "
+            "folder].",
         ),
         click.option(
             "--optuna-storage",
@@ -122,7 +124,8 @@ _finish_options = [
         "write_report",
         default=True,
         show_default=True,
-        help="Write the report (claims, figure, tables) into the folder and the parent run at the end.",
+        help="Write the report (claims, figure, tables) into the folder and the parent run at "
+        "the end.",
     ),
     click.option(
         "--json",
@@ -170,7 +173,8 @@ def _conclude(name: str, outcome, as_json: bool) -> None:
     minutes, seconds = divmod(int(outcome.wall_time_s), 60)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(outcome.statuses.items())) or "no trials"
     click.echo(
-        f"[{name}] finished in {f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'}: {counts}"
+        f"[{name}] finished in "
+        f"{f'{minutes}m{seconds:02d}s' if minutes else f'{seconds}s'}: {counts}"
     )
     click.echo(f"  folder   {outcome.folder}")
     if report_md:

@@ -51,7 +51,8 @@ class Float:
     def __post_init__(self) -> None:
         if not self.lo < self.hi or (self.log and self.lo <= 0):
             raise StudyError(
-                f"Float({self.lo}, {self.hi}, log={self.log}): expected lo < hi (and lo > 0 for log)"
+                f"Float({self.lo}, {self.hi}, log={self.log}): expected lo < hi "
+                "(and lo > 0 for log)"
             )
 
 
@@ -211,8 +212,8 @@ class Study:
                 )
         if self.figure is not None and not isinstance(self.figure, Figure):
             raise StudyError(
-                f"study {self.name}: figure={self.figure!r}; expected Figure(kind, ...) from studies.spec "
-                "or None"
+                f"study {self.name}: figure={self.figure!r}; expected Figure(kind, ...) from "
+                "studies.spec or None"
             )
         for claim in self.claims:
             if not isinstance(claim, Claim):

@@ -415,5 +415,6 @@ def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
         v > 0 for v in split.values()
     ), split
     assert sum(split.values()) < 1 and 0 < r["final_eval_share"] <= split["eval"], r
-    # 20 steps are one (final) report; 40 add one periodic one, so the projected share is of that shape
+    # 20 steps are one (final) report; 40 add one periodic one, so the projected share is of that
+    # shape
     assert 0 < r["eval_share_at_preset_steps"] < 1, r

@@ -294,7 +294,8 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
             ).get("Contents", [])
         ]
         assert sum(k.endswith("samples.txt") for k in artifacts) == 4, artifacts
-        # The resume wrote the report into the bucket, and `ui` takes the s3:// folder as `run` printed it.
+        # The resume wrote the report into the bucket, and `ui` takes the s3:// folder as `run`
+        # printed it.
         assert "studies/alpha/report.md" in {
             o["Key"]
             for o in s3.list_objects_v2(Bucket="vaestudy-test", Prefix="studies/alpha/")["Contents"]
@@ -318,7 +319,7 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
         os.killpg(moto.pid, signal.SIGKILL)
 
 
-# --- 4. PostgreSQL behind MLflow and Optuna ---------------------------------------------------------
+# --- 4. PostgreSQL behind MLflow and Optuna ------------------------------------------------------
 
 
 def pg_bindir() -> Path | None:
@@ -377,7 +378,8 @@ def test_postgresql_backs_mlflow_server_and_optuna(tmp_path):
                 check=True,
                 capture_output=True,
             )
-        pg = f"postgresql+psycopg2://vaestudy@127.0.0.1:{port}"  # SQLAlchemy 2.1 defaults to psycopg 3
+        # SQLAlchemy 2.1 defaults to psycopg 3
+        pg = f"postgresql+psycopg2://vaestudy@127.0.0.1:{port}"
         with running_mlflow_server(tmp_path, backend_store_uri=f"{pg}/mlflow") as url:
             res = subprocess.run(
                 [

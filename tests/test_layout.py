@@ -105,8 +105,10 @@ def test_importing_the_platform_changes_no_environment_and_no_logger():
 
     # the third-party packages are imported first: what they do to the environment is theirs
     code = (
-        "import os, mlflow, optuna, ray; before = dict(os.environ); level = optuna.logging.get_verbosity()\n"
-        "import studies.tracking, studies.run.search, studies.run.ray_adapter, studies.run.runner, cli.main\n"
+        "import os, mlflow, optuna, ray; before = dict(os.environ); "
+        "level = optuna.logging.get_verbosity()\n"
+        "import studies.tracking, studies.run.search, studies.run.ray_adapter, studies.run.runner, "
+        "cli.main\n"
         "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
         "assert optuna.logging.get_verbosity() == level\n"
     )

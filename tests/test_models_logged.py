@@ -88,7 +88,9 @@ import textvae_core
 print(json.dumps({
     "textvae_core": textvae_core.__file__,
     "reconstructions": model.predict(texts),
-    "samples": model.predict([""], params={"mode": "sample", "n": 3, "temperature": 1.0, "seed": 7}),
+    "samples": model.predict(
+        [""], params={"mode": "sample", "n": 3, "temperature": 1.0, "seed": 7}
+    ),
 }))
 """
 
@@ -231,9 +233,9 @@ def test_a_multi_objective_study_registers_its_front_with_the_objectives_as_tags
     ]
     assert registered[1][1].values == {"valid/total_bpc": 1.2, "valid/kl_bpc": 0.5}
     assert registered[1][2] == {"vaestudy.study": "front", "vaestudy.trial_key": "b"}
-    assert (
-        said[-1]
-        == "[front] registered front-best version 3: trial d (valid/total_bpc 1.5000, valid/kl_bpc 0.9000)"
+    assert said[-1] == (
+        "[front] registered front-best version 3: trial d (valid/total_bpc 1.5000, "
+        "valid/kl_bpc 0.9000)"
     )
 
 

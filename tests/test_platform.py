@@ -204,7 +204,8 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
         assert (
             "# samples from the prior (temperature 1)" in text and "# interpolation between" in text
         ), text
-        # where the trial's time went, as its worker measured it: parts of its wall time, in MLflow too
+        # where the trial's time went, as its worker measured it: parts of its wall time, in MLflow
+        # too
         trial = json.loads((folder / "trials" / key / "trial.json").read_text())
         spent = trial["seconds"]
         assert set(spent) == {"train", "eval", "final", "checkpoint", "report"}, spent
@@ -216,7 +217,8 @@ def test_smoke_study_tracks_one_finished_child_run_per_grid_point(smoke):
             <= trial["trial_wall_s"]
         ), trial
         assert run.data.metrics["time/train_s"] == pytest.approx(spent["train"]), key
-    # study.json: this one driver run, its start, end and concurrency; the report states the use of its slots
+    # study.json: this one driver run, its start, end and concurrency; the report states the use of
+    # its slots
     (launch,) = json.loads((folder / "study.json").read_text())["launches"]
     assert (
         launch["attempt"] == 1
@@ -465,19 +467,23 @@ from ray.cluster_utils import Cluster
 signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
 dashboard, head_agent, worker_agent = (int(p) for p in sys.argv[1:4])
 cluster = Cluster(initialize_head=True, head_node_args=dict(
-    num_cpus=1, include_dashboard=False, dashboard_port=dashboard, dashboard_agent_listen_port=head_agent))
+    num_cpus=1, include_dashboard=False, dashboard_port=dashboard,
+    dashboard_agent_listen_port=head_agent))
 worker = cluster.add_node(num_cpus=1, dashboard_agent_listen_port=worker_agent)
-print(json.dumps({"address": cluster.address, "head": cluster.head_node.node_id, "worker": worker.node_id}),
+print(json.dumps({"address": cluster.address, "head": cluster.head_node.node_id,
+                  "worker": worker.node_id}),
       flush=True)
 try:
     for line in sys.stdin:
-        if line.strip() == "kill-worker":  # the worker node lost: its raylet and workers killed at once
+        # the worker node lost: its raylet and workers killed at once
+        if line.strip() == "kill-worker":
             cluster.remove_node(worker, allow_graceful=False)
             print(json.dumps("killed"), flush=True)
             continue
         actors = cluster.global_state.actor_table(None).values()
-        print(json.dumps([{"class": a["ActorClassName"], "pid": a["Pid"], "node": a["Address"]["NodeID"],
-                           "state": a["State"]} for a in actors]), flush=True)
+        print(json.dumps([{"class": a["ActorClassName"], "pid": a["Pid"],
+                           "node": a["Address"]["NodeID"], "state": a["State"]}
+                          for a in actors]), flush=True)
 finally:
     cluster.shutdown()
 """
@@ -671,8 +677,8 @@ def test_a_trial_on_a_lost_worker_node_continues_from_its_checkpoint(tmp_path, t
     ]
     recovered_s = after[0]["timestamp"] - killed_at  # Ray's timestamp: whole epoch seconds
     print(
-        f"lost trial {victim}: step {reported} seen at the kill, {lost[-1]['step']} its last report, resumed at "
-        f"step {after[0]['step']}, "
+        f"lost trial {victim}: step {reported} seen at the kill, {lost[-1]['step']} its last "
+        f"report, resumed at step {after[0]['step']}, "
         f"next report {recovered_s:.1f} s after the kill"
     )
     # One MLflow run per trial, the lost one included, each step of it logged exactly once.

@@ -63,9 +63,11 @@ def test_slot_utilisation_is_trial_compute_over_wall_time_times_concurrency():
             trial_wall_s=15.0,
             seconds={"train": 10.0, "eval": 2.0},
         ),
-        # stopped without a last report (before worker-side collapse stops): the driver's clock counts
+        # stopped without a last report (before worker-side collapse stops): the driver's clock
+        # counts
         TrialRecord({}, {}, started=20.0, ended=30.0),
-        # ended before any recorded run (a run of an older vaestudy) and one still running: not counted
+        # ended before any recorded run (a run of an older vaestudy) and one still running: not
+        # counted
         TrialRecord({}, {}, started=1.0, ended=4.0, trial_wall_s=3.0),
         TrialRecord({}, {}, started=91.0),
     ]

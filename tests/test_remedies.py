@@ -359,7 +359,8 @@ def test_a_remedy_makes_a_collapsed_lstm_vae_read_z():
         .metrics
     )
     print(
-        f"z gain: plain {plain['valid/z_gain_bpc']:.4f}, bn-vae {remedied['valid/z_gain_bpc']:.4f} bits/char"
+        f"z gain: plain {plain['valid/z_gain_bpc']:.4f}, "
+        f"bn-vae {remedied['valid/z_gain_bpc']:.4f} bits/char"
     )
     assert plain["valid/z_gain_bpc"] < 0.02, plain
     assert remedied["valid/z_gain_bpc"] >= 0.05, remedied

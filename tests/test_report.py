@@ -121,7 +121,8 @@ def test_parquet_files_match_mlflow_runs(study_dir, reported, mlflow_runs):
     for key, run in runs.items():
         assert summary[key]["mlflow_run_id"] == run.info.run_id
         assert summary[key]["status"] == run.data.tags["vaestudy.status"]
-        # MI is estimated on batch_size x eval_batches validation fragments, so it is at most log of that
+        # MI is estimated on batch_size x eval_batches validation fragments, so it is at most log of
+        # that
         n = int(run.data.params["batch_size"]) * int(run.data.params["eval_batches"])
         assert summary[key]["mi_max"] == pytest.approx(math.log(n))
         assert summary[key]["mutual_info"] <= summary[key]["mi_max"] + 1e-6
@@ -446,7 +447,8 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     assert "variant=lstm+aggressive, seed=0: 6500 encoder updates through step 500" in lines[-1]
     assert "580 s, 58% of its 1000 s" in lines[-1]
     assert aggressive_lines(rows[1:], ["variant"]) == []
-    # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average together
+    # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average
+    # together
     c = summary_row(
         "c",
         {"variant": "lstm+aggressive", "seed": 1},

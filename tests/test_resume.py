@@ -122,7 +122,8 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     }
     _, parents_before, _ = children(folder, "alpha-sweep")
     time.sleep(3)  # Ray's reaper takes down the killed driver's cluster
-    # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one before.
+    # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one
+    # before.
     damaged = next(
         k for k in interrupted if (folder / "trials" / k / "checkpoint.prev.pt").exists()
     )
@@ -141,7 +142,8 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     for k in completed_before:  # completed trials were not rerun
         assert after[k]["ended"] == completed_before[k]["ended"]
         assert (folder / "trials" / k / "history.parquet").stat().st_mtime_ns == history_mtimes[k]
-    # Ray's second attempt ran only the unfinished trials; interrupted ones continued from a checkpoint.
+    # Ray's second attempt ran only the unfinished trials; interrupted ones continued from a
+    # checkpoint.
     attempt2 = [
         json.loads(line)
         for f in (folder / "ray" / "attempt-2").glob("*/result.json")
@@ -315,7 +317,8 @@ def test_diverging_trial_fails_with_reason_and_collapsed_trial_is_stopped(tmp_pa
         folder / "trials" / trial_key(collapsed["params"]) / "history.parquet"
     ).to_pylist()
     assert max(r["step"] for r in hist) < 360, "the collapsed trial should have been stopped early"
-    # its last report was made final: the IW bound and MI pool are measured, as for a completed trial
+    # its last report was made final: the IW bound and MI pool are measured, as for a completed
+    # trial
     assert (
         collapsed["last_step"] == max(r["step"] for r in hist)
         and len({r["step"] for r in hist}) == len(hist) // 2

@@ -186,7 +186,8 @@ def test_latent_code_carries_the_topic_when_kl_is_nonzero():
     acc0, chance0 = probe_accuracy(collapsed)
     kl0 = collapsed.history[-1].metrics["valid/kl_bpc"]
     print(
-        f"alpha=0, no annealing: valid kl_bpc {kl0:.4f}, topic probe accuracy {acc0:.2f} (chance {chance0:.2f})"
+        f"alpha=0, no annealing: valid kl_bpc {kl0:.4f}, topic probe accuracy {acc0:.2f} "
+        f"(chance {chance0:.2f})"
     )
     assert kl0 < 0.01
     assert acc0 < chance0 + 0.1, (acc0, chance0)

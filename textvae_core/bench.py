@@ -160,8 +160,8 @@ def measure_throughput(
         "layernorm_cell": lstm_ext.status() if layernorm else None,
         "matmul_gflops": mm,
         "matmul_gflops_spread": [min(matmul), max(matmul)],
-        "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, as MFU "
-        "counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
+        "flop_counting": "achieved_gflops: model FLOPs (one-hot inputs counted as dense products, "
+        "as MFU counts them) per second; executed_gflops: the FLOPs that run (one-hot products "
         "done as row gathers left out)",
         "models": {},
     }

@@ -319,8 +319,9 @@ def _download(url: str, target: Path, expected: str, timeout: float) -> None:
         )
         raise DataError(
             f"could not download {url} ({one_line(reason)}); provide the PTB files by running "
-            f"`vaestudy data fetch ptb` where the internet is reachable (or with --url / VAESTUDY_PTB_URL "
-            f"pointing at a mirror), by copying ptb.train.txt, ptb.valid.txt and ptb.test.txt into "
+            f"`vaestudy data fetch ptb` where the internet is reachable (or with --url / "
+            f"VAESTUDY_PTB_URL pointing at a mirror), by copying ptb.train.txt, ptb.valid.txt and "
+            f"ptb.test.txt into "
             f"{target.parent}, or by setting VAESTUDY_DATA to a folder whose ptb/ holds them"
         ) from None
     except OSError as exc:

@@ -178,7 +178,8 @@ def probe_metrics(
     generator: torch.Generator | None = None,
 ) -> dict[str, float]:
     """probe_<factor>_acc and probe_<factor>_chance for each labelled factor, from codes
-    z ~ q(z|x) of the fragments `ids` (N, L), encoded PROBE_CHUNK (or `batch_size`, if larger) at a time."""
+    z ~ q(z|x) of the fragments `ids` (N, L), encoded PROBE_CHUNK (or `batch_size`, if larger)
+    at a time."""
     codes = []
     for chunk in ids.split(max(batch_size, PROBE_CHUNK)):
         mu, logvar = model.encode(chunk)

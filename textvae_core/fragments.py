@@ -42,6 +42,7 @@ class FragmentSampler:
         state = d.get("bit_generator") if isinstance(d, dict) else None
         if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
             raise DataError(
-                "not a FragmentSampler state: expected the dict FragmentSampler.state_dict() returns"
+                "not a FragmentSampler state: expected the dict FragmentSampler.state_dict() "
+                "returns"
             )
         self._rng.bit_generator.state = state

@@ -212,17 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     for model in ("hybrid-lstm", "lstm"):
         f = result["fit"][model]
         print(
-            f"fit {model} (LayerNorm) {f['steps']} steps: {f['train_s']:.1f} s, {f['chars_per_s']:.0f} chars/s, "
-            f"peak memory {f['peak_memory_mib']} MiB"
+            f"fit {model} (LayerNorm) {f['steps']} steps: {f['train_s']:.1f} s, "
+            f"{f['chars_per_s']:.0f} chars/s, peak memory {f['peak_memory_mib']} MiB"
         )
     print(
-        f"fit hybrid-lstm / lstm: {result['fit']['ratio_hybrid_lstm_over_lstm']:.2f}x (the paper: ~2x)"
+        f"fit hybrid-lstm / lstm: {result['fit']['ratio_hybrid_lstm_over_lstm']:.2f}x "
+        "(the paper: ~2x)"
     )
     result["shared"] = shared_trials(device, args.tiny, steps=5 if args.tiny else 300)
     s = result["shared"]
     print(
-        f"{s['trials']} trials sharing one device: {s['aggregate_chars_per_s']:.0f} chars/s in all, "
-        f"memory per trial {s['memory_mib_per_trial']} MiB, max utilisation {s['max_utilisation_pct']}%"
+        f"{s['trials']} trials sharing one device: {s['aggregate_chars_per_s']:.0f} chars/s in "
+        f"all, memory per trial {s['memory_mib_per_trial']} MiB, max utilisation "
+        f"{s['max_utilisation_pct']}%"
     )
     result["wall_s"] = time.perf_counter() - started
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

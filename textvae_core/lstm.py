@@ -75,7 +75,8 @@ class _LayerNormLSTMFunction(torch.autograd.Function):
         H = H4 // 4
         i, f, g, o = acts.chunk(4, dim=-1)  # (T, B, H) each
         # Factors of dL/d(pre-activation z) that do not depend on the carried gradients:
-        # dz_i = dc * g i(1-i), dz_f = dc * c_prev f(1-f), dz_g = dc * i (1-g^2), dz_o = dh * tanh(c) o(1-o).
+        # dz_i = dc * g i(1-i), dz_f = dc * c_prev f(1-f), dz_g = dc * i (1-g^2),
+        # dz_o = dh * tanh(c) o(1-o).
         by_dc = torch.stack(
             [g * i * (1 - i), cs[:-1] * f * (1 - f), i * (1 - g * g)], dim=2
         )  # (T, B, 3, H)

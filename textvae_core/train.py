@@ -117,8 +117,9 @@ class Trainer:
         values = torch.stack(tracked).detach().double().cpu()
         if not torch.isfinite(values).all():
             raise DivergenceError(
-                f"loss became {values[0].item()} at step {self.step} (rec={values[1].item():.4g}, "
-                f"kl={values[2].item():.4g}, aux={values[3].item():.4g}); try a lower lr or grad_clip"
+                f"loss became {values[0].item()} at step {self.step} "
+                f"(rec={values[1].item():.4g}, kl={values[2].item():.4g}, "
+                f"aux={values[3].item():.4g}); try a lower lr or grad_clip"
             )
         # While aggressive, this is the decoder's update: the encoder has just had its own.
         self._update(

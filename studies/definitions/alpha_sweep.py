@@ -3,13 +3,14 @@ the weight alpha of the auxiliary reconstruction term against KL and the bound, 
 without KL annealing.
 
     vaestudy run alpha-sweep --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run alpha-sweep --preset cpu     # 30 trials (5 alphas x 2 x 3 seeds) on real PTB, 3000 steps each
+    vaestudy run alpha-sweep --preset cpu     # 30 trials (5 alphas x 2 x 3 seeds) on real PTB,
+                                              # 3000 steps each
     vaestudy run alpha-sweep --preset paper   # 20 trials x 100k steps: GPUs
 
 Ramp (studies/presets.py, measured with the KL weight at ~0 and the paper's LayerNorm
 cell): hybrid-lstm's AU and MI level at once and its rec at step ~1250 at L=52, so
-annealing runs 1250 -> 2250 and training 750 steps more. The cpu grid keeps small alphas (where the onset claim is decided) and
-five values for the rank correlations.
+annealing runs 1250 -> 2250 and training 750 steps more. The cpu grid keeps small alphas
+(where the onset claim is decided) and five values for the rank correlations.
 
 Measured with the fused cell (withdrawn: the LSTM is the paper's LayerNorm cell since
 2026-12-06; cpu, 3 seeds, real PTB): 70.1 min on 2 cores, host 1-thread matmul 114.4 GFLOP/s
@@ -37,7 +38,8 @@ STUDY = Study(
         "cpu": cpu(
             steps=3000,
             grid={"alpha": (0.1, 0.2, 0.3, 0.5, 0.8), "anneal": (True, False)},
-            cost="70.1 min on 2 cores (measured, set-up and tests sharing the cores ~8 min of it; matmul 114.4 GFLOP/s at 1 thread), 30 trials",
+            cost="70.1 min on 2 cores (measured, set-up and tests sharing the cores ~8 min of it; "
+            "matmul 114.4 GFLOP/s at 1 thread), 30 trials",
         ),
         "paper": paper(
             cost="20 trials x 100k steps; ~1.5 h each on a quarter of an A100-class GPU"

@@ -3,7 +3,8 @@ L=56: decoder depth 1..10 (receptive field depth + 1) x alpha in {0, 0.2, 0.5}. 
 auxiliary term the KL collapses once the decoder sees more than 3 characters.
 
     vaestudy run bytenet-depth --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run bytenet-depth --preset cpu     # 36 trials (depths 1, 2, 3, 6 x 3 alphas x 3 seeds), 3000 steps
+    vaestudy run bytenet-depth --preset cpu     # 36 trials (depths 1, 2, 3, 6 x 3 alphas
+                                                # x 3 seeds), 3000 steps
     vaestudy run bytenet-depth --preset paper   # 30 trials x 100k steps: GPUs
 
 Ramp (studies/presets.py, measured with the KL weight at ~0): hybrid-bytenet's rec levels

@@ -3,7 +3,8 @@ dropout p in {0.2, 0.5, 0.8} against the hybrid VAE with alpha=0.2: how much inf
 each puts in z (KL) and at what reconstruction cost.
 
     vaestudy run dropout --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run dropout --preset cpu     # 12 trials (4 variants x 3 seeds) on real PTB, 4000 steps each
+    vaestudy run dropout --preset cpu     # 12 trials (4 variants x 3 seeds) on real PTB,
+                                          # 4000 steps each
     vaestudy run dropout --preset paper   # 4 trials x 100k steps: GPUs
 
 L=12: the LSTM VAE must hold some KL for the comparison to mean anything (the control), and

@@ -3,7 +3,8 @@ the LSTM VAE with input dropout p in {0.2, 0.5}, as fragments grow from 12 to 60
 characters: the hybrid keeps its KL share, the LSTM VAE's KL falls towards 0.
 
     vaestudy run fragment-length --preset smoke   # 6 trials, ~45 s on 2 CPU cores
-    vaestudy run fragment-length --preset cpu     # 27 trials (L in {12, 36, 60} x 3 seeds), 4000 steps each
+    vaestudy run fragment-length --preset cpu     # 27 trials (L in {12, 36, 60} x 3 seeds),
+                                                  # 4000 steps each
     vaestudy run fragment-length --preset paper   # 15 trials x 100k steps: GPUs
 
 Ramps (studies/presets.py, measured with the KL weight at ~0 and the paper's LayerNorm
@@ -52,7 +53,8 @@ STUDY = Study(
         "cpu": cpu(
             steps=4000,
             grid={"variant": VARIANTS, "length": (12, 36, 60)},
-            cost="77.7 min on 2 cores (measured, tests sharing the cores part of it; matmul 74.5 GFLOP/s at 1 thread), 27 trials",
+            cost="77.7 min on 2 cores (measured, tests sharing the cores part of it; "
+            "matmul 74.5 GFLOP/s at 1 thread), 27 trials",
         ),
         "paper": paper(cost="15 trials x 100k steps"),
     },

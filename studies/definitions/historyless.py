@@ -3,7 +3,8 @@ characters, trained with no KL term (stochastic autoencoders): the conv VAE fits
 character fragments almost at once; the LSTM VAE with input dropout 1 fails from 30 on.
 
     vaestudy run historyless --preset smoke   # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run historyless --preset cpu     # 24 trials (8 points x 3 seeds) on real PTB, 3000 steps, batch 64
+    vaestudy run historyless --preset cpu     # 24 trials (8 points x 3 seeds) on real PTB,
+                                              # 3000 steps, batch 64
     vaestudy run historyless --preset paper   # 8 trials x 100k steps: GPUs
 
 Both models have z=100, as released, in every preset; the cpu preset also keeps the paper's

@@ -7,7 +7,8 @@ without them (alpha by the LSTM VAE, depth by all but hybrid-bytenet), which spr
 Optuna importances over trials where they had no effect.
 
     vaestudy run kl-frontier --preset smoke                    # 4 trials, ~30 s on 2 CPU cores
-    vaestudy run kl-frontier --preset cpu                     # 16 trials on real PTB, ~47 min on 2 cores
+    vaestudy run kl-frontier --preset cpu                     # 16 trials on real PTB,
+                                                              # ~47 min on 2 cores
     vaestudy run kl-frontier --preset paper --num-samples 200  # GPUs
 
 Every model keeps its own ramp (studies/presets.py at cpu scale: conv and hybrid-bytenet
@@ -44,7 +45,8 @@ STUDY = Study(
         "smoke": smoke(cost="~30 s, 4 trials", num_samples=4),
         "cpu": cpu(
             steps=4000,
-            cost="46.7 min on 2 cores with tests sharing them (matmul 156.5 GFLOP/s at 1 thread), 16 trials",
+            cost="46.7 min on 2 cores with tests sharing them (matmul 156.5 GFLOP/s at 1 thread), "
+            "16 trials",
             num_samples=16,
         ),
         "paper": paper(cost="~1.5 h per trial on a quarter GPU", num_samples=200),

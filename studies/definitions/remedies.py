@@ -3,7 +3,8 @@ annealing, aggressive encoder training, BN-VAE) on the LSTM VAE (p=0.2) and on t
 (alpha=0.2), side by side on one footing: is the hybrid still needed once you have them?
 
     vaestudy run remedies --preset smoke   # 11 trials, synthetic corpus
-    vaestudy run remedies --preset cpu     # 33 trials (11 variants x 3 seeds) on real PTB, 4000 steps each
+    vaestudy run remedies --preset cpu     # 33 trials (11 variants x 3 seeds) on real PTB,
+                                           # 4000 steps each
     vaestudy run remedies --preset paper   # 11 trials x 100k steps: GPUs
 
 Variants. The remedied LSTM VAEs use the remedies' decoder: z concatenated to the decoder's
@@ -102,7 +103,8 @@ COLLAPSED = Control(
 
 STUDY = Study(
     name="remedies",
-    title="Collapse remedies (free bits, cyclical, aggressive, BN-VAE) on the LSTM VAE and the hybrid (L=60)",
+    title="Collapse remedies (free bits, cyclical, aggressive, BN-VAE) on the LSTM VAE and the "
+    "hybrid (L=60)",
     reproduces="beyond the paper",
     base=dict(length=60),
     variants=VARIANTS,

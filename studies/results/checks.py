@@ -7,7 +7,8 @@ any run. A check reads summary rows (one per trial: the swept hyperparameters un
 own names, `status`, the final validation metrics without the `valid/` prefix, and
 `history`, the trial's validation reports by step) and answers
 
-    {"verdict": "PASS" | "FAIL" | "INCONCLUSIVE", "measured": {...}, "threshold": "...", "note": "..."}
+    {"verdict": "PASS" | "FAIL" | "INCONCLUSIVE", "measured": {...}, "threshold": "...",
+     "note": "..."}
 
 Rules shared by every check:
 * rows with the same hyperparameters are averaged into one point (`studies.results.claims` calls

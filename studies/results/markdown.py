@@ -49,9 +49,10 @@ def compute_line(c: Mapping[str, Any] | None) -> str:
     )
     use = f"{c['utilisation']:.0%}" if c["utilisation"] is not None else "-"
     text = (
-        f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at {at_once} "
-        f"trial(s) at once; compute of the {c['trials']} trial(s) that ended in them {c['trial_s'] / 60:.1f} min: "
-        f"slot utilisation {use} (trial compute over wall time times concurrency)."
+        f"{c['driver_runs']} driver run(s){killed}, {c['wall_s'] / 60:.1f} min of wall time at "
+        f"{at_once} trial(s) at once; compute of the {c['trials']} trial(s) that ended in them "
+        f"{c['trial_s'] / 60:.1f} min: slot utilisation {use} (trial compute over wall time times "
+        "concurrency)."
     )
     split = c["split"]
     if split:
@@ -82,7 +83,10 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
         return []
     lines = [
         "",
-        "Aggressive training (encoder-only updates on top of the decoder updates that `steps` counts):",
+        (
+            "Aggressive training (encoder-only updates on top of the decoder updates that "
+            "`steps` counts):"
+        ),
         "",
     ]
     for r in rows:
@@ -93,8 +97,9 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
             else ""
         )
         lines.append(
-            f"- {name}: {r['encoder_updates']:.0f} encoder updates through step {r['aggressive_until']:.0f} "
-            f"(aggressive mode on until then), {r['encoder_s']:.0f} s{share}"
+            f"- {name}: {r['encoder_updates']:.0f} encoder updates through step "
+            f"{r['aggressive_until']:.0f} (aggressive mode on until then), "
+            f"{r['encoder_s']:.0f} s{share}"
         )
     return lines
 
@@ -161,16 +166,18 @@ def render_markdown(
             if study.reproduces != "search"
             else []
         ),
-        f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: {len(results.summary)} "
-        f"trials ({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
+        f"Study `{study.name}`, preset `{results.preset}`, corpus `{results.corpus}`: "
+        f"{len(results.summary)} trials "
+        f"({', '.join(f'{v} {k}' for k, v in sorted(counts.items())) or 'none'}).  ",
         f"Read from {results.source}"
         + (f"; MLflow parent run `{results.parent_run_id}`." if results.parent_run_id else "."),
         "",
     ]
     if results.preset == "smoke":
         lines += [
-            "> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models train for "
-            "seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the claims.",
+            "> **Smoke preset: these verdicts check the plumbing, not the paper.** Tiny models "
+            "train for seconds on a synthetic corpus; run `--preset cpu` or `paper` to test the "
+            "claims.",
             "",
         ]
     lines += ["## Claims", ""]
@@ -206,10 +213,10 @@ def render_markdown(
             )
         lines += [
             "",
-            "Thresholds come from the study file and were fixed before any run. Each seed is judged on "
-            "its own: INCONCLUSIVE means a trial the claim needs is missing or failed, or a control failed "
-            "(the preset cannot test the claim). Over seeds, agreement gives that verdict and any mix is "
-            "UNSTABLE.",
+            "Thresholds come from the study file and were fixed before any run. Each seed is "
+            "judged on its own: INCONCLUSIVE means a trial the claim needs is missing or failed, "
+            "or a control failed (the preset cannot test the claim). Over seeds, agreement gives "
+            "that verdict and any mix is UNSTABLE.",
         ]
     else:
         lines.append(f"Study `{study.name}` declares no claims.")
@@ -222,16 +229,16 @@ def render_markdown(
         {round(r["mi_pool_max"], 3) for r in results.summary if is_number(r.get("mi_pool_max"))}
     )
     mi_note = (
-        "MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a report and "
-        f"never above log N ({', '.join(map(str, ceilings))} here): a value marked (cap) means at least that "
-        "much."
+        "MI is I(x; z) in nats (He et al. 2019), estimated on the N validation fragments of a "
+        f"report and never above log N ({', '.join(map(str, ceilings))} here): a value marked "
+        "(cap) means at least that much."
         if ceilings
         else "MI is I(x; z) in nats (He et al. 2019)."
     )
     if pools:
         mi_note += (
-            " MI pool is the final estimate over a larger pool of fragments, capped at its own log N "
-            f"({', '.join(map(str, pools))})."
+            " MI pool is the final estimate over a larger pool of fragments, capped at its own "
+            f"log N ({', '.join(map(str, pools))})."
         )
     lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += aggressive_lines(results.summary, swept(study, results.preset))
@@ -260,8 +267,8 @@ def render_markdown(
         "## Trials",
         "",
         f"Final validation metrics in bits per character, but for MI. {mi_note} "
-        "z gain is the reconstruction cost with another fragment's z minus that with its own: ~0 when the "
-        "decoder ignores z, whatever the KL."
+        "z gain is the reconstruction cost with another fragment's z minus that with its own: "
+        "~0 when the decoder ignores z, whatever the KL."
         + (
             " LSTM is the trial's LSTM cell (and whether z reaches every decoder step)."
             if lstm

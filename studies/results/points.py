@@ -46,8 +46,8 @@ DERIVED = {
 }
 # "Not collapsed" (the controls): at least this many active units and this much MI (nats).
 MIN_ACTIVE_UNITS, MIN_MI = 1, 0.1
-# Aggressive training's cost (absent for other trials): encoder-only updates and their seconds in all,
-# and the last step whose report window had any (aggressive mode was on through it).
+# Aggressive training's cost (absent for other trials): encoder-only updates and their seconds in
+# all, and the last step whose report window had any (aggressive mode was on through it).
 AGGRESSIVE_COLUMNS = ("encoder_updates", "encoder_s", "aggressive_until")
 # Whether a remedy did what it promises (absent for trials without it): BN-VAE's final
 # bn_mu_var and its KL floor gamma^2 Z / 2 nats per fragment in bits/char; free bits' largest
@@ -232,7 +232,8 @@ class Lookup:
 def distinct(
     point: Mapping[str, Any], among: Sequence[Mapping[str, Any]], where: Mapping[str, Any]
 ) -> dict:
-    """`where`'s keys plus the hyperparameters that tell `point` apart from the others (for notes)."""
+    """`where`'s keys plus the hyperparameters that tell `point` apart from the others (for
+    notes)."""
     shown = {k: point[k] for k in where}
     for k, v in point.items():
         if k in ("status", "seeds") or k in MEASURES or k in shown:

@@ -203,7 +203,8 @@ def summary_row(
     row["mi_max"] = math.log(n) if n else math.nan
     pool = config.get("mi_pool") or 0  # the final MI over a larger pool, capped at its own log N
     row["mi_pool_max"] = math.log(pool) if pool else math.nan
-    # the validation reports by step, for claims that read a trial's history (not in summary.parquet)
+    # the validation reports by step, for claims that read a trial's history (not in
+    # summary.parquet)
     row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
     row.update(
         _aggressive(

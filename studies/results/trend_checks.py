@@ -84,7 +84,8 @@ def greater_at_every(
     lesser: Any,
     where: Mapping[str, Any] | None = None,
 ) -> dict:
-    """At every x (among the points matching `where`): y with group=greater > y with group=lesser."""
+    """At every x (among the points matching `where`): y with group=greater > y with
+    group=lesser."""
     look = Lookup(rows, y)
     where = dict(where or {})
     xs = sorted({p[x] for p in look.points if matches(p, where) and x in p})

@@ -96,7 +96,8 @@ class StudyPlan:
 
     @property
     def grid(self) -> dict[str, tuple] | None:
-        """The grid the sampler walks: the preset's, with a seed axis when there are several seeds."""
+        """The grid the sampler walks: the preset's, with a seed axis when there are several
+        seeds."""
         if self.points is None:
             return None
         grid = self.study.grid_for(self.opts.preset)

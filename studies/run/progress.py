@@ -80,8 +80,9 @@ class ProgressLine:
         eta = time_left(elapsed, finished, shares, total - done) if done < total else None
         best = f"{self.best:.4f}" if self.best is not None else "-"
         self.progress(
-            f"{done}/{total} done, {running} running, {pending} pending | best {self.metric} {best} | "
-            f"elapsed {_fmt(elapsed)}" + (f", ~{_fmt(eta)} left" if eta is not None else "")
+            f"{done}/{total} done, {running} running, {pending} pending | "
+            f"best {self.metric} {best} | elapsed {_fmt(elapsed)}"
+            + (f", ~{_fmt(eta)} left" if eta is not None else "")
         )
 
 

@@ -63,8 +63,8 @@ class DriverLock:
                 and held.get("pid") != os.getpid()
             ):
                 raise StudyError(
-                    f"study folder {self.path.parent} is in use by a running driver (pid {held['pid']}); "
-                    "wait for it to finish or stop it first"
+                    f"study folder {self.path.parent} is in use by a running driver "
+                    f"(pid {held['pid']}); wait for it to finish or stop it first"
                 )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(
@@ -121,7 +121,8 @@ def run_study(
         ostudy, ostorage, attempt = open_optuna(plan, parent)
         done, todo = reconcile(plan, tracker, ostudy)
         echo(
-            f"[{plan.study.name}] {plan.target} trials, {len(done)} already finished, {todo.num_samples} to run"
+            f"[{plan.study.name}] {plan.target} trials, {len(done)} already finished, "
+            f"{todo.num_samples} to run"
             + (f" ({todo.closed_stale} interrupted)" if todo.closed_stale else "")
             + f" | folder {plan.store.uri}"
         )

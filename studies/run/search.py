@@ -153,7 +153,8 @@ def dashboard(store, host: str, port: int) -> tuple[list[str], str]:
     record = store.study()
     if record is None:
         raise StudyError(
-            f"{store.uri} is not a study folder (no study.json); give the folder `vaestudy run` printed"
+            f"{store.uri} is not a study folder (no study.json); give the folder `vaestudy run` "
+            "printed"
         )
     url = record.optuna_storage
     if url.startswith("sqlite:///"):

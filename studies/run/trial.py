@@ -99,7 +99,10 @@ class CollapseRule:
         whys = [self.collapsed(r.metrics) for r in last]
         if len(last) < self.patience or not all(whys):
             return None
-        return f"KL collapsed: {whys[-1]} for {self.patience} reports after annealing (step {last[-1].step})"
+        return (
+            f"KL collapsed: {whys[-1]} for {self.patience} reports after annealing "
+            f"(step {last[-1].step})"
+        )
 
 
 def outcome(last: TrialReport | None, error: str | None = None) -> tuple[Status, str | None]:

@@ -98,7 +98,8 @@ def conclude_models(
         except Exception as exc:  # noqa: BLE001 - the study itself is done: say it, end it
             log.warning("--register %s: trial %s", register, c.key, exc_info=True)
             echo(
-                f"[{study.name}] --register {register}: trial {c.key} not registered: {one_line(exc)}"
+                f"[{study.name}] --register {register}: trial {c.key} not registered: "
+                f"{one_line(exc)}"
             )
             continue
         values = ", ".join(f"{m} {v:.4f}" for m, v in c.values.items())

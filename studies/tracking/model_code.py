@@ -2,7 +2,8 @@
 
 This file is logged with every trial's model (`models.save_model`) and run again by
 `mlflow.pyfunc.load_model`, which first puts the model's own copy of `textvae_core` on
-sys.path: so it imports mlflow (and pandas, which mlflow needs) and textvae_core only, never `studies` or `cli`.
+sys.path: so it imports mlflow (and pandas, which mlflow needs) and textvae_core only, never
+`studies` or `cli`.
 
     model = mlflow.pyfunc.load_model("runs:/<run id>/model")
     model.predict(pd.DataFrame({"text": ["the company said"]}))  # greedy reconstructions

@@ -148,7 +148,8 @@ class StudyTracker:
     def start_parent(
         self, run_id: str | None, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]
     ) -> str:
-        """Reopen parent `run_id` (a resumed study) if it exists in this experiment, else create one."""
+        """Reopen parent `run_id` (a resumed study) if it exists in this experiment, else create
+        one."""
         run = self._get_run(run_id) if run_id else None
         if run is not None and run.info.experiment_id == self.experiment_id:
             self._reopen(run)
@@ -186,7 +187,8 @@ class StudyTracker:
                 self._reopen(run)
             self._log_missing(run, params, tags)
         else:
-            # The identifying tags go in with create_run so the run is findable from its first moment.
+            # The identifying tags go in with create_run so the run is findable from its first
+            # moment.
             all_tags = {
                 **_str_values(without_secrets(tags)),
                 PARENT_TAG: parent_id,
