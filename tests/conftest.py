@@ -34,6 +34,11 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if k not in LEAKY}, **QUIET, **extra}
 
 
+def smoke_run(folder: Path) -> list[str]:
+    """`vaestudy`'s arguments for the smoke alpha-sweep into `folder` (add options after)."""
+    return ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder)]
+
+
 @dataclass(frozen=True)
 class FinishedStudy:
     """A study run to its end: its folder and what the driver printed."""
@@ -58,12 +63,7 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
             sys.executable,
             "-m",
             "cli.main",
-            "run",
-            "alpha-sweep",
-            "--preset",
-            "smoke",
-            "--storage",
-            str(folder),
+            *smoke_run(folder),
             "--no-report",
             "--register",
             SMOKE_MODEL,

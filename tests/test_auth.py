@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, smoke_run, subprocess_env
 from mlflow_server import ADMIN_PASSWORD as PASSWORD
 from mlflow_server import BASIC_AUTH, MlflowServer
 
@@ -55,19 +55,7 @@ def test_a_server_that_turns_the_user_away_is_one_line_and_nothing_is_created(
     auth_server, tmp_path, env, says
 ):
     folder = tmp_path / "study"
-    res = vaestudy(
-        [
-            "run",
-            "alpha-sweep",
-            "--preset",
-            "smoke",
-            "--storage",
-            str(folder),
-            "--tracking-uri",
-            auth_server.url,
-        ],
-        **env,
-    )
+    res = vaestudy([*smoke_run(folder), "--tracking-uri", auth_server.url], **env)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in res.stderr, res.stderr

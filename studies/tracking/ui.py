@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from ..store import StudyStore
 from .uris import TrackingError
-from .views import CURVES, view_tags, view_url
+from .views import CURVES, ensure_tags, view_tags, view_url
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,7 @@ def experiment_url(base: str, target: UiTarget, view: str = CURVES) -> str:
         client = MlflowClient(tracking_uri=target.tracking_uri)
         exp = client.get_experiment_by_name(target.experiment)
         if exp is not None:
-            for key, value in view_tags().items():
-                if key not in exp.tags:
-                    client.set_experiment_tag(exp.experiment_id, key, value)
+            ensure_tags(client, exp, view_tags())
     if exp is None:
         return f"{base}/"
     return view_url(base, exp.experiment_id, view)

@@ -120,3 +120,10 @@ def view_url(base: str, experiment_id: str, key: str) -> str:
         {"viewStateShareKey": key, "compareRunsMode": "CHART", "workflowType": "machine_learning"}
     )
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def ensure_tags(client, experiment, tags: dict[str, str]) -> None:
+    """Set on `experiment` each of `tags` it lacks (one made before vaestudy wrote them)."""
+    for key, value in tags.items():
+        if experiment.tags.get(key) is None:
+            client.set_experiment_tag(experiment.experiment_id, key, value)

@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from ..store import Status
 from . import models
 from .reading import search_all
-from .views import view_tags
+from .views import ensure_tags, view_tags
 from .uris import (
     EXPERIMENT_TAGS,
     MAX_METRICS_PER_BATCH,
@@ -138,9 +138,7 @@ class StudyTracker:
                 "or use another study name"
             )
         # An experiment made before vaestudy tagged its kind or stored its views gets them.
-        for key, value in {**EXPERIMENT_TAGS, **view_tags()}.items():
-            if exp.tags.get(key) is None:
-                self.client.set_experiment_tag(exp.experiment_id, key, value)
+        ensure_tags(self.client, exp, {**EXPERIMENT_TAGS, **view_tags()})
         return exp.experiment_id
 
     # --- runs -------------------------------------------------------------------------------
