@@ -115,6 +115,9 @@ def train(
 
         check_checkpoint(ckpt)
 
+    from textvae_core import load_corpus  # before the bar: a bad corpus is one line
+
+    corpus = load_corpus(config.corpus, tokens=config.tokens, vocab_size=config.vocab_size)
     bar = click.progressbar(length=config.steps, label=f"{model}", show_pos=True, file=sys.stderr)
     last = [0]
 
@@ -125,12 +128,17 @@ def train(
         last[0] = report.step
         m = report.metrics
         bar.label = (
-            f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
+            f"{model} valid NLL {m['valid/nll_nats']:.2f} rec {m['valid/rec_nats']:.2f} "
+            f"kl {m['valid/kl_nats']:.2f} nats/sentence, PPL {m['valid/ppl']:.1f}"
+            if config.tokens == "word"
+            else f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
             f"kl {m['valid/kl_bpc']:.3f} bpc"
         )
 
     with bar:
-        trainer = fit(config, on_report=on_report, resume_from=ckpt if resume else None)
+        trainer = fit(
+            config, on_report=on_report, resume_from=ckpt if resume else None, corpus=corpus
+        )
     final = trainer.history[-1].metrics
     click.echo(json.dumps({k: round(v, 4) for k, v in final.items()}, indent=1))
     click.echo(f"checkpoint: {ckpt}\nmetrics: {out_dir / 'metrics.parquet'}")

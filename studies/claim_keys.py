@@ -34,9 +34,9 @@ def hyperparameters(study: "Study") -> set[str]:
 
 
 def measures() -> tuple[str, ...]:
-    from .results.points import DERIVED, MEASURES
+    from .results.points import ALL_MEASURES, DERIVED
 
-    return (*MEASURES, *DERIVED)
+    return (*ALL_MEASURES, *DERIVED)
 
 
 def _named(params: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:

@@ -52,6 +52,9 @@ def world(study, point, config):
             mi_pool=mi,
             iw_nll_bpc=1.55 if variant.startswith("hybrid") else 1.5,
         )
+    elif study.name == "ptb-words":  # at texar-pytorch's numbers, after 2 lr halvings
+        m.update(rec_bpc=math.nan, kl_bpc=math.nan, test_nll_nats=102.54, test_kl_nats=5.1)
+        m.update(plateau_decays=2.0)
     m["total_bpc"] = m["rec_bpc"] + m["kl_bpc"]
     return m
 
@@ -134,6 +137,23 @@ def test_seeds_that_disagree_are_unstable_and_say_how_many_gave_which():
     assert collapse["measured"][key] == pytest.approx((0.001 * 2 + 0.04) / 3)
     assert collapse["spread"][key] == pytest.approx([0.001, 0.04])
     assert results["aux-keeps-kl"]["verdict"] == "PASS"
+
+
+def test_ptb_words_fails_outside_the_band_and_is_inconclusive_without_a_decay():
+    study = load_study("ptb-words")
+
+    def verdicts(change):
+        return {
+            r["id"]: r["verdict"]
+            for r in claims.evaluate(study, rows_for(study, seeds=(0,), change=change), "cpu", (0,))
+        }
+
+    assert verdicts(lambda r: r.update(test_nll_nats=104.0)) == {
+        "anchor-test-nll": "FAIL",
+        "uses-z": "PASS",
+    }
+    assert verdicts(lambda r: r.update(test_kl_nats=0.2))["uses-z"] == "FAIL"
+    assert set(verdicts(lambda r: r.update(plateau_decays=0.0)).values()) == {"INCONCLUSIVE"}
 
 
 def test_a_seed_with_a_missing_trial_is_inconclusive_in_that_seed():

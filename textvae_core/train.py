@@ -22,35 +22,31 @@ from .aggressive import inner_loop_done, mode_ends, steps_per_epoch
 from .checkpoint import CHECKPOINT_FORMAT, check_format, read_checkpoint
 from .config import TrainConfig
 from .data import Corpus, load_corpus
-from .evaluation import Evaluator, autocast_context, fragment_bits
+from .errors import DataError
+from .evaluation import (
+    Evaluator,
+    autocast_context,
+    fragment_bits,
+    resolve_device,
+    sentence_nats,
+)
 from .fragments import FragmentSampler
 from .history import Report
 from .losses import KLSchedule, vae_objective
 from .models import TextVAE, build_model
+from .selection import ModelSelection, lr_at
+from .tokens import PAD
 from .vocab import Vocabulary
+from .words import SentenceBatcher
 
 # Fields a resumed run may change; everything else must match the checkpoint.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "threads", "device", "iw_samples", "eval_batches", "mi_pool"}
+    {"steps", "threads", "device", "iw_samples", "iw_sentences", "eval_batches", "mi_pool"}
 )
 
 
 class DivergenceError(RuntimeError):
     """The loss became NaN or infinite; the message says at which step."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but no CUDA device is available")
-    return torch.device(name)
-
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """lr * decay ** (completed decay periods after `lr_decay_after`)."""
-    periods = max(0, step - config.lr_decay_after) // config.lr_decay_every
-    return config.lr * config.lr_decay**periods
 
 
 class Trainer:
@@ -61,32 +57,49 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
-        self.corpus = corpus or load_corpus(config.corpus)
+        self.corpus = corpus or load_corpus(
+            config.corpus, tokens=config.tokens, vocab_size=config.vocab_size
+        )
+        if self.corpus.tokens != config.tokens:
+            raise DataError(
+                f"corpus {self.corpus.name} has tokens={self.corpus.tokens}, the config "
+                f"tokens={config.tokens}: load it with load_corpus(..., tokens={config.tokens!r})"
+            )
+        self.words = config.tokens == "word"
         torch.manual_seed(config.seed)
         self.model: TextVAE = build_model(config, self.corpus.vocab.size).to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8
         )
-        self.sampler = FragmentSampler(
-            self.corpus.train, config.length, config.batch_size, config.seed
-        )
+        self.evaluator = Evaluator(self.model, self.corpus, config, self.device)
+        if self.words:
+            self.sampler = SentenceBatcher(
+                self.corpus.train, config.batch_size, config.seed, self.evaluator.max_len
+            )
+            epoch = self.sampler.steps_per_epoch
+        else:
+            self.sampler = FragmentSampler(
+                self.corpus.train, config.length, config.batch_size, config.seed
+            )
+            epoch = steps_per_epoch(len(self.corpus.train), config.length, config.batch_size)
+        self.eval_every = config.eval_every or epoch  # 0: one pass over the training data
         self.generator = torch.Generator(self.device).manual_seed(config.seed)
         self.schedule = KLSchedule.of(config)
-        self.evaluator = Evaluator(self.model, self.corpus, config, self.device)
         self.step = 0
-        # sums of loss, rec, kl, aux since the last report
-        self._window = torch.zeros(4, dtype=torch.float64)
+        # sums over the examples (fragments or sentences) since the last report of loss, rec,
+        # kl, aux, and the examples and tokens
+        self._window = torch.zeros(6, dtype=torch.float64)
         self._window_steps = 0
         self._window_time = 0.0
+        # decay on plateau and model selection (`plateau`, `select_best`)
+        self.selection = ModelSelection(config, self.model, self.optimizer)
         self.history: list[Report] = []
         self.checkpoint_steps: int | None = None  # after `load`: the `steps` of its run
         self._free_bits_active = 0.0  # sum of the share of dimensions at the floor since the report
         # Aggressive encoder training (He et al. 2019, `aggressive`): on until held-out MI, checked
         # every `aggressive_check_every` steps (0: one pass over the training data), drops.
         self.aggressive_on = config.aggressive
-        self.aggressive_check_every = config.aggressive_check_every or steps_per_epoch(
-            len(self.corpus.train), config.length, config.batch_size
-        )
+        self.aggressive_check_every = config.aggressive_check_every or epoch
         self._previous_mi = 0.0  # the last check's MI; the first check compares with 0
         self._encoder_updates, self._encoder_time = 0, 0.0
         # Seconds this process spent training (encoder-only updates included) and evaluating;
@@ -102,12 +115,11 @@ class Trainer:
 
     # --- training ------------------------------------------------------------------------
     def train_step(self) -> None:
-        cfg = self.config
         start = time.perf_counter()
         self.model.train()
         x = self.sampler.sample().to(self.device, non_blocking=True)  # (B, L)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.step, cfg)
+            group["lr"] = self.lr
         if self.aggressive_on:
             self._train_encoder(x)
         parts = self._objective(x)
@@ -126,7 +138,9 @@ class Trainer:
             parts["loss"], frozen=self.model.encoder_parameters() if self.aggressive_on else ()
         )
         self.step += 1
-        self._window += values[:4]
+        self._window += torch.cat(
+            [values[:4] * x.shape[0], torch.tensor([x.shape[0], float((x != PAD).sum())])]
+        )
         self._free_bits_active += float(values[4:].sum())
         self._window_steps += 1
         elapsed = time.perf_counter() - start
@@ -180,15 +194,27 @@ class Trainer:
         self._previous_mi = mi
         self.seconds["eval"] += time.perf_counter() - start
 
+    @property
+    def lr(self) -> float:
+        """The learning rate now: the step decay's (`lr_at`) times the plateau decays'."""
+        return lr_at(self.step, self.config) * self.selection.lr_scale
+
+    @property
+    def stopped(self) -> bool:
+        """The plateau schedule's last decay ended training."""
+        return self.selection.stopped
+
     def train_metrics(self) -> dict[str, float]:
         cfg, n = self.config, max(self._window_steps, 1)
-        _, rec, kl, aux = (self._window / n).tolist()
-        chars = self._window_steps * cfg.batch_size * cfg.length
-        m = {
-            **fragment_bits(rec, kl, aux, cfg),
-            "kl_weight": self.schedule.weight_at(self.step),
-            "chars_per_s": chars / self._window_time if self._window_time > 0 else math.nan,
-        }
+        _, rec, kl, aux, examples, tokens = self._window.tolist()
+        speed = tokens / self._window_time if self._window_time > 0 else math.nan
+        if self.words:
+            m = {**sentence_nats(rec, kl, aux, int(examples), int(tokens), cfg)}
+            m["tokens_per_s"] = speed
+        else:
+            e = max(examples, 1.0)
+            m = {**fragment_bits(rec / e, kl / e, aux / e, cfg), "chars_per_s": speed}
+        m["kl_weight"] = self.schedule.weight_at(self.step)
         if cfg.free_bits > 0:
             m["free_bits_active"] = self._free_bits_active / n
             self._free_bits_active = 0.0
@@ -204,13 +230,45 @@ class Trainer:
         return m
 
     def report(self, final: bool = False) -> Report:
+        """Train and valid measures now. The plateau schedule's last decay (`plateau`) makes
+        this report final. A final report adds its final measures (`_final_metrics`)."""
         metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
-        valid = self._validate(final)
+        metrics["lr"] = self.lr
+        selects = self.selection.active
+        valid = self._validate(final and not selects)
         metrics.update({f"valid/{k}": v for k, v in valid.items()})
-        metrics["lr"] = lr_at(self.step, self.config)
+        if selects:
+            self.selection.observe(valid, self.step)
+        if self.config.plateau:  # with this report's decay, if it made one
+            metrics["train/plateau_decays"] = float(self.selection.decays)
+        final = final or self.stopped
+        if final:
+            metrics.update(self._final_metrics(valid_final=not selects))
         rep = Report(self.step, metrics, final)
         self.history.append(rep)
         return rep
+
+    def _final_metrics(self, valid_final: bool) -> dict[str, float]:
+        """What only a final report has, measured on the model it reports: with
+        `select_best` (or `plateau`) the best valid bound's model, whose valid measures
+        replace the report's; the IW bound and MI pool (unless `valid_final`: the report's
+        valid measures were already made final); for words the test split, here only."""
+        out = {}
+        if self.selection.active:
+            self.selection.restore()
+            out["valid/selected_step"] = float(self.selection.step)
+        if not valid_final:
+            out.update({f"valid/{k}": v for k, v in self._validate(final=True).items()})
+        if self.words:
+            test = self._validate(final=True, split="test")
+            test["mi_pool"] = test["mutual_info"]  # over the whole test split
+            out.update({f"test/{k}": v for k, v in test.items()})
+        return out
+
+    def _account_eval(self, seconds: float, final: bool) -> None:
+        self.seconds["eval"] += seconds
+        if final:
+            self.seconds["final"] += seconds
 
     def finalize(self) -> Report:
         """The report just made, made final: for a run stopped before `steps` (a collapsed
@@ -222,20 +280,19 @@ class Trainer:
                 f"finalize: the last report is at step {last.step}, training at {self.step}"
             )
         metrics = dict(last.metrics)
-        for k, v in self._validate(final=True).items():
-            metrics.setdefault(f"valid/{k}", v)
+        replace = self.selection.active  # another model's measures: all new
+        for k, v in self._final_metrics(valid_final=False).items():
+            if replace or k not in metrics:
+                metrics[k] = v
         self.history[-1] = rep = Report(self.step, metrics, True)
         return rep
 
-    def _validate(self, final: bool) -> dict[str, float]:
+    def _validate(self, final: bool, split: str = "valid") -> dict[str, float]:
         start = time.perf_counter()
-        valid = self.evaluator.evaluate(self.config.iw_samples if final else 0)
-        if final:
+        valid = self.evaluator.evaluate(self.config.iw_samples if final else 0, split)
+        if final and split == "valid":
             valid.update(self.evaluator.final_diagnostics())
-        elapsed = time.perf_counter() - start
-        self.seconds["eval"] += elapsed
-        if final:
-            self.seconds["final"] += elapsed
+        self._account_eval(time.perf_counter() - start, final)
         return valid
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -259,6 +316,7 @@ class Trainer:
                 self._encoder_time,
             ),
             "history": [dataclasses.asdict(r) for r in self.history],
+            "selection": self.selection.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -281,13 +339,18 @@ class Trainer:
         self.step = state["step"]
         self.checkpoint_steps = saved.steps  # the `steps` it was training for
         window, self._window_steps, self._window_time = state["window"]
-        self._window = window.clone()
+        if window.numel() == 4:  # written before the window summed over examples (characters)
+            b, n = saved.batch_size, self._window_steps
+            window = torch.cat([window * b, torch.tensor([n * b, n * b * saved.length])])
+        self._window = window.clone().double()
         self._free_bits_active = state.get("free_bits_active", 0.0)
         if "aggressive" in state:
             self.aggressive_on, self._previous_mi, self._encoder_updates, self._encoder_time = (
                 state["aggressive"]
             )
         self.history = [Report(**r) for r in state["history"]]
+        if "selection" in state:
+            self.selection.load_state_dict(state["selection"])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint atomically (a crash mid-write leaves the old one)."""
@@ -325,12 +388,12 @@ def fit(
             and trainer.checkpoint_steps == config.steps
         ):
             return trainer  # it ended there (stopped early, or done): only more `steps` continue it
-    while trainer.step < config.steps:
+    while trainer.step < config.steps and not trainer.stopped:
         trainer.train_step()
         final = trainer.step == config.steps
-        if trainer.step % config.eval_every == 0 or final:
+        if trainer.step % trainer.eval_every == 0 or final:
             rep = trainer.report(final=final)
-            if on_report is not None and on_report(rep, trainer) and not final:
+            if on_report is not None and on_report(rep, trainer) and not rep.final:
                 on_report(trainer.finalize(), trainer)
                 break
     return trainer

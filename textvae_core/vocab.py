@@ -21,6 +21,8 @@ class Vocabulary:
     # sorted distinct characters of the training text; id = N_RESERVED + index
     chars: tuple[str, ...]
 
+    tokens = "char"
+
     def __post_init__(self) -> None:
         chars = tuple(self.chars)
         object.__setattr__(self, "chars", chars)
@@ -87,3 +89,14 @@ class Vocabulary:
                 f'not a vocabulary JSON ({one_line(exc)}): expected {{"chars": [...]}} '
                 "as written by Vocabulary.to_json"
             ) from None
+
+
+def vocabulary_from_json(s: str):
+    """The character or word vocabulary (`words.WordVocabulary`) a `to_json` wrote."""
+    from .words import WordVocabulary
+
+    try:
+        is_word = json.loads(s).get("tokens") == "word"
+    except (ValueError, AttributeError):
+        is_word = False
+    return WordVocabulary.from_json(s) if is_word else Vocabulary.from_json(s)

@@ -38,7 +38,14 @@ from .comparison_checks import (
     within_of_best,
 )
 from .points import DERIVED, MEASURES, USABLE, VERDICTS, average, clean, ranks, spearman
-from .threshold_checks import all_above, all_at_least, all_below, not_collapsed, value_at
+from .threshold_checks import (
+    all_above,
+    all_at_least,
+    all_below,
+    not_collapsed,
+    value_at,
+    value_between,
+)
 from .trend_checks import (
     MIN_SPEARMAN_POINTS,
     first_reaching,
@@ -71,6 +78,7 @@ __all__ = [
     "max_vs",
     "within_of_best",
     "times_baseline",
+    "value_between",
     "at_least_median",
     "value_at",
     "all_below",

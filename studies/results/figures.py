@@ -255,7 +255,8 @@ def _draw_measures(results: StudyResults, spec: Figure):
 
 def _draw_curves(results: StudyResults, spec: Figure):
     """Training (solid) and validation (dashed) reconstruction against the step, a line per
-    series value and a panel per panel value (Fig 3). Every trial is drawn, failed ones too."""
+    series value and a panel per panel value (Fig 3); for words, the NLL per sentence. Every
+    trial is drawn, failed ones too."""
     study = results.study
     by_key = {r["trial_key"]: r for r in results.summary}
     history: dict[str, list[dict]] = {}
@@ -263,6 +264,8 @@ def _draw_curves(results: StudyResults, spec: Figure):
         if r.get("trial_key") in by_key and "split" in r:
             history.setdefault(r["trial_key"], []).append(r)
     trials = [r for r in results.summary if r["trial_key"] in history]  # in the study's grid order
+    words = any(is_number(r.get("nll_nats")) for rows in history.values() for r in rows)
+    y, y_label = ("nll_nats", "nats per sentence (NLL)") if words else ("rec_bpc", None)
     panels = _panels(results, trials, spec.panel)
     fig, axes = _new_figure(len(panels))
     series = (
@@ -278,9 +281,7 @@ def _draw_curves(results: StudyResults, spec: Figure):
             rows = sorted(history[t["trial_key"]], key=lambda r: r["step"])
             for split, style in (("train", "-"), ("valid", "--")):
                 pts = [
-                    (r["step"], r["rec_bpc"])
-                    for r in rows
-                    if r["split"] == split and is_number(r.get("rec_bpc"))
+                    (r["step"], r[y]) for r in rows if r["split"] == split and is_number(r.get(y))
                 ]
                 if not pts:
                     continue
@@ -298,7 +299,7 @@ def _draw_curves(results: StudyResults, spec: Figure):
             spec,
             panel,
             AXIS_LABELS["step"],
-            f"{BPC} (reconstruction)",
+            y_label or f"{BPC} (reconstruction)",
             None if handles else "no reports",
         )
         _style_legend(ax, handles, (("-", "training (solid)"), ("--", "validation (dashed)")))

@@ -206,6 +206,8 @@ def render_markdown(
             verdict = f"**{v['verdict']}**" + (
                 f" ({v['note']})" if v["verdict"] == "UNSTABLE" else ""
             )
+            if len(v["seeds"]) == 1:
+                verdict += " (single seed)"
             controls = "".join(f"<br>control: {c['text']}" for c in v["controls"])
             lines.append(
                 f"| `{v['id']}`: {_cell(v['text'])}{_cell(controls)} | {_cell(measured)} "
@@ -243,6 +245,9 @@ def render_markdown(
     lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += aggressive_lines(results.summary, swept(study, results.preset))
     lines += remedy_lines(results.summary, swept(study, results.preset))
+    if any(is_number(r.get("nll_nats")) for r in results.summary):
+        lines += word_trial_lines(results.summary, swept(study, results.preset))
+        return "\n".join(lines) + "\n"
     lstm = any(lstm_label(r) for r in results.summary)  # a column only where a trial has an LSTM
     header = [
         "trial",
@@ -295,3 +300,48 @@ def render_markdown(
         cells += [r["steps"], r["wall_s"], speed]
         lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+WORD_COLUMNS = (  # (summary column, header) of a word corpus's trials table
+    ("nll_nats", "valid NLL"),
+    ("rec_nats", "rec"),
+    ("kl_nats", "KL"),
+    ("ppl", "PPL"),
+    ("active_units", "active units"),
+    ("mutual_info", "MI"),
+    ("test_nll_nats", "test NLL"),
+    ("test_kl_nats", "test KL"),
+    ("test_ppl", "test PPL"),
+    ("test_iw_nll_nats", "test IW NLL"),
+    ("test_iw_ppl", "test IW PPL"),
+    ("test_mutual_info", "test MI"),
+    ("test_active_units", "test AU"),
+    ("unigram_nats", "unigram"),
+    ("selected_step", "selected step"),
+    ("plateau_decays", "lr decays"),
+    ("steps", "steps"),
+    ("wall_s", "wall s"),
+    ("tokens_per_s", "tokens/s"),
+)
+
+
+def word_trial_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """The trials table of a word corpus's study: nats per sentence and perplexity."""
+    lines = [
+        "",
+        "## Trials",
+        "",
+        "Final metrics of the model each trial selected (the best valid NLL's, `selected step`), "
+        "on the whole valid split and, once, the test split. NLL is the negative ELBO, rec + KL, "
+        "in nats per sentence (words and the end token summed); PPL is per token, end tokens "
+        "counted: exp(total NLL / tokens). The IW bound uses the K samples and sentences the "
+        "preset sets. MI is I(x; z) in nats. unigram is the valid NLL of the training tokens' "
+        "frequencies alone.",
+        "",
+        "| trial | status | " + " | ".join(h for _, h in WORD_COLUMNS) + " |",
+        "|" + "---|" * (len(WORD_COLUMNS) + 2),
+    ]
+    for r in rows:
+        cells = [_trial_label(r, names), r["status"], *(r.get(c) for c, _ in WORD_COLUMNS)]
+        lines.append("| " + " | ".join(_cell(_fmt(c)) for c in cells) + " |")
+    return lines

@@ -33,6 +33,37 @@ MEASURES = (
     "mi_pool",
     "unigram_bpc",
 )
+# A word corpus's (tokens=word) final validation metrics, nats per sentence and perplexity per
+# token, and its final test metrics (the test split is read by the final report only).
+WORD_MEASURES = (
+    "nll_nats",
+    "rec_nats",
+    "kl_nats",
+    "aux_nats",
+    "ppl",
+    "z_gain_nats",
+    "iw_nll_nats",
+    "iw_ppl",
+    "unigram_nats",
+    "selected_step",
+    "truncated",
+    "plateau_decays",  # from the training reports: the plateau schedule's decays made
+)
+TEST_MEASURES = tuple(
+    f"test_{m}"
+    for m in (
+        "nll_nats",
+        "rec_nats",
+        "kl_nats",
+        "ppl",
+        "iw_nll_nats",
+        "iw_ppl",
+        "active_units",
+        "mutual_info",
+        "truncated",
+    )
+)
+ALL_MEASURES = MEASURES + WORD_MEASURES + TEST_MEASURES
 
 
 def _final_mi(m: Mapping[str, Any]) -> float:
@@ -66,6 +97,7 @@ BOOKKEEPING = (
     "steps",
     "wall_s",
     "chars_per_s",
+    "tokens_per_s",
     "mlflow_run_id",
     "mi_max",
     "mi_pool_max",
@@ -73,7 +105,7 @@ BOOKKEEPING = (
     *AGGRESSIVE_COLUMNS,
     *REMEDY_COLUMNS,
 )
-_NOT_HYPERPARAMETERS = frozenset(MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
+_NOT_HYPERPARAMETERS = frozenset(ALL_MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
 
 
 # --- points: rows averaged over seeds ----------------------------------------------------------
@@ -102,7 +134,7 @@ def average(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for members in groups.values():
         usable = [r for r in members if r.get("status") in USABLE]
         point = hyperparameters(members[0])
-        for m in MEASURES:
+        for m in ALL_MEASURES:
             values = [float(r[m]) for r in usable if is_number(r.get(m))]
             point[m] = sum(values) / len(values) if values else math.nan
         point["seeds"] = len(usable)
@@ -119,8 +151,8 @@ def at_step_rows(rows: Iterable[Mapping[str, Any]], step: int) -> list[dict[str,
     out = []
     for row in rows:
         report = (row.get("history") or {}).get(step)
-        new = {k: v for k, v in row.items() if k not in MEASURES}
-        new.update({m: (report or {}).get(m, math.nan) for m in MEASURES})
+        new = {k: v for k, v in row.items() if k not in ALL_MEASURES}
+        new.update({m: (report or {}).get(m, math.nan) for m in MEASURES + WORD_MEASURES})
         if report is None and row.get("status") in USABLE:
             new["status"] = f"no report at step {step}"
         out.append(new)
@@ -162,9 +194,10 @@ class Lookup:
     """
 
     def __init__(self, rows: Iterable[Mapping[str, Any]], y: str, at_step: int | None = None):
-        if y not in MEASURES and y not in DERIVED:
+        if y not in ALL_MEASURES and y not in DERIVED:
             raise StudyError(
-                f"y={y!r} is not a measure: expected one of {', '.join(MEASURES + tuple(DERIVED))}"
+                f"y={y!r} is not a measure: expected one of "
+                f"{', '.join(ALL_MEASURES + tuple(DERIVED))}"
             )
         self.points = average(rows if at_step is None else at_step_rows(rows, at_step))
         self.y = y
@@ -236,7 +269,7 @@ def distinct(
     notes)."""
     shown = {k: point[k] for k in where}
     for k, v in point.items():
-        if k in ("status", "seeds") or k in MEASURES or k in shown:
+        if k in ("status", "seeds") or k in ALL_MEASURES or k in shown:
             continue
         if any(k in o and not same(o[k], v) for o in among):
             shown[k] = v

@@ -22,7 +22,7 @@ from ..trials_table import CONFIG_COLUMNS, REMEDY_CONFIG, config_columns, trials
 from ..loading import load_study
 from ..spec import Study, trial_name
 from ..store import StudyStore, TrialRecord
-from .points import MEASURES
+from .points import MEASURES, TEST_MEASURES, WORD_MEASURES
 
 
 @dataclass
@@ -193,10 +193,20 @@ def summary_row(
     row.update(params)
     # config values beside the swept ones (`steps` is the steps trained, set below)
     row.update({c: v for c, v in config_columns(config).items() if c != "steps" and c not in row})
-    row.update({m: _float(last.get(m)) for m in MEASURES})
+    row.update({m: _float(last.get(m)) for m in MEASURES + WORD_MEASURES})
+    tests = [r for r in history if r["split"] == "test"]
+    if tests:  # a word corpus's final report: the test split
+        test = max(tests, key=lambda r: r["step"])
+        row.update({m: _float(test.get(m[len("test_") :])) for m in TEST_MEASURES})
+    decays = [r["plateau_decays"] for r in history if is_number(r.get("plateau_decays"))]
+    if decays:
+        row["plateau_decays"] = decays[-1]
     row["steps"] = max((int(r["step"]) for r in history), default=None)
     row["wall_s"] = _float(wall_s)
     row["chars_per_s"] = sum(speeds) / len(speeds) if speeds else math.nan
+    tokens = [r["tokens_per_s"] for r in history if is_number(r.get("tokens_per_s"))]
+    if tokens:  # words: tokens (words and end tokens) per second
+        row["tokens_per_s"] = sum(tokens) / len(tokens)
     row["mlflow_run_id"] = run_id
     # mutual_info is estimated on the validation fragments, so it never exceeds log of their number
     n = (config.get("batch_size") or 0) * (config.get("eval_batches") or 0)
@@ -205,7 +215,9 @@ def summary_row(
     row["mi_pool_max"] = math.log(pool) if pool else math.nan
     # the validation reports by step, for claims that read a trial's history (not in
     # summary.parquet)
-    row["history"] = {int(r["step"]): {m: _float(r.get(m)) for m in MEASURES} for r in valid}
+    row["history"] = {
+        int(r["step"]): {m: _float(r.get(m)) for m in MEASURES + WORD_MEASURES} for r in valid
+    }
     row.update(
         _aggressive(
             [r for r in history if r["split"] == "train" and is_number(r.get("encoder_updates"))]

@@ -27,6 +27,18 @@ def value_at(
     return look.result(value >= at_least, measured, f"{y} >= {at_least}")
 
 
+def value_between(
+    rows, *, where: Mapping[str, Any], y: str, lo: float, hi: float, at_step: int | None = None
+) -> dict:
+    """The y of the point `where` lies in [lo, hi] (a published number's band)."""
+    if not lo <= hi:
+        raise StudyError(f"value_between needs lo <= hi, got lo={lo}, hi={hi}")
+    look = Lookup(rows, y, at_step)
+    value = look.one(where)
+    measured = {f"{y} at {describe(where)}": value}
+    return look.result(lo <= value <= hi, measured, f"{lo} <= {y} <= {hi}")
+
+
 def all_below(
     rows,
     *,

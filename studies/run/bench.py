@@ -125,6 +125,8 @@ def _projected_eval_share(fits: list[dict], configs: list[dict], full: list) -> 
     """The eval share of the bare fits scaled to the preset's own steps: training and the
     periodic evaluations grow with the steps, the final report's extra cost does not."""
     train = evals = 0.0
+    if any(not cut["eval_every"] for cut in configs) or any(not c.eval_every for c in full):
+        return None  # a report per epoch (words): not projected
     for f, cut, cfg in zip(fits, configs, full):
         reports = max(cut["steps"] // cut["eval_every"], 1)
         periodic = (f["eval"] - f["final"]) / max(reports - 1, 1) if reports > 1 else f["final"]

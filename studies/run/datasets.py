@@ -1,6 +1,6 @@
 """A trial's corpus as MLflow dataset inputs: one per split (training, validation), each named
-by the corpus, with the sha256 of the split as the model reads it (its character ids) and where
-the text came from."""
+by the corpus, with the sha256 of the split as the model reads it (its token ids) and where
+the text came from. Word corpora add their test split."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from pathlib import Path
 from textvae_core.data import PTB_URL, Corpus
 
 DIGEST_CHARS = 32  # MLflow keeps at most 36 characters of a dataset's digest
+
+
+def corpus_key(config) -> tuple:
+    """What names a trial's corpus as loaded: its spec, tokens and vocabulary cap."""
+    return (config.corpus, config.tokens, config.vocab_size)
 
 
 @functools.lru_cache(maxsize=8)
@@ -30,15 +35,20 @@ def corpus_datasets(corpus: Corpus) -> tuple[dict[str, str], ...]:
         source = lambda split: {"uri": Path(corpus.name).as_uri()}  # noqa: E731
         name = Path(corpus.name).name
     out = []
-    for split, ids, context in (
-        ("train", corpus.train, "training"),
-        ("valid", corpus.valid, "validation"),
-    ):
+    splits = [("train", corpus.train, "training"), ("valid", corpus.valid, "validation")]
+    if corpus.test is not None:  # words: read by the final report only
+        splits.append(("test", corpus.test, "testing"))
+    for split, data, context in splits:
+        if corpus.tokens == "word":
+            ids = data.ids
+            size = {"sentences": len(data), "tokens": data.tokens, "tokens_unit": "word"}
+        else:
+            ids, size = data, {"characters": int(data.size)}
         profile = {
             "split": split,
-            "characters": int(ids.size),
+            **size,
             "vocab_size": corpus.vocab.size,
-            "source_sha256": corpus.sha256,  # of the raw text, train then valid
+            "source_sha256": corpus.sha256,  # of the raw text, its files in order
         }
         out.append(
             {

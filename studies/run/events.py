@@ -16,7 +16,7 @@ from textvae_core.diagnostics import chance_levels, probe_set
 
 from ..spec import Study, grid_point, trial_key, trial_name
 from ..tracking import GRID_POINT_PARAM, provenance_tags
-from .datasets import corpus_datasets
+from .datasets import corpus_datasets, corpus_key
 from ..store import Status, StudyStore, TrialRecord
 from .trial import TrialContext, TrialReport
 from .trial_models import WITH_MODEL, log_trial_model
@@ -58,6 +58,7 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         key = trial_key(params)
         if key not in runs:
             config = ctx.config(params)
+            corpus = corpora.get(corpus_key(config))
             tags = provenance_tags(
                 __version__,
                 commit,
@@ -66,15 +67,15 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                 model=config.model,
                 seed=config.seed,
                 corpus=config.corpus,
-                corpus_sha256=corpora[config.corpus].sha256 if config.corpus in corpora else "",
+                corpus_sha256=corpus.sha256 if corpus is not None else "",
             )
             chance = {}
-            if (
-                config.corpus == "synthetic" and config.corpus in corpora
-            ):  # the probe's chance levels
+            if (  # the probe's chance levels (character fragments only)
+                config.corpus == "synthetic" and config.tokens == "char" and corpus is not None
+            ):
                 if config.length not in chances:
                     chances[config.length] = chance_levels(
-                        probe_set(config.length, corpora[config.corpus].vocab)[1]
+                        probe_set(config.length, corpus.vocab)[1]
                     )
                 chance = chances[config.length]
             runs[key] = tracker.child_run(
@@ -89,8 +90,8 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                 },
                 tags,
             )
-            if config.corpus in corpora:
-                tracker.log_datasets(runs[key], list(corpus_datasets(corpora[config.corpus])))
+            if corpus is not None:
+                tracker.log_datasets(runs[key], list(corpus_datasets(corpus)))
             known = store.trial(key) or TrialRecord(params, config.to_dict())
             store.save_trial(
                 key,

@@ -22,6 +22,7 @@ from ..errors import StudyError
 from ..loading import load_study, validate_study
 from ..spec import Study
 from ..store import StudyRecord, StudyStore, is_remote
+from .datasets import corpus_key
 from .trial import CollapseRule, TrialContext
 
 
@@ -148,7 +149,10 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
         ),
     )
     configs = [ctx.config(p) for p in points] if points is not None else [ctx.config({})]
-    corpora = {c.corpus: load_corpus(c.corpus) for c in configs}  # fetches PTB once, or fails here
+    corpora = {  # fetches PTB once, or fails here
+        corpus_key(c): load_corpus(c.corpus, tokens=c.tokens, vocab_size=c.vocab_size)
+        for c in configs
+    }
     store = StudyStore(ctx.storage)
     tracking_uri = opts.tracking_uri or default_tracking_uri(store.local_dir)
     check_tracking_uri(tracking_uri)

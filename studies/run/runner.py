@@ -283,7 +283,7 @@ def tune_settings(plan: StudyPlan, num_samples: int, attempt: int, slots: int):
         max_failures=opts.max_failures,
         asha=opts.asha,
         asha_max_t=first.steps,
-        asha_grace=first.eval_every,
+        asha_grace=max(first.eval_every, 1),  # 0: a report per epoch (words)
         experiment_name=f"attempt-{attempt}",
         storage_path=plan.store.uri_of("ray"),
     )

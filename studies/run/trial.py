@@ -30,7 +30,7 @@ from .system import SystemSampler
 
 
 log = logging.getLogger(__name__)
-METRIC_PREFIXES = ("train/", "valid/")
+METRIC_PREFIXES = ("train/", "valid/", "test/")
 
 
 def is_metric(name: str) -> bool:
@@ -42,7 +42,7 @@ class TrialReport:
     """What a trial tells the driver at each evaluation (the Ray adapter carries it)."""
 
     step: int  # -1: training never reached a report (it diverged first)
-    metrics: Mapping[str, float]  # "train/..." and "valid/..." values, and "lr"
+    metrics: Mapping[str, float]  # "train/...", "valid/..." (final, words: "test/...") and "lr"
     final: bool = False  # its last report: the trial is over
     # why training could not go on: a non-finite loss, no readable checkpoint
     failure: str | None = None
@@ -75,8 +75,8 @@ class CollapseRule:
 
     def collapsed(self, metrics: Mapping[str, float]) -> str | None:
         """Why this report counts as collapsed, or None."""
-        if metrics.get("train/kl_weight", 0.0) < 1.0:
-            return None
+        if metrics.get("train/kl_weight", 0.0) < 1.0 or "valid/kl_bpc" not in metrics:
+            return None  # annealing, or a word corpus's trial (its plateau schedule ends it)
         measured = {
             "valid kl_bpc": (metrics.get("valid/kl_bpc"), self.kl),
             "MI (nats)": (metrics.get("valid/mutual_info"), self.mi),
@@ -239,9 +239,8 @@ def run_trial(
             # Resumed at its final report (the driver died after the final checkpoint): it is
             # re-sent so the study records the trial as complete, or as collapsed.
             rep = trainer.history[-1]
-            why = (
-                rule.stop(trainer.history) if rule is not None and rep.step < config.steps else None
-            )
+            early = rep.step < config.steps and not trainer.stopped  # not the plateau's end
+            why = rule.stop(trainer.history) if rule is not None and early else None
             report(
                 TrialReport(
                     rep.step,
