@@ -4,11 +4,13 @@ measures, and the ptb-words study's smoke run."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import random
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -311,3 +313,20 @@ def test_ptb_words_smoke_study_runs_and_reports_the_test_split(tmp_path):
     assert math.isfinite(row["test_ppl"]) and math.isfinite(row["test_kl_nats"])
     report = (folder / "report.md").read_text()
     assert "anchor-test-nll" in report and "(single seed)" in report and "test NLL" in report
+    # MLflow: the trial's curves in nats per sentence, the test split logged once, and the
+    # study's shared view charting the word measures
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    run = client.get_run(row["mlflow_run_id"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "valid/nll_nats")] == [
+        20,
+        40,
+        60,
+    ]
+    assert len(client.get_metric_history(run.info.run_id, "test/nll_nats")) == 1
+    assert "valid/total_bpc" not in run.data.metrics
+    exp = client.get_experiment(run.info.experiment_id)
+    view = json.loads(exp.tags["mlflow.sharedViewState.vaestudy-curves"])
+    state = zlib.decompress(base64.b64decode(view["state"][len("deflate;") :])).decode()
+    assert "valid/nll_nats" in state and "valid/kl_bpc" not in state

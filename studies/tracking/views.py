@@ -29,7 +29,12 @@ from .uris import GRID_POINT_PARAM, TRIAL_KEY_TAG
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 CURVES, SEEDS = "vaestudy-curves", "vaestudy-seeds"
 FIRST_CHARTS = ("valid/kl_bpc", "valid/rec_bpc", "valid/total_bpc")  # what a study is about
-ORDER_METRIC = "valid/total_bpc"  # every study logs it: the bound, lower is better
+ORDER_METRIC = "valid/total_bpc"  # every character study logs it: the bound, lower is better
+# a word corpus's study (tokens=word): the same in nats per sentence
+WORD_CHARTS, WORD_ORDER_METRIC = (
+    ("valid/kl_nats", "valid/rec_nats", "valid/nll_nats"),
+    "valid/nll_nats",
+)
 CLOSED_SECTIONS = ("train", "time")  # listed after "valid" and closed; others come after
 
 
@@ -38,7 +43,7 @@ def _compress(text: str) -> str:
     return "deflate;" + base64.b64encode(zlib.compress(text.encode())).decode()
 
 
-def view_state(grouped: bool) -> dict:
+def view_state(grouped: bool, words: bool = False) -> dict:
     # 3 charts a row, short enough that the row ends in a 900-pixel-high window
     sections = [
         {
@@ -75,10 +80,10 @@ def view_state(grouped: bool) -> dict:
             "useGlobalLineSmoothing": True,
             "range": {},
         }
-        for key in FIRST_CHARTS
+        for key in (WORD_CHARTS if words else FIRST_CHARTS)
     ]
     state = {
-        "orderByKey": f"metrics.`{ORDER_METRIC}`",
+        "orderByKey": f"metrics.`{WORD_ORDER_METRIC if words else ORDER_METRIC}`",
         "orderByAsc": True,
         "searchFilter": f"tags.`{TRIAL_KEY_TAG}` LIKE '%'",
         "runsHiddenMode": "SHOW_ALL",
@@ -98,8 +103,10 @@ def view_state(grouped: bool) -> dict:
     return state
 
 
-def view_tags() -> dict[str, str]:
-    """The experiment tags that hold both views."""
+def view_tags(metric: str = ORDER_METRIC) -> dict[str, str]:
+    """The experiment tags that hold both views, charting what the study's `metric` is
+    measured in: bits per character, or nats per sentence (words)."""
+    words = metric.endswith("_nats")
     now = int(time.time() * 1000)
     names = {CURVES: "vaestudy: KL and reconstruction", SEEDS: "vaestudy: seeds grouped"}
     return {
@@ -108,7 +115,7 @@ def view_tags() -> dict[str, str]:
                 "name": names[key],
                 "createdAt": now,
                 "updatedAt": now,
-                "state": _compress(json.dumps(view_state(grouped=key == SEEDS))),
+                "state": _compress(json.dumps(view_state(grouped=key == SEEDS, words=words))),
             }
         )
         for key in (CURVES, SEEDS)

@@ -138,7 +138,7 @@ class StudyTracker:
                 "or use another study name"
             )
         # An experiment made before vaestudy tagged its kind or stored its views gets them.
-        ensure_tags(self.client, exp, {**EXPERIMENT_TAGS, **view_tags()})
+        ensure_tags(self.client, exp, {**EXPERIMENT_TAGS, **view_tags(self.progress_metric)})
         return exp.experiment_id
 
     # --- runs -------------------------------------------------------------------------------
