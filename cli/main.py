@@ -102,6 +102,9 @@ def train(
       vaestudy train hybrid-lstm --set corpus=synthetic --set steps=300 --set eval_every=100
     """
     from textvae_core import fit, make_config, parse_assignments, write_history
+    from textvae_core.measures import key as metric_key
+
+    label_names = ("nll_nats", "rec_nats", "kl_nats", "ppl", "total_bpc", "rec_bpc", "kl_bpc")
 
     config = make_config(model, preset, parse_assignments(assignments))
     out_dir = out_dir or DEFAULT_ROOT / "train" / model
@@ -127,12 +130,13 @@ def train(
         bar.update(report.step - last[0])
         last[0] = report.step
         m = report.metrics
+        v = {name: m.get(metric_key("valid", name), float("nan")) for name in label_names}
         bar.label = (
-            f"{model} valid NLL {m['valid/nll_nats']:.2f} rec {m['valid/rec_nats']:.2f} "
-            f"kl {m['valid/kl_nats']:.2f} nats/sentence, PPL {m['valid/ppl']:.1f}"
+            f"{model} valid NLL {v['nll_nats']:.2f} rec {v['rec_nats']:.2f} "
+            f"kl {v['kl_nats']:.2f} nats/sentence, PPL {v['ppl']:.1f}"
             if config.tokens == "word"
-            else f"{model} valid total {m['valid/total_bpc']:.3f} rec {m['valid/rec_bpc']:.3f} "
-            f"kl {m['valid/kl_bpc']:.3f} bpc"
+            else f"{model} valid total {v['total_bpc']:.3f} rec {v['rec_bpc']:.3f} "
+            f"kl {v['kl_bpc']:.3f} bpc"
         )
 
     with bar:

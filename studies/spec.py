@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from textvae_core.measures import key as metric_key, parse_key
 from textvae_core.config import TrainConfig, make_config
 
 from .errors import StudyError
@@ -188,7 +189,9 @@ class Study:
     grid: Mapping[str, tuple] = field(default_factory=dict)  # param -> values (grid studies)
     space: Mapping[str, Float | Int | Categorical] = field(default_factory=dict)  # search studies
     sampler: str = "grid"  # grid, tpe or nsga2
-    metric: str | tuple[str, ...] = "valid/total_bpc"
+    metric: str | tuple[str, ...] = metric_key(
+        "valid", "total_bpc"
+    )  # keys of textvae_core.measures
     mode: str | tuple[str, ...] = "min"
     presets: Mapping[str, Preset] = field(default_factory=dict)
     claims: tuple[Claim, ...] = ()
@@ -219,6 +222,16 @@ class Study:
             if not isinstance(claim, Claim):
                 raise StudyError(
                     f"study {self.name}: claims must be Claim(...) objects, got {claim!r}"
+                )
+        for metric in self.metrics:
+            try:
+                split, _ = parse_key(metric)
+            except ValueError as exc:
+                raise StudyError(f"study {self.name}: metric={metric!r}: {exc}") from None
+            if split != "valid":
+                raise StudyError(
+                    f"study {self.name}: metric={metric!r} is not a valid-split measure: a study "
+                    "ranks its trials on what every report measures on the valid split"
                 )
         missing = [p for p in PRESET_NAMES if p not in self.presets]
         if missing:

@@ -274,3 +274,15 @@ def test_the_tally_counts_each_verdict_once_in_a_fixed_order():
     verdicts = [{"verdict": v} for v in ("UNSTABLE", "PASS", "FAIL", "PASS")]
     assert claims.tally(verdicts) == "2 PASS, 1 FAIL, 1 UNSTABLE"
     assert claims.tally([]) == ""
+
+
+def test_a_study_metric_must_be_a_valid_measure_of_the_vocabulary():
+    study = load_study("dropout")
+    for metric, message in (
+        ("valid/totl_bpc", "'totl_bpc' is not a measure"),
+        ("test/total_bpc", "is not reported under 'test'"),
+        ("train/total_bpc", "not a valid-split measure"),
+    ):
+        with pytest.raises(StudyError, match=message):
+            dataclasses.replace(study, metric=metric)
+    assert dataclasses.replace(study, metric="valid/nll_nats").metrics == ("valid/nll_nats",)

@@ -140,3 +140,37 @@ def test_the_environment_is_read_once_by_run_options(monkeypatch):
         "sqlite:////tmp/x.db",
         "auto",
     )
+
+
+METRIC_KEY = re.compile(r"^(train|valid|test|time|system)/\w")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    nodes = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    return {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, nodes)
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if p.name != "measures.py" and "definitions" not in p.parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_metric_keys_are_spelt_only_by_the_measure_vocabulary(path):
+    """No "valid/kl_bpc"-like literal (or f-string head) outside textvae_core/measures.py: every
+    layer names a measure through `measures.key` (study files may name one by its key; the study
+    checks it when it loads). Docstrings may quote keys."""
+    tree = ast.parse(path.read_text())
+    skip = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            if METRIC_KEY.match(node.value):
+                found.append(f"line {node.lineno}: {node.value!r}")
+    assert not found, found

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from .measures import key
+
 
 def _memory_mib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
@@ -106,8 +108,8 @@ def short_fits(device: str, tiny: bool, steps: int) -> dict:
             "steps": steps,
             "train_s": train_s,
             "chars_per_s": steps * 64 * 52 / train_s,
-            "valid_total_bpc": final["valid/total_bpc"],
-            "valid_kl_bpc": final["valid/kl_bpc"],
+            "valid_total_bpc": final[key("valid", "total_bpc")],
+            "valid_kl_bpc": final[key("valid", "kl_bpc")],
             "peak_memory_mib": _memory_mib(dev),
             "utilisation_pct": _utilisation(dev),
         }

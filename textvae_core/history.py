@@ -11,46 +11,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-WORD_METRIC_NAMES = (
-    "nll_nats",
-    "rec_nats",
-    "kl_nats",
-    "aux_nats",
-    "ppl",
-    "tokens_per_s",
-    "z_gain_nats",
-    "iw_nll_nats",
-    "iw_ppl",
-    "iw_sentences",
-    "unigram_nats",
-    "sentences",
-    "truncated",
-    "plateau_decays",
-    "selected_step",
-)
-SPLITS = ("train", "valid", "test")  # test: a word corpus's final report only
-METRIC_NAMES = (
-    "total_bpc",
-    "rec_bpc",
-    "kl_bpc",
-    "aux_bpc",
-    "kl_weight",
-    "chars_per_s",
-    "active_units",
-    "mutual_info",
-    "z_gain_bpc",
-    "iw_nll_bpc",
-    "mi_pool",
-    "unigram_bpc",
-    "aggressive",
-    "encoder_updates",
-    "encoder_s",
-    "bn_mu_var",
-    "free_bits_active",
-    *(f"probe_{f}_{k}" for f in ("topic", "tense", "length") for k in ("acc", "chance")),
-    # word corpora (tokens=word): nats per sentence and perplexity per token
-    *WORD_METRIC_NAMES,
-)
+from . import measures
+
+SPLITS = measures.SPLITS  # test: a word corpus's final report only
+METRIC_NAMES = measures.HISTORY_NAMES  # every measure of the vocabulary the Trainer reports
 # probe_*: synthetic corpus only. aggressive / encoder_updates / encoder_s: aggressive=True only
 # (mode still on; encoder-only updates and their seconds since the last report). bn_mu_var
 # (valid): bn_vae=True only, the mean per-dimension batch variance of the posterior means entering
@@ -67,7 +31,7 @@ METRIC_NAMES = (
 @dataclass
 class Report:
     step: int
-    metrics: dict[str, float]  # "train/total_bpc", "valid/kl_bpc", ... (see METRIC_NAMES)
+    metrics: dict[str, float]  # keyed by textvae_core.measures.key(split, name)
     final: bool = False
 
 
@@ -76,12 +40,13 @@ def history_table(history: list[Report]) -> pa.Table:
     rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
     for rep in history:
         for split in SPLITS:
-            if split == "test" and not any(k.startswith("test/") for k in rep.metrics):
+            if split == "test" and not any(k.startswith(f"{split}/") for k in rep.metrics):
                 continue
             rows["step"].append(rep.step)
             rows["split"].append(split)
             for m in METRIC_NAMES:
-                rows[m].append(float(rep.metrics.get(f"{split}/{m}", math.nan)))
+                value = rep.metrics.get(f"{split}/{m}", math.nan)  # split/name: measures.key
+                rows[m].append(float(value))
     return pa.table(rows)
 
 

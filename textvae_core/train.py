@@ -33,6 +33,7 @@ from .evaluation import (
 from .fragments import FragmentSampler
 from .history import Report
 from .losses import KLSchedule, vae_objective
+from .measures import key, prefixed
 from .models import TextVAE, build_model
 from .selection import ModelSelection, lr_at
 from .tokens import PAD
@@ -232,15 +233,15 @@ class Trainer:
     def report(self, final: bool = False) -> Report:
         """Train and valid measures now. The plateau schedule's last decay (`plateau`) makes
         this report final. A final report adds its final measures (`_final_metrics`)."""
-        metrics = {f"train/{k}": v for k, v in self.train_metrics().items()}
-        metrics["lr"] = self.lr
+        metrics = prefixed("train", self.train_metrics())
+        metrics[key(None, "lr")] = self.lr
         selects = self.selection.active
         valid = self._validate(final and not selects)
-        metrics.update({f"valid/{k}": v for k, v in valid.items()})
+        metrics.update(prefixed("valid", valid))
         if selects:
             self.selection.observe(valid, self.step)
         if self.config.plateau:  # with this report's decay, if it made one
-            metrics["train/plateau_decays"] = float(self.selection.decays)
+            metrics[key("train", "plateau_decays")] = float(self.selection.decays)
         final = final or self.stopped
         if final:
             metrics.update(self._final_metrics(valid_final=not selects))
@@ -256,13 +257,13 @@ class Trainer:
         out = {}
         if self.selection.active:
             self.selection.restore()
-            out["valid/selected_step"] = float(self.selection.step)
+            out[key("valid", "selected_step")] = float(self.selection.step)
         if not valid_final:
-            out.update({f"valid/{k}": v for k, v in self._validate(final=True).items()})
+            out.update(prefixed("valid", self._validate(final=True)))
         if self.words:
             test = self._validate(final=True, split="test")
             test["mi_pool"] = test["mutual_info"]  # over the whole test split
-            out.update({f"test/{k}": v for k, v in test.items()})
+            out.update(prefixed("test", test))
         return out
 
     def _account_eval(self, seconds: float, final: bool) -> None:

@@ -19,11 +19,11 @@ import math
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import StudyError
-from .points import USABLE, clean, is_number, matches
+from .points import USABLE, Verdict, clean, is_number, matches
+from .points import VERDICTS as SEED_VERDICTS
 from ..spec import Claim, Study
 
-SEED_VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
-VERDICTS = (*SEED_VERDICTS, "UNSTABLE")
+VERDICTS = tuple(Verdict)  # over seeds: UNSTABLE too
 
 
 def tally(verdicts: Sequence[Mapping[str, Any]]) -> str:
@@ -60,7 +60,7 @@ def overall(verdicts: Sequence[str]) -> tuple[str, str]:
     if len(kinds) == 1:
         return kinds[0], ""
     counts = ", ".join(f"{sum(v == k for v in verdicts)} {k}" for k in SEED_VERDICTS if k in kinds)
-    return "UNSTABLE", f"seeds disagree: {counts} of {len(verdicts)}"
+    return Verdict.UNSTABLE, f"seeds disagree: {counts} of {len(verdicts)}"
 
 
 def evaluate(
@@ -92,7 +92,7 @@ def evaluate(
     for claim in study.claims:
         per_seed = [{"seed": s, **_judge(study, claim, by_seed[s])} for s in seeds]
         verdict, note = overall([p["verdict"] for p in per_seed])
-        if verdict != "UNSTABLE":
+        if verdict != Verdict.UNSTABLE:
             note = "; ".join(dict.fromkeys(p["note"] for p in per_seed if p["note"]))
         measured, spread = _over_seeds([p["measured"] for p in per_seed])
         out.append(
@@ -127,9 +127,9 @@ def speed_claim(ratio: float) -> dict[str, Any]:
         "text": f"hybrid-lstm trains >= {SPEED_THRESHOLD}x as many chars/s as lstm",
         "threshold": SPEED_THRESHOLD,
         "measured": ratio,
-        "verdict": "PASS"
+        "verdict": Verdict.PASS
         if ratio >= SPEED_THRESHOLD
-        else ("FAIL" if math.isfinite(ratio) else "INCONCLUSIVE"),
+        else (Verdict.FAIL if math.isfinite(ratio) else Verdict.INCONCLUSIVE),
     }
 
 
@@ -146,16 +146,16 @@ def _judge(study: Study, claim: Claim, rows) -> dict[str, Any]:
                 "note": r["note"],
             }
         )
-        if r["verdict"] == "FAIL":
+        if r["verdict"] == Verdict.FAIL:
             shown = ", ".join(f"{k} {_short(v)}" for k, v in r["measured"].items())
             reasons.append(
                 f"control failed: {control.text} ({shown}): this preset cannot test the claim"
             )
-        elif r["verdict"] == "INCONCLUSIVE":
+        elif r["verdict"] == Verdict.INCONCLUSIVE:
             reasons.append(f"control not testable: {r['note']}")
     result = _call(study, claim.id, claim.check, rows, claim.params)
     if reasons:
-        result = {**result, "verdict": "INCONCLUSIVE", "note": "; ".join(reasons)}
+        result = {**result, "verdict": Verdict.INCONCLUSIVE, "note": "; ".join(reasons)}
     return {**result, "controls": control_results}
 
 

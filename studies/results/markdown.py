@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from textvae_core.config import BN_EPS
 
-from .points import MEASURES, is_number
+from .points import MEASURES, Verdict, is_number
 from .read import StudyResults, swept
 
 
@@ -204,7 +204,7 @@ def render_markdown(
                 for p in v["seeds"]
             )
             verdict = f"**{v['verdict']}**" + (
-                f" ({v['note']})" if v["verdict"] == "UNSTABLE" else ""
+                f" ({v['note']})" if v["verdict"] == Verdict.UNSTABLE else ""
             )
             if len(v["seeds"]) == 1:
                 verdict += " (single seed)"

@@ -12,57 +12,33 @@ fragments.
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from textvae_core.measures import CHAR_SUMMARY, TEST_SUMMARY, WORD_SUMMARY
 
 from ..errors import StudyError
 from ..store import Status
 
-VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE")
+
+class Verdict(StrEnum):
+    """A claim's verdict. A seed's is PASS, FAIL or INCONCLUSIVE (`VERDICTS`); over seeds any
+    mix is UNSTABLE. A StrEnum: it is its name in JSON, Parquet, MLflow tags and the report."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    UNSTABLE = "UNSTABLE"
+
+
+VERDICTS = (Verdict.PASS, Verdict.FAIL, Verdict.INCONCLUSIVE)  # a seed's
 USABLE = (Status.COMPLETED.value, Status.COLLAPSED.value)  # trials whose metrics count
-# Final validation metrics of a summary row (textvae_core.train.METRIC_NAMES less the
-# training-only ones), and what a check may derive from them.
-MEASURES = (
-    "total_bpc",
-    "rec_bpc",
-    "kl_bpc",
-    "aux_bpc",
-    "active_units",
-    "mutual_info",
-    "z_gain_bpc",
-    "iw_nll_bpc",
-    "mi_pool",
-    "unigram_bpc",
-)
-# A word corpus's (tokens=word) final validation metrics, nats per sentence and perplexity per
-# token, and its final test metrics (the test split is read by the final report only).
-WORD_MEASURES = (
-    "nll_nats",
-    "rec_nats",
-    "kl_nats",
-    "aux_nats",
-    "ppl",
-    "z_gain_nats",
-    "iw_nll_nats",
-    "iw_ppl",
-    "unigram_nats",
-    "selected_step",
-    "truncated",
-    "plateau_decays",  # from the training reports: the plateau schedule's decays made
-)
-TEST_MEASURES = tuple(
-    f"test_{m}"
-    for m in (
-        "nll_nats",
-        "rec_nats",
-        "kl_nats",
-        "ppl",
-        "iw_nll_nats",
-        "iw_ppl",
-        "active_units",
-        "mutual_info",
-        "truncated",
-    )
-)
+# Final validation measures of a summary row (textvae_core.measures: a character corpus's), and
+# what a check may derive from them.
+MEASURES = CHAR_SUMMARY
+# A word corpus's (tokens=word) final validation measures, nats per sentence and perplexity per
+# token, and its final test measures ("test_nll_nats": the test split is read once, at the end).
+WORD_MEASURES, TEST_MEASURES = WORD_SUMMARY, TEST_SUMMARY
 ALL_MEASURES = MEASURES + WORD_MEASURES + TEST_MEASURES
 
 
@@ -250,10 +226,10 @@ class Lookup:
         self, passed: bool, measured: Mapping[str, Any], threshold: str, note: str = ""
     ) -> dict[str, Any]:
         if self.problems:
-            verdict = "INCONCLUSIVE"
+            verdict = Verdict.INCONCLUSIVE
             note = "; ".join(dict.fromkeys(self.problems)) + (f"; {note}" if note else "")
         else:
-            verdict = "PASS" if passed else "FAIL"
+            verdict = Verdict.PASS if passed else Verdict.FAIL
         return {
             "verdict": verdict,
             "measured": {k: clean(v) for k, v in measured.items()},

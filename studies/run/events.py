@@ -13,6 +13,7 @@ from typing import Callable
 
 from textvae_core import __version__
 from textvae_core.diagnostics import chance_levels, probe_set
+from textvae_core.measures import key as metric_key
 
 from ..spec import Study, grid_point, trial_key, trial_name
 from ..tracking import GRID_POINT_PARAM, provenance_tags
@@ -114,7 +115,8 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
     def on_result(params: dict, rep: TrialReport) -> None:
         key, run_id = run_of(params)
         if rep.step >= 0:  # a trial's last report carries where its time went
-            spent = {f"time/{k}_s": v for k, v in (rep.seconds or {}).items()} if rep.final else {}
+            spent = {metric_key("time", f"{k}_s"): v for k, v in (rep.seconds or {}).items()}
+            spent = spent if rep.final else {}
             tracker.log_metrics(run_id, rep.step, {**rep.metrics, **spent, **(rep.system or {})})
         if rep.final:
             if rep.samples:

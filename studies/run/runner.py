@@ -207,12 +207,8 @@ def open_tracking(plan: StudyPlan):
         )
     )
     seed_sqlite_store(plan.tracking_uri)  # a new store from the cached empty schema
-    tracker = StudyTracker(
-        plan.tracking_uri,
-        experiment=study.name,
-        artifact_location=artifacts,
-        progress_metric=study.metrics[0],  # a valid measure every report logs (words: nats)
-    )
+    progress = study.metrics[0]  # a valid measure every report logs (words: nats per sentence)
+    tracker = StudyTracker(plan.tracking_uri, study.name, artifacts, progress_metric=progress)
     parent = tracker.start_parent(
         plan.record.parent_run_id if plan.record else None,
         name=f"{study.name} [{opts.preset}]",

@@ -9,11 +9,15 @@ import time
 
 import torch
 
-SYSTEM_PREFIX = "system/"
-CPU = "system/process_cpu_percent"  # CPU time over wall time since the last report; 100 = one core
-RSS = "system/process_rss_megabytes"  # resident memory now
-GPU_MEMORY = "system/gpu_memory_megabytes"  # the process's peak CUDA allocation
-GPU_UTILIZATION = "system/gpu_utilization_percent"  # NVML's sample, where NVML answers
+from textvae_core.measures import key as metric_key
+
+SYSTEM_PREFIX = "system/"  # the group's keys: measures.key("system", name)
+CPU = metric_key("system", "process_cpu_percent")  # CPU time over wall time since the last report
+RSS = metric_key("system", "process_rss_megabytes")  # resident memory now
+GPU_MEMORY = metric_key("system", "gpu_memory_megabytes")  # the process's peak CUDA allocation
+GPU_UTILIZATION = metric_key(
+    "system", "gpu_utilization_percent"
+)  # NVML's sample, where NVML answers
 SYSTEM_MEASURES = (CPU, RSS, GPU_MEMORY, GPU_UTILIZATION)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 

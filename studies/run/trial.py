@@ -24,13 +24,16 @@ from textvae_core import CheckpointError, DivergenceError, Trainer, fit, history
 from textvae_core.checkpoint import check_checkpoint
 from textvae_core.sampling import interpolate, reconstruct, sample_prior
 
+from textvae_core.measures import SPLITS, key as metric_key
+
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
 from .system import SystemSampler
 
 
+KL = metric_key("valid", "kl_bpc")  # the collapse rule reads character trials only
 log = logging.getLogger(__name__)
-METRIC_PREFIXES = ("train/", "valid/", "test/")
+METRIC_PREFIXES = tuple(f"{s}/" for s in SPLITS)
 
 
 def is_metric(name: str) -> bool:
@@ -75,12 +78,12 @@ class CollapseRule:
 
     def collapsed(self, metrics: Mapping[str, float]) -> str | None:
         """Why this report counts as collapsed, or None."""
-        if metrics.get("train/kl_weight", 0.0) < 1.0 or "valid/kl_bpc" not in metrics:
+        if metrics.get(metric_key("train", "kl_weight"), 0.0) < 1.0 or KL not in metrics:
             return None  # annealing, or a word corpus's trial (its plateau schedule ends it)
         measured = {
-            "valid kl_bpc": (metrics.get("valid/kl_bpc"), self.kl),
-            "MI (nats)": (metrics.get("valid/mutual_info"), self.mi),
-            "z gain (bits/char)": (metrics.get("valid/z_gain_bpc"), self.z_gain),
+            "valid kl_bpc": (metrics.get(KL), self.kl),
+            "MI (nats)": (metrics.get(metric_key("valid", "mutual_info")), self.mi),
+            "z gain (bits/char)": (metrics.get(metric_key("valid", "z_gain_bpc")), self.z_gain),
         }
         known = {
             k: (v, t)

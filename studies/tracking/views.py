@@ -24,17 +24,21 @@ import time
 import urllib.parse
 import zlib
 
+from textvae_core.measures import key as metric_key
+
 from .uris import GRID_POINT_PARAM, TRIAL_KEY_TAG
 
 SHARED_VIEW_TAG = "mlflow.sharedViewState."
 CURVES, SEEDS = "vaestudy-curves", "vaestudy-seeds"
-FIRST_CHARTS = ("valid/kl_bpc", "valid/rec_bpc", "valid/total_bpc")  # what a study is about
-ORDER_METRIC = "valid/total_bpc"  # every character study logs it: the bound, lower is better
+FIRST_CHARTS = tuple(
+    metric_key("valid", m) for m in ("kl_bpc", "rec_bpc", "total_bpc")
+)  # its subject
+ORDER_METRIC = metric_key(
+    "valid", "total_bpc"
+)  # every character study logs it: the bound, lower first
 # a word corpus's study (tokens=word): the same in nats per sentence
-WORD_CHARTS, WORD_ORDER_METRIC = (
-    ("valid/kl_nats", "valid/rec_nats", "valid/nll_nats"),
-    "valid/nll_nats",
-)
+WORD_CHARTS = tuple(metric_key("valid", m) for m in ("kl_nats", "rec_nats", "nll_nats"))
+WORD_ORDER_METRIC = metric_key("valid", "nll_nats")
 CLOSED_SECTIONS = ("train", "time")  # listed after "valid" and closed; others come after
 
 
@@ -106,7 +110,7 @@ def view_state(grouped: bool, words: bool = False) -> dict:
 def view_tags(metric: str = ORDER_METRIC) -> dict[str, str]:
     """The experiment tags that hold both views, charting what the study's `metric` is
     measured in: bits per character, or nats per sentence (words)."""
-    words = metric.endswith("_nats")
+    words = metric.endswith("_nats")  # the study's measure is in nats per sentence
     now = int(time.time() * 1000)
     names = {CURVES: "vaestudy: KL and reconstruction", SEEDS: "vaestudy: seeds grouped"}
     return {

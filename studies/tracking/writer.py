@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from ..store import Status
 from . import models
 from .reading import search_all
-from .views import ensure_tags, view_tags
+from .views import ORDER_METRIC, ensure_tags, view_tags
 from .uris import (
     EXPERIMENT_TAGS,
     MAX_METRICS_PER_BATCH,
@@ -101,7 +101,7 @@ class StudyTracker:
         experiment: str,
         artifact_location: str | None = None,
         flush_every: float = 5.0,
-        progress_metric: str = "valid/total_bpc",
+        progress_metric: str = ORDER_METRIC,
     ):
         self.client = _Guarded(MlflowClient(tracking_uri=tracking_uri), tracking_uri)
         self.tracking_uri = tracking_uri
