@@ -124,10 +124,15 @@ def test_generate_emits_only_characters(model):
     cfg = tiny(model, length=12)
     net = build_model(cfg, V).eval()
     z = torch.randn(3, cfg.latent)
-    for temperature in (0.0, 1.0):
-        ids = net.generate(z, 12, temperature, torch.Generator().manual_seed(0))
+    out = {}
+    for temperature, seed in ((0.0, 0), (0.0, 1), (1.0, 0), (1.0, 1)):
+        ids = net.generate(z, 12, temperature, torch.Generator().manual_seed(seed))
         assert ids.shape == (3, 12)
         assert (ids >= N_RESERVED).all()
+        out[temperature, seed] = ids
+    # greedy ignores the generator; sampling at temperature 1 draws from it
+    assert torch.equal(out[0.0, 0], out[0.0, 1])
+    assert not torch.equal(out[1.0, 0], out[1.0, 1])
 
 
 def test_stepwise_generation_matches_teacher_forcing():

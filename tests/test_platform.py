@@ -266,15 +266,12 @@ def test_smoke_study_leaves_no_run_running_and_a_rerun_runs_nothing(smoke):
     assert running == []
     _, children_before = runs_of(client, "alpha-sweep")
 
-    t0 = time.monotonic()
     res = vaestudy_cli(
         "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json", "--no-report"
     )
-    wall = time.monotonic() - t0
     assert res.exit_code == 0, (res.output[-3000:], res.exception)
     assert "4 already finished, 0 to run" in res.stderr, res.stderr
     assert "Ray:" not in res.stderr  # nothing to run: no Ray started
-    assert wall < 30, f"a study with nothing to run took {wall:.1f} s"
     assert json.loads(res.stdout)["statuses"] == {"completed": 4}
     parents, children = runs_of(client, "alpha-sweep")
     assert sorted(r.info.run_id for r in children) == sorted(r.info.run_id for r in children_before)

@@ -294,6 +294,11 @@ def test_remedies_run_for_every_model():
             model,
             m,
         )
+        # each remedy took effect: its own measure is reported, the aggressive encoder made
+        # its updates (at most 3 per step), BN-VAE's means entered the BatchNorm
+        assert 0.0 <= m["train/free_bits_active"] <= 1.0 and m["valid/bn_mu_var"] > 0, (model, m)
+        assert 20 <= m["train/encoder_updates"] <= 60 and m["train/aggressive"] in (0.0, 1.0)
+        assert tr.model.mu_norm is not None and not tr.model.mu_norm.weight.requires_grad
 
 
 def test_collapse_needs_kl_mi_and_z_gain_all_under_their_thresholds():

