@@ -142,7 +142,7 @@ def test_the_environment_is_read_once_by_run_options(monkeypatch):
     )
 
 
-METRIC_KEY = re.compile(r"^(train|valid|test|time|system)/\w")
+METRIC_KEY = re.compile(r"^(train|valid|test|time|system)/")
 
 
 def _docstrings(tree: ast.AST) -> set[int]:

@@ -157,6 +157,13 @@ def parse_key(text: str) -> tuple[str | None, Measure]:
     return split or None, found
 
 
+def prefix(split: str) -> str:
+    """The keys' prefix of a split or group: "valid/", "system/"."""
+    if split not in SPLITS + GROUPS:
+        raise ValueError(f"{split!r} is not a split or group: expected one of {SPLITS + GROUPS}")
+    return f"{split}/"
+
+
 def prefixed(split: str, values: Mapping[str, float]) -> dict[str, float]:
     """`values` ({name: value}) keyed "<split>/<name>", each name checked."""
     return {key(split, k): v for k, v in values.items()}

@@ -9,9 +9,9 @@ import time
 
 import torch
 
-from textvae_core.measures import key as metric_key
+from textvae_core.measures import key as metric_key, prefix
 
-SYSTEM_PREFIX = "system/"  # the group's keys: measures.key("system", name)
+SYSTEM_PREFIX = prefix("system")  # the group's keys: measures.key("system", name)
 CPU = metric_key("system", "process_cpu_percent")  # CPU time over wall time since the last report
 RSS = metric_key("system", "process_rss_megabytes")  # resident memory now
 GPU_MEMORY = metric_key("system", "gpu_memory_megabytes")  # the process's peak CUDA allocation

@@ -24,7 +24,7 @@ from textvae_core import CheckpointError, DivergenceError, Trainer, fit, history
 from textvae_core.checkpoint import check_checkpoint
 from textvae_core.sampling import interpolate, reconstruct, sample_prior
 
-from textvae_core.measures import SPLITS, key as metric_key
+from textvae_core.measures import SPLITS, key as metric_key, prefix
 
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
@@ -33,7 +33,7 @@ from .system import SystemSampler
 
 KL = metric_key("valid", "kl_bpc")  # the collapse rule reads character trials only
 log = logging.getLogger(__name__)
-METRIC_PREFIXES = tuple(f"{s}/" for s in SPLITS)
+METRIC_PREFIXES = tuple(prefix(s) for s in SPLITS)
 
 
 def is_metric(name: str) -> bool:
