@@ -67,6 +67,7 @@ def rows_for(study, preset="cpu", seeds=SEEDS, change=None):
             config = study.trial_config(preset, {**point, "seed": seed})
             r = {
                 **point,
+                "corpus": config.corpus,
                 "model": config.model,
                 "length": config.length,
                 "alpha": config.alpha,
@@ -154,6 +155,11 @@ def test_ptb_words_fails_outside_the_band_and_is_inconclusive_without_a_decay():
     }
     assert verdicts(lambda r: r.update(test_kl_nats=0.2))["uses-z"] == "FAIL"
     assert set(verdicts(lambda r: r.update(plateau_decays=0.0)).values()) == {"INCONCLUSIVE"}
+    # the band is PTB's: on another corpus the anchor claim cannot be tested, the KL one can
+    assert verdicts(lambda r: r.update(corpus="/data/wiki.txt")) == {
+        "anchor-test-nll": "INCONCLUSIVE",
+        "uses-z": "PASS",
+    }
 
 
 def test_a_seed_with_a_missing_trial_is_inconclusive_in_that_seed():

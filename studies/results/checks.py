@@ -43,6 +43,7 @@ from .threshold_checks import (
     all_at_least,
     all_below,
     not_collapsed,
+    on_corpus,
     value_at,
     value_between,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "within_of_best",
     "times_baseline",
     "value_between",
+    "on_corpus",
     "at_least_median",
     "value_at",
     "all_below",

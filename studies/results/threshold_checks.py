@@ -6,7 +6,17 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from ..errors import StudyError
-from .points import MIN_ACTIVE_UNITS, MIN_MI, Lookup, describe, distinct, one_bound, x_range
+from .points import (
+    MIN_ACTIVE_UNITS,
+    MIN_MI,
+    USABLE,
+    Lookup,
+    Verdict,
+    describe,
+    distinct,
+    one_bound,
+    x_range,
+)
 
 
 def value_at(
@@ -37,6 +47,22 @@ def value_between(
     value = look.one(where)
     measured = {f"{y} at {describe(where)}": value}
     return look.result(lo <= value <= hi, measured, f"{lo} <= {y} <= {hi}")
+
+
+def on_corpus(rows, *, corpus: str) -> dict:
+    """Every usable trial trained on `corpus`: the control of a claim tied to one corpus's
+    published number (another corpus cannot test it)."""
+    used = sorted({str(r.get("corpus")) for r in rows if r.get("status") in USABLE})
+    measured = {"corpus": ", ".join(used) or "-"}
+    if not used:
+        return {
+            "verdict": Verdict.INCONCLUSIVE,
+            "measured": measured,
+            "threshold": f"corpus = {corpus}",
+            "note": "no usable trial",
+        }
+    verdict = Verdict.PASS if used == [corpus] else Verdict.FAIL
+    return {"verdict": verdict, "measured": measured, "threshold": f"corpus = {corpus}", "note": ""}
 
 
 def all_below(
