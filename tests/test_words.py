@@ -226,25 +226,32 @@ def test_kl_start_rises_at_the_ramps_slope_and_caps_at_one():
 
 
 def test_plateau_halves_lr_goes_back_to_the_best_and_stops_at_the_last_decay(tmp_path):
+    """texar's rule: at a decay the model and optimiser go back to the best report's and the
+    lr becomes half the best report's, so a second plateau without a new best keeps lr / 2."""
     folder = write_corpus(tmp_path / "c")
-    cfg = word_config(folder, plateau=2, plateau_decays=2, select_best=True)
+    cfg = word_config(folder, plateau=2, plateau_decays=3, select_best=True)
     trainer = Trainer(cfg)
     selection = trainer.selection
-    selection.observe({"nll_nats": 10.0}, step=0)  # the best: its weights are kept
+
+    def observe(*values):
+        for v in values:
+            trainer.train_step()  # the model moves on between reports
+            selection.observe({"nll_nats": v}, step=trainer.step)
+
+    observe(10.0)  # the best: its weights are kept
     best = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    trainer.train_step()  # the model moves on
-    selection.observe({"nll_nats": 11.0}, step=1)
+    observe(11.0)
     assert selection.decays == 0 and trainer.lr == pytest.approx(cfg.lr)
-    selection.observe(
-        {"nll_nats": 12.0}, step=2
-    )  # 2 reports without a better bound: decay, back to the best
+    observe(12.0)  # 2 reports without a better bound: decay, back to the best
     assert selection.decays == 1 and trainer.lr == pytest.approx(cfg.lr / 2)
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, best[k]), k
-    assert not trainer.stopped
-    selection.observe({"nll_nats": 10.5}, step=3)
-    selection.observe({"nll_nats": 10.2}, step=4)
-    assert selection.decays == 2 and trainer.stopped and selection.step == 0
+    observe(10.5, 10.2)  # a plateau again, no new best: back to the best, lr half of its
+    assert selection.decays == 2 and trainer.lr == pytest.approx(cfg.lr / 2)
+    observe(9.0)  # a new best at lr / 2
+    assert not trainer.stopped and selection.step == trainer.step
+    observe(9.5, 9.6)  # the third decay halves the new best's lr, and is the last
+    assert selection.decays == 3 and trainer.lr == pytest.approx(cfg.lr / 4) and trainer.stopped
 
 
 def test_a_plateau_stop_ends_training_with_a_final_report_of_the_selected_model(tmp_path):

@@ -104,8 +104,9 @@ class TrainConfig:
     lr_decay_after: int = 20_000
     grad_clip: float = 0.0  # max global grad norm; 0 disables clipping
     # decay on plateau (texar's recipe): after `plateau` reports in a row without a better valid
-    # bound, lr *= plateau_factor and the model and optimiser go back to the best report's; the
-    # run ends at the `plateau_decays`-th decay. 0 = off (lr_decay's steps apply instead)
+    # bound, the model and optimiser go back to the best report's and lr becomes plateau_factor
+    # times the best report's lr (textvae_core.selection); the run ends at the
+    # `plateau_decays`-th decay. 0 = off (lr_decay's steps apply instead)
     plateau: int = 0
     plateau_factor: float = 0.5
     plateau_decays: int = 5

@@ -1,8 +1,13 @@
 """Learning-rate schedules and model selection. `lr_at`: the paper's step decay. Decay on
-plateau and model selection, as texar's word-level recipe trains: keep the model
-and optimiser of the best valid bound so far; after `plateau` reports in a row without a better
-one, multiply the learning rate by `plateau_factor` and go back to them; stop at the
-`plateau_decays`-th decay. With `select_best` the final report measures the best model."""
+plateau and model selection, as texar's word-level recipe trains: keep the model and optimiser
+of the best valid bound so far; after `plateau` reports in a row without a better one, go back
+to them and set the learning rate to `plateau_factor` times the best report's; stop at the
+`plateau_decays`-th decay. With `select_best` the final report measures the best model.
+
+The decayed rate is the best report's times the factor, not the current rate's, because texar
+reloads the optimiser saved with the best model (its rate included) and then steps its
+ExponentialLR once: a second plateau with no better report in between gives the same rate
+again, and only a decay after a new best halves further."""
 
 from __future__ import annotations
 
@@ -42,13 +47,15 @@ class ModelSelection:
             self.best = {
                 "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "lr_scale": self.lr_scale,
             }
             return
         self.waited += 1
         if cfg.plateau and self.waited >= cfg.plateau:
             self.waited = 0
             self.decays += 1
-            self.lr_scale *= cfg.plateau_factor
+            at_best = self.best["lr_scale"] if self.best is not None else self.lr_scale
+            self.lr_scale = at_best * cfg.plateau_factor
             self.restore()
             self.stopped = self.decays >= cfg.plateau_decays
 

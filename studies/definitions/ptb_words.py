@@ -21,8 +21,10 @@ Normal(0, 256^-0.5) (`embed=256`); z=32 into the decoder's initial state and con
 every decoder input (`z_every_step`); dropout 0.5 on the decoder's input embeddings and on its
 outputs, no word dropout; batch 32, Adam 1e-3, gradient norm clipped at 5; the KL weight starts at
 0.1 and rises by 1/13,146 per step (10 epochs of 42,068 / 32 batches), so it reaches 1 in epoch
-9; a report per epoch on the whole valid split; lr halved after 2 epochs without a better valid
-ELBO, going back to the best epoch's model and optimiser, and training ends at the 5th halving;
+9; a report per epoch on the whole valid split; after 2 epochs without a better valid ELBO, the
+model and optimiser go back to the best epoch's and lr becomes half the best epoch's (texar reloads
+the optimiser saved with the best model, then steps its ExponentialLR), and training ends at the
+5th such decay;
 the final report measures the best epoch's model on valid and test (the test split's only use).
 
 Where vaestudy's model differs from texar's, known before any run: the posterior reads the
