@@ -47,9 +47,11 @@ def test_kl_weight_schedule_values():
 def test_bits_per_char_by_hand():
     # Uniform over 4 symbols costs exactly 2 bits per character.
     logits = torch.zeros(2, 5, 4)
-    targets = torch.randint(0, 4, (2, 5))
+    targets = torch.randint(1, 4, (2, 5))  # id 0 is PAD, never scored
     nats = sequence_nll(logits, targets)
     assert torch.allclose(nats, torch.full((2,), 5 * math.log(4)))
+    targets[1, 3:] = 0  # a sentence of 3 tokens padded to 5: only its 3 are scored
+    assert torch.allclose(sequence_nll(logits, targets), torch.tensor([5.0, 3.0]) * math.log(4))
     assert bits_per_char(nats[0].item(), 5) == pytest.approx(2.0)
     assert bits_per_char(10 * math.log(2), 10) == pytest.approx(1.0)
 

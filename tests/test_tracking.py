@@ -165,6 +165,9 @@ def test_secrets_never_reach_mlflow(sqlite_uri):
         "MLFLOW_TRACKING_PASSWORD",
     } & set(c.tags)
     assert without_secrets({"tokens_per_s": 1}) == {}  # the match is a plain substring, by design
+    # but a config field is never a credential: tokens=word reaches the trial's params
+    kept = {"tokens": "word", "sweep.tokens": "word", "set.tokens": "word"}
+    assert without_secrets({**kept, "set.my_token": "x"}) == kept
 
 
 def test_a_deleted_experiment_is_refused_not_silently_replaced(sqlite_uri):

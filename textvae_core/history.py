@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import measures
+from .measures import SPARSE_SPLITS
 
 SPLITS = measures.SPLITS  # test: a word corpus's final report only
 METRIC_NAMES = measures.HISTORY_NAMES  # every measure of the vocabulary the Trainer reports
@@ -40,7 +41,7 @@ def history_table(history: list[Report]) -> pa.Table:
     rows: dict[str, list] = {"step": [], "split": [], **{m: [] for m in METRIC_NAMES}}
     for rep in history:
         for split in SPLITS:
-            if split == "test" and not any(k.startswith(f"{split}/") for k in rep.metrics):
+            if split in SPARSE_SPLITS and not any(k.startswith(f"{split}/") for k in rep.metrics):
                 continue
             rows["step"].append(rep.step)
             rows["split"].append(split)

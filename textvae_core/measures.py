@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 SPLITS = ("train", "valid", "test")  # test: a word corpus's final report only
+# splits whose rows a history table holds only for reports that measured them
+SPARSE_SPLITS = ("test",)
 GROUPS = ("time", "system")  # per-trial timings and the worker's system measures
 UNITS = (
     "bits/char",

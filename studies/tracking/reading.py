@@ -12,6 +12,8 @@ from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from textvae_core.measures import SPARSE_SPLITS
+
 from .uris import (
     PARENT_TAG,
     PRESET_TAG,
@@ -145,6 +147,7 @@ def _metric_history(client, run, metrics, splits) -> list[dict[str, Any]]:
         }
         for step in sorted(by_step)
         for split in splits
+        if split not in SPARSE_SPLITS or by_step[step][split]  # as history.parquet holds them
     ]
 
 

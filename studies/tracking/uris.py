@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
+
+from textvae_core.config import TrainConfig
 
 TRIAL_KEY_TAG = "vaestudy.trial_key"
 GRID_POINT_PARAM = "grid_point"  # a trial's swept values without the seed: its seeds share it
@@ -42,6 +45,7 @@ EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 TERMINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 # Substrings that mark a key as a credential; such keys never reach MLflow, whose params and
 # tags anyone with read access to the tracking server can see.
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
 SECRET_MARKERS = ("password", "secret", "token", "access_key", "credential")
 # MLflow's per-call limits for log_batch (mlflow.utils.validation).
 MAX_PARAMS_OR_TAGS_PER_BATCH = 100
@@ -196,8 +200,15 @@ def _check_sqlite(uri: str) -> None:
 
 
 def without_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
-    """`values` less any key that names a credential (see SECRET_MARKERS), case-insensitively."""
-    return {k: v for k, v in values.items() if not any(m in str(k).lower() for m in SECRET_MARKERS)}
+    """`values` less any key that names a credential (see SECRET_MARKERS), case-insensitively.
+    A config field's name ("tokens", as in "sweep.tokens") is never a credential."""
+    return {k: v for k, v in values.items() if not _names_credential(str(k))}
+
+
+def _names_credential(key: str) -> bool:
+    if key.rsplit(".", 1)[-1] in CONFIG_FIELDS:
+        return False
+    return any(m in key.lower() for m in SECRET_MARKERS)
 
 
 def check_existing_store(uri: str) -> None:
