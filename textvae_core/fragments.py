@@ -39,10 +39,12 @@ class FragmentSampler:
         return {"bit_generator": self._rng.bit_generator.state}
 
     def load_state_dict(self, d: dict) -> None:
-        state = d.get("bit_generator") if isinstance(d, dict) else None
-        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-            raise DataError(
-                "not a FragmentSampler state: expected the dict FragmentSampler.state_dict() "
-                "returns"
-            )
-        self._rng.bit_generator.state = state
+        self._rng.bit_generator.state = pcg64_state(d, "bit_generator", "FragmentSampler")
+
+
+def pcg64_state(d, key: str, owner: str) -> dict:
+    """The PCG64 generator state under `key` of a sampler's state dict `d` (DataError if none)."""
+    state = d.get(key) if isinstance(d, dict) else None
+    if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+        raise DataError(f"not a {owner} state: expected the dict {owner}.state_dict() returns")
+    return state

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .errors import DataError, one_line
+from .fragments import pcg64_state
 from .tokens import N_RESERVED, PAD, UNK
 
 EOS_WORD, UNK_WORD = "<eos>", "<unk>"
@@ -228,12 +229,7 @@ class SentenceBatcher:
         return {"epoch_state": self._epoch_state, "pos": self._pos}
 
     def load_state_dict(self, d: dict) -> None:
-        state = d.get("epoch_state") if isinstance(d, dict) else None
-        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-            raise DataError(
-                "not a SentenceBatcher state: expected the dict SentenceBatcher.state_dict() "
-                "returns"
-            )
+        state = pcg64_state(d, "epoch_state", "SentenceBatcher")
         self._rng.bit_generator.state = state
         self._epoch_state = state
         self._batches, self._pos = self._order(), int(d["pos"])
