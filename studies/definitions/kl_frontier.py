@@ -15,10 +15,11 @@ Every model keeps its own ramp (studies/presets.py at cpu scale: conv and hybrid
 1000 -> 2000, hybrid-lstm 1250 -> 2250, LSTM VAE 2250 -> 3000), and every trial trains 4000
 steps.
 
-Measured with the fused cell (withdrawn: the LSTM is the paper's LayerNorm cell since
-2026-12-06; cpu, host matmul 156.5 GFLOP/s at 1 thread): 46.7 min wall with the test suite
-sharing the 2 cores the whole time; 11 trials completed (hybrids, 119-714 s each), all 5
-LSTM VAE trials stopped as collapsed at step 3500 (valid KL <= 1e-4 after annealing).
+Measured with the paper's LayerNorm cell (cpu, 2026-12-06): 42.0 min wall, the test suite
+sharing the 2 cores for ~25 min of it; 15 trials completed (61-633 s each), 4 of the 5 LSTM VAE
+trials kept KL (0.016-0.097 bits/char), one (L=53, p=0.09) stopped as collapsed at step 3500.
+With the fused cell (withdrawn; another host, matmul 156.5 GFLOP/s at 1 thread): 46.7 min, all
+5 LSTM VAE trials collapsed.
 """
 
 from studies.presets import cpu, paper, smoke
@@ -45,8 +46,7 @@ STUDY = Study(
         "smoke": smoke(cost="~30 s, 4 trials", num_samples=4),
         "cpu": cpu(
             steps=4000,
-            cost="46.7 min on 2 cores with tests sharing them (matmul 156.5 GFLOP/s at 1 thread), "
-            "16 trials",
+            cost="42.0 min on 2 cores with tests sharing them for ~25 min, 16 trials",
             num_samples=16,
         ),
         "paper": paper(cost="~1.5 h per trial on a quarter GPU", num_samples=200),
