@@ -92,7 +92,8 @@ def test_show_json_lists_grid_seeds_overrides_and_claims_with_controls(name):
                 > p["model_overrides"]["hybrid-lstm"]["anneal_start"]
             )
         if study.is_grid:
-            assert p["grid"] == {k: list(v) for k, v in study.grid_for(preset).items()}
+            declared = study.presets[preset].grid or study.grid  # the study file's own data
+            assert p["grid"] == {k: list(v) for k, v in declared.items()}
             assert p["trials"] == len(study.points(preset)) * len(p["seeds"])
     if study.is_grid:
         assert shown["presets"]["cpu"]["seeds"] == ([0] if name in RECIPES else [0, 1, 2])

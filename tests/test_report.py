@@ -23,7 +23,7 @@ from studies.results.figures import draw_figures, figure_files  # noqa: E402
 from studies.results.read import StudyResults, summary_row  # noqa: E402
 from studies.errors import StudyError  # noqa: E402
 from studies.loading import builtin_studies, load_study  # noqa: E402
-from studies.spec import Figure, trial_key, trial_name  # noqa: E402
+from studies.spec import Figure, trial_key  # noqa: E402
 
 REPORT_FILES = {"trials.parquet", "summary.parquet", "fig5.png", "claims.json", "report.md"}
 SUMMARY_COLUMNS = {
@@ -325,11 +325,25 @@ FIGURES = [
 ]
 
 
+# Each study's figure files, written out: named after the figure it reproduces.
+FIGURE_FILES = {
+    "alpha-sweep": ["fig5.png"],
+    "fragment-length": ["fig4.png"],
+    "bytenet-depth": ["fig6.png"],
+    "dropout": ["table2.png"],
+    "historyless": ["fig3.png"],
+    "kl-frontier": ["pareto_front.png", "param_importances.png"],
+    "remedies": ["beyondthepaper.png"],
+    "ptb-words": ["beyondthepaper.png"],
+}
+
+
 @pytest.mark.parametrize("name,figure", FIGURES)
 def test_every_figure_kind_draws_from_synthetic_tables(tmp_path, name, figure):
     results = synthetic_results(load_study(name), figure=figure)
     files, notes = draw_figures(results, tmp_path)
-    assert files == figure_files(results.study) and not notes, notes
+    assert files == FIGURE_FILES[name] == figure_files(results.study) and not notes, notes
+    assert sorted(files) == sorted(p.name for p in tmp_path.iterdir())  # and nothing else
     for f in files:
         assert_nontrivial_png(tmp_path / f)
 
@@ -353,8 +367,11 @@ def test_figures_are_validated_where_they_are_made():
 
 def test_summary_rows_name_their_trials():
     results = synthetic_results(load_study("dropout"), seeds=(0,))
-    assert [r["name"] for r in results.summary] == [
-        trial_name({**p, "seed": 0}) for p in load_study("dropout").points("cpu")
+    assert [r["name"] for r in results.summary] == [  # written out: the grid in study order
+        "variant=lstm p=0.2,seed=0",
+        "variant=lstm p=0.5,seed=0",
+        "variant=lstm p=0.8,seed=0",
+        "variant=hybrid a=0.2,seed=0",
     ]
 
 
@@ -373,9 +390,7 @@ def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, f
     for r in results.summary:
         r["status"] = "failed"
     files, _ = draw_figures(results, tmp_path)
-    assert files == figure_files(results.study) and all(
-        (tmp_path / f).stat().st_size > 5000 for f in files
-    )
+    assert files == FIGURE_FILES[name] and all((tmp_path / f).stat().st_size > 5000 for f in files)
 
 
 def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
