@@ -58,24 +58,22 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
     test_report (which also writes the report into it, the only change anyone makes),
     test_browser and test_models_logged."""
     folder = tmp_path_factory.mktemp("smoke-study") / "alpha"
+    res = run_vaestudy(*smoke_run(folder), "--no-report", "--register", SMOKE_MODEL)
+    return FinishedStudy(folder, res.stdout, res.stderr)
+
+
+def run_vaestudy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`vaestudy ARGS` as a user runs it, a subprocess in the repository; it must exit 0."""
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli.main",
-            *smoke_run(folder),
-            "--no-report",
-            "--register",
-            SMOKE_MODEL,
-        ],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         env=subprocess_env(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    return FinishedStudy(folder, res.stdout, res.stderr)
+    return res
 
 
 # --- tiers -----------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ import base64
 import json
 import math
 import random
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import ROOT, subprocess_env
+from conftest import ROOT, run_vaestudy
 from textvae_core.checkpoint import load_checkpoint
 from textvae_core.config import ConfigError, make_config
 from textvae_core.data import load_corpus
@@ -303,16 +301,7 @@ def test_ptb_words_has_the_anchors_counts():
 @pytest.mark.integration
 def test_ptb_words_smoke_study_runs_and_reports_the_test_split(tmp_path):
     folder = tmp_path / "ptb-words"
-    res = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "ptb-words", "--preset", "smoke"]
-        + ["--storage", str(folder)],
-        cwd=ROOT,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_vaestudy("run", "ptb-words", "--preset", "smoke", "--storage", str(folder))
     import pyarrow.parquet as pq
 
     (row,) = pq.read_table(folder / "summary.parquet").to_pylist()
