@@ -19,7 +19,7 @@ def random_ids(batch, length, seed=0):
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("length", [10, 12, 30, 52, 56, 60])
+@pytest.mark.parametrize("length", [8, 10, 12, 30, 52, 56, 60, 256])  # 8 and 256: the bounds
 def test_output_shapes_and_dtypes(model, length):
     cfg = tiny(model, length=length)
     net = build_model(cfg, V)
@@ -200,3 +200,11 @@ def test_paper_sizes():
     ptb = make_config("hybrid-lstm", "ptb")
     assert (ptb.latent, ptb.hidden, ptb.conv_channels, ptb.deconv_out) == (50, 500, (128, 256), 200)
     assert make_config("lstm", "ptb").grad_clip == 100.0
+
+
+@pytest.mark.parametrize("length", [7, 257])
+def test_lengths_outside_8_to_256_are_refused(length):
+    from textvae_core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"length={length} is not allowed: expected an integer"):
+        tiny("conv", length=length)
