@@ -44,7 +44,7 @@ from .grammar import (
 )
 from .ptb import PTB_SHA256, PTB_URL, default_data_dir, fetch_ptb  # noqa: F401 (re-exported)
 from .vocab import Vocabulary
-from .words import SentenceSplit, WordCorpus, WordVocabulary, word_corpus
+from .words import WordCorpus, decode_utf8, sentences, word_corpus
 
 MIN_SPLIT_CHARS = 300  # shortest train or valid split a corpus may have
 VALID_FRACTION = 0.1  # share of a single text that becomes the valid split
@@ -186,13 +186,7 @@ def _read_text(path: Path, raw: bytes) -> str:
             f"{path} is empty: a corpus needs UTF-8 text with at least "
             f"{MIN_SPLIT_CHARS} characters in each of train and valid"
         )
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start}): convert it first, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+    return decode_utf8(path, raw)
 
 
 @functools.lru_cache(maxsize=16)
@@ -296,11 +290,8 @@ def _synthetic_word_corpus(vocab_size: int) -> WordCorpus:
         (SYNTHETIC_VALID, STREAM_TEST),
     )
     texts = ["".join(generate_sentences(0, n, stream)[0]) for n, stream in streams]
-    sentences = [[line.split() for line in t.splitlines() if line.split()] for t in texts]
-    vocab = WordVocabulary.from_sentences(sentences[0], vocab_size)
-    train, valid, test = (SentenceSplit.of(vocab, s) for s in sentences)
     sha = hashlib.sha256("".join(texts).encode()).hexdigest()
-    return WordCorpus("synthetic", train, valid, test, vocab, sha)
+    return WordCorpus.of("synthetic", [sentences(t) for t in texts], sha, vocab_size)
 
 
 @functools.cache

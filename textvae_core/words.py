@@ -32,7 +32,7 @@ import torch
 
 from .errors import DataError, one_line
 from .fragments import pcg64_state
-from .tokens import N_RESERVED, PAD, UNK
+from .tokens import DUMMY, N_RESERVED, PAD, START, UNK
 
 EOS_WORD, UNK_WORD = "<eos>", "<unk>"
 EOS = N_RESERVED  # the end token's id: the first word id
@@ -91,16 +91,6 @@ class WordVocabulary:
         index = self._index
         return [index.get(w, UNK) for w in words if w != EOS_WORD] + [EOS]
 
-    def encode(self, text: str) -> np.ndarray:
-        """Ids of every non-blank line of `text` as a sentence, each ended by EOS (1-D)."""
-        ids = [
-            i
-            for line in text.splitlines()
-            if line.split()
-            for i in self.encode_sentence(line.split())
-        ]
-        return np.asarray(ids, dtype=self.dtype)
-
     def decode(self, ids) -> str:
         """The words of a 1-D id sequence up to its first EOS, joined by spaces; PAD and START
         are dropped, DUMMY shows as '_', UNK and ids outside the vocabulary as '<unk>'."""
@@ -110,11 +100,11 @@ class WordVocabulary:
         for i in (int(i) for i in ids):
             if i == EOS:
                 break
-            if i in (PAD, 1):
+            if i in (PAD, START):
                 continue
             out.append(
                 "_"
-                if i == 2
+                if i == DUMMY
                 else self.words[i - N_RESERVED]
                 if N_RESERVED < i < self.size
                 else UNK_WORD
@@ -271,16 +261,29 @@ class WordCorpus:
 
     tokens = "word"
 
+    @classmethod
+    def of(cls, name: str, splits: list, sha256: str, cap: int = 0) -> WordCorpus:
+        """The corpus of (train, valid, test) lists of sentences (lists of words), its
+        vocabulary from train capped at `cap` types."""
+        vocab = WordVocabulary.from_sentences(splits[0], cap)
+        train, valid, test = (SentenceSplit.of(vocab, s) for s in splits)
+        return cls(name, train, valid, test, vocab, sha256)
 
-def _sentences(path: Path, raw: bytes) -> list[list[str]]:
+
+def sentences(text: str) -> list[list[str]]:
+    """The words of each non-blank line of `text`."""
+    return [line.split() for line in text.splitlines() if line.split()]
+
+
+def decode_utf8(path: Path, raw: bytes) -> str:
+    """A file's bytes as text (a BOM dropped); DataError naming the first bad byte if not UTF-8."""
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path} is not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset "
             f"{exc.start}): convert it first, e.g. `iconv -f latin1 -t utf-8`"
         ) from None
-    return [line.split() for line in text.splitlines() if line.split()]
 
 
 @functools.lru_cache(maxsize=8)
@@ -293,18 +296,16 @@ def word_corpus(
     paths = [Path(f) for f in files]
     raws = [p.read_bytes() for p in paths]
     sha = hashlib.sha256(b"".join(raws)).hexdigest()
-    parts = [_sentences(p, r) for p, r in zip(paths, raws)]
+    parts = [sentences(decode_utf8(p, r)) for p, r in zip(paths, raws)]
     if not joined:
         splits = parts
     else:
         lines = [s for part in parts for s in part]
         splits = list(split_lines(lines))
-    for split, sentences in zip(("train", "valid", "test"), splits):
-        if not sentences:
+    for split, found in zip(("train", "valid", "test"), splits):
+        if not found:
             raise DataError(
                 f"corpus {name}: the {split} split has no sentences: give one sentence per line "
                 "(a single file needs at least 3 non-blank lines; it is split 80/10/10 by lines)"
             )
-    vocab = WordVocabulary.from_sentences(splits[0], cap)
-    train, valid, test = (SentenceSplit.of(vocab, s) for s in splits)
-    return WordCorpus(name=name, train=train, valid=valid, test=test, vocab=vocab, sha256=sha)
+    return WordCorpus.of(name, splits, sha, cap)

@@ -24,7 +24,7 @@ import time
 import urllib.parse
 import zlib
 
-from textvae_core.measures import key as metric_key
+from textvae_core.measures import key as metric_key, parse_key
 
 from .uris import GRID_POINT_PARAM, TRIAL_KEY_TAG
 
@@ -110,7 +110,7 @@ def view_state(grouped: bool, words: bool = False) -> dict:
 def view_tags(metric: str = ORDER_METRIC) -> dict[str, str]:
     """The experiment tags that hold both views, charting what the study's `metric` is
     measured in: bits per character, or nats per sentence (words)."""
-    words = metric.endswith("_nats")  # the study's measure is in nats per sentence
+    words = parse_key(metric)[1].summary == "word"  # the study ranks on a word measure
     now = int(time.time() * 1000)
     names = {CURVES: "vaestudy: KL and reconstruction", SEEDS: "vaestudy: seeds grouped"}
     return {
