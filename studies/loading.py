@@ -46,9 +46,12 @@ def load_study(name_or_path: str) -> Study:
     return study
 
 
-def validate_study(study: Study) -> None:
-    """Build every trial config of every preset once, so a bad study fails before any run."""
+def validate_study(study: Study, but: str | None = None) -> None:
+    """Build every trial config of every preset (but one: a run builds its own preset's), so
+    a bad study fails before any run."""
     for preset in study.presets:
+        if preset == but:
+            continue
         if study.is_grid:
             for p in study.points(preset):
                 study.trial_config(preset, p)

@@ -62,12 +62,14 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
     return FinishedStudy(folder, res.stdout, res.stderr)
 
 
-def run_vaestudy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_vaestudy(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`vaestudy ARGS` as a user runs it, a subprocess in the repository; it must exit 0."""
     res = subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
-        env=subprocess_env(),
+        env=env or subprocess_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

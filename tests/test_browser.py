@@ -166,7 +166,7 @@ def seeded_store(tmp_path_factory):
     driver's own StudyTracker, with known curves so the groups' bands have width."""
     from studies.spec import grid_point, trial_key, trial_name
     from studies.store import StudyRecord, StudyStore
-    from studies.tracking import GRID_POINT_PARAM, StudyTracker
+    from studies.tracking import StudyTracker, trial_params
 
     folder = tmp_path_factory.mktemp("seeded") / "alpha"
     folder.mkdir()
@@ -182,7 +182,7 @@ def seeded_store(tmp_path_factory):
                 parent,
                 trial_key(params),
                 trial_name(params),
-                {GRID_POINT_PARAM: grid_point(params), "sweep.alpha": alpha, "sweep.seed": seed},
+                trial_params(params, params, grid_point(params)),
                 {},
             )
             for step in (10, 20, 30, 40):

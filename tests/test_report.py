@@ -612,7 +612,8 @@ def test_each_trial_run_records_its_data_its_grid_point_and_its_process(study_di
             assert inputs[context].name == run.data.params["corpus"]
             assert inputs[context].digest == hashlib.sha256(ids.tobytes()).hexdigest()[:32]
             assert json.loads(inputs[context].profile)["characters"] == ids.size
-        point = f"alpha={run.data.params['sweep.alpha']},anneal={run.data.params['sweep.anneal']}"
+        assert run.data.params["swept"] == "alpha,anneal"  # each swept value once, as its field
+        point = f"alpha={run.data.params['alpha']},anneal={run.data.params['anneal']}"
         assert run.data.params["grid_point"] == point
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "valid/total_bpc")]
         cpu = client.get_metric_history(run.info.run_id, "system/process_cpu_percent")

@@ -6,7 +6,6 @@ or foreign file is a CheckpointError in one line.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import torch
@@ -54,7 +53,7 @@ def load_checkpoint(
     """Model (in eval mode), config and vocabulary from a checkpoint file."""
     state = read_checkpoint(path, device)
     check_format(state, path)
-    config = dataclasses.replace(TrainConfig(**state["config"]), device=device)
+    config = TrainConfig(**{**state["config"], "device": device})
     vocab = vocabulary_from_json(state["vocab"])
     model = build_model(config, vocab.size).to(device)
     model.load_state_dict(state["model"])

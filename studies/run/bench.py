@@ -55,11 +55,11 @@ def measure_overhead(
     )
     points, n = plan_trials(study, opts)
     configs = [
-        TrialContext(study, preset, "unused", overrides, 0, threads=1).config(p).to_dict()
+        TrialContext(study, preset, "unused", overrides, 0, threads=1).make_config(p).to_dict()
         for p in (points or [{}] * n)
     ]
     full = [
-        TrialContext(study, preset, "unused", {}, 0, threads=1).config(p)
+        TrialContext(study, preset, "unused", {}, 0, threads=1).make_config(p)
         for p in (points or [{}] * n)
     ]
 

@@ -5,6 +5,7 @@ after a restart, runs a dead driver left open are settled and their lost reports
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import time
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from textvae_core.diagnostics import chance_levels, probe_set
 from textvae_core.measures import key as metric_key
 
 from ..spec import Study, grid_point, trial_key, trial_name
-from ..tracking import GRID_POINT_PARAM, provenance_tags
+from ..tracking import CONFIG_ARTIFACT, provenance_tags, trial_params
 from .datasets import corpus_datasets, corpus_key
 from ..store import Status, StudyStore, TrialRecord
-from .trial import TrialContext, TrialReport
+from .configs import TrialConfigs
+from .trial import TrialReport
 from .trial_models import WITH_MODEL, log_trial_model
 
 
@@ -46,8 +48,11 @@ def git_commit() -> str | None:
         return None
 
 
-def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, parent: str, corpora):
+def trial_events(
+    study: Study, configs: TrialConfigs, store: StudyStore, tracker, parent: str, corpora
+):
     """Driver-side handling of trial events: MLflow runs and the trial store."""
+    ctx = configs.ctx
     runs: dict[str, str] = {}
     chances: dict[int, dict[str, float]] = {}  # probe chance levels by fragment length (synthetic)
     commit = git_commit()
@@ -58,7 +63,7 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
     def run_of(params: dict) -> tuple[str, str]:
         key = trial_key(params)
         if key not in runs:
-            config = ctx.config(params)
+            config = configs.of(params)
             corpus = corpora.get(corpus_key(config))
             tags = provenance_tags(
                 __version__,
@@ -83,14 +88,10 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
                 parent,
                 key,
                 trial_name(params),
-                {
-                    **config.to_dict(),
-                    **{f"sweep.{k}": v for k, v in params.items()},
-                    GRID_POINT_PARAM: grid_point(params),
-                    **chance,
-                },
+                {**trial_params(params, config.to_dict(), grid_point(params)), **chance},
                 tags,
             )
+            tracker.log_text(runs[key], json.dumps(config.to_dict(), indent=1), CONFIG_ARTIFACT)
             if corpus is not None:
                 tracker.log_datasets(runs[key], list(corpus_datasets(corpus)))
             known = store.trial(key) or TrialRecord(params, config.to_dict())
@@ -121,8 +122,6 @@ def trial_events(study: Study, ctx: TrialContext, store: StudyStore, tracker, pa
         if rep.final:
             if rep.samples:
                 tracker.log_text(run_id, rep.samples, "samples.txt")
-            if rep.config_json:
-                tracker.log_text(run_id, rep.config_json, "config.json")
             final = {k: v for k, v in rep.metrics.items() if k != "lr"}
             update(
                 key,

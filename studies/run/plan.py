@@ -23,6 +23,8 @@ from ..loading import load_study, validate_study
 from ..spec import Study
 from ..store import StudyRecord, StudyStore, is_remote
 from .datasets import corpus_key
+from .address import check_address
+from .configs import TrialConfigs
 from .trial import CollapseRule, TrialContext
 
 
@@ -89,6 +91,7 @@ class StudyPlan:
     points: list[dict] | None  # grid points with their seeds (None for a search study)
     target: int  # trials the study wants in all
     ctx: TrialContext
+    configs: TrialConfigs  # each trial's config, built once here
     corpora: Mapping[str, Any]
     store: StudyStore
     tracking_uri: str
@@ -112,8 +115,8 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
     from ..tracking.models import check_model_name
 
     study = load_study(study_ref)
-    validate_study(study)
     study.preset(opts.preset)
+    validate_study(study, but=opts.preset)  # this preset's configs are built below, once
     swept = set(study.grid_for(opts.preset)) if study.is_grid else set(study.space)
     clash = sorted(swept & set(opts.overrides))
     if clash:
@@ -148,17 +151,16 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
             opts.collapse_threshold, opts.collapse_mi, opts.collapse_z_gain, opts.collapse_patience
         ),
     )
-    configs = [ctx.config(p) for p in points] if points is not None else [ctx.config({})]
+    configs = TrialConfigs(ctx)  # every point's config, with the --set values, or a ConfigError
+    built = [configs.of(p) for p in points] if points is not None else [configs.of({})]
     corpora = {  # fetches PTB once, or fails here
         corpus_key(c): load_corpus(c.corpus, tokens=c.tokens, vocab_size=c.vocab_size)
-        for c in configs
+        for c in built
     }
     store = StudyStore(ctx.storage)
     tracking_uri = opts.tracking_uri or default_tracking_uri(store.local_dir)
     check_tracking_uri(tracking_uri)
     if opts.address:
-        from .ray_adapter import check_address
-
         check_address(opts.address)
     identity = {
         "study": study.name,
@@ -174,7 +176,7 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
             "use another --storage folder, or the same options to resume it"
         )
     if existing is not None:
-        _check_trial_configs(store, ctx)
+        _check_trial_configs(store, configs)
     return StudyPlan(
         study,
         study_ref,
@@ -182,6 +184,7 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
         points,
         target,
         ctx,
+        configs,
         corpora,
         store,
         tracking_uri,
@@ -214,12 +217,12 @@ def resume_options(folder: str) -> tuple[str, RunOptions]:
 RUNTIME_FIELDS = ("threads", "device")  # where a trial runs, not what it trains
 
 
-def _check_trial_configs(store: StudyStore, ctx: TrialContext) -> None:
+def _check_trial_configs(store: StudyStore, configs: TrialConfigs) -> None:
     """A folder resumes only if each trial it holds would get the same config today: code
     that changed a default since (the LSTM cell, say) would otherwise mix two settings in
     one study. Fields a trial record lacks (added since) count as their current value."""
     for key, record in sorted(store.trials().items()):
-        now = json.loads(json.dumps(ctx.config(dict(record.params)).to_dict()))
+        now = json.loads(json.dumps(configs.of(dict(record.params)).to_dict()))
         for name, value in record.config.items():
             if name in RUNTIME_FIELDS or name not in now or now[name] == value:
                 continue

@@ -9,7 +9,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .trial import TrialContext
+from textvae_core import ConfigError
+
+from .configs import TrialConfigs
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,11 @@ class ProgressLine:
         )
 
 
-def trial_steps(ctx: TrialContext, params: dict) -> float:
+def trial_steps(configs: TrialConfigs, params: dict) -> float:
     """A trial's steps, for the progress line (inf where its config cannot be built: no share)."""
     try:
-        return max(ctx.config(params).steps, 1)
-    except Exception:  # noqa: BLE001 - the trial itself reports a bad config; the line goes on
+        return max(configs.of(params).steps, 1)
+    except ConfigError:  # the trial itself fails with it; the line goes on
         return math.inf
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import StudyError
 from . import logs
 from ..store import Status
-from .progress import ProgressLine, TrialState, trial_steps
+from .address import check_address, is_loopback
+from .progress import ProgressLine, TrialState
 from .system import SYSTEM_PREFIX
 from .trial import TrialContext, TrialReport, is_metric, outcome, run_trial
 
@@ -41,7 +41,6 @@ _FIELDS = {
     "replayed": "vaestudy/replayed",
     "collapsed": "vaestudy/collapsed",
     "samples": "vaestudy/samples",
-    "config_json": "vaestudy/config_json",
     "wall_s": "overhead/trial_wall_s",
 }
 SECONDS = "seconds/"  # TrialReport.seconds, one key each: "seconds/train", "seconds/eval", ...
@@ -113,30 +112,6 @@ def _quiet_logs() -> None:
 # --- connecting ---------------------------------------------------------------------------------
 
 
-def check_address(address: str, timeout: float = 3.0) -> None:
-    """Fail fast, with one line, if a cluster address cannot be reached."""
-    if address == "auto":
-        return
-    hostport = address.removeprefix("ray://")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise StudyError(
-            f"--address {address!r} is not allowed: expected auto, HOST:PORT or ray://HOST:PORT"
-        )
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise StudyError(
-            f"--address {address}: cannot reach a Ray cluster there ({exc.strerror or exc}); "
-            "start one with `ray start --head` or leave --address out for a local Ray"
-        ) from None
-
-
-def _is_loopback(address: str) -> bool:
-    host = address.removeprefix("ray://").rpartition(":")[0]
-    return host.startswith("127.") or host in ("localhost", "[::1]", "::1")
-
-
 def trial_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
     """How many trials the connected cluster can run at once (at least 1)."""
     import ray
@@ -152,7 +127,7 @@ def set_environment(address: str | None) -> None:
     """The environment Ray reads when it starts, set by the driver before any Ray call: a
     cluster on loopback (tests, one machine) needs RAY's loopback setting in the driver too,
     or ray.init rewrites 127.0.0.1 to the host's address and never reaches it."""
-    if address is None or _is_loopback(address):
+    if address is None or is_loopback(address):
         for k, v in LOCAL_ENV.items():
             os.environ.setdefault(k, v)
     for k, v in QUIET_ENV.items():
@@ -328,10 +303,21 @@ class TuneSettings:
     storage_path: str = ""
 
 
-def optuna_searcher(space: dict, metric, mode, sampler, storage, study_name: str):
+def optuna_searcher(
+    space: dict, metric, mode, sampler, storage, study_name: str, on_suggest: Callable[[dict], None]
+):
+    """Optuna's searcher, telling `on_suggest` each point it hands out before Ray creates the
+    trial (the driver writes the trial's config there: `configs.TrialConfigs.publish`)."""
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(
+    class Search(OptunaSearch):
+        def suggest(self, trial_id: str):
+            params = super().suggest(trial_id)
+            if isinstance(params, dict):
+                on_suggest(params)
+            return params
+
+    return Search(
         space=space,
         metric=metric,
         mode=mode,
@@ -349,6 +335,7 @@ def run_tuner(
     progress: Callable[[str], None],
     total: int,
     done_before: int,
+    steps_of: Callable[[dict], float],
 ) -> None:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -386,7 +373,7 @@ def run_tuner(
                     done_before,
                     metric,
                     mode,
-                    steps_of=lambda params: trial_steps(ctx, params),
+                    steps_of=steps_of,
                 ),
             ),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),

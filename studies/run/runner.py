@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
 import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from textvae_core import __version__
 
 from . import logs, search
-from ..errors import StudyError
 from ..trials_table import trials_table
 from ..spec import trial_key
 from ..store import Status, StudyRecord, StudyStatus, StudyStore
+from .lock import DriverLock
 from .events import git_commit, settle_finished_runs, trial_events
 from .plan import RunOptions, StudyPlan, prepare
+from .progress import trial_steps
 from .trial_models import conclude_models
 
 
@@ -42,52 +39,6 @@ class StudyOutcome:
     trials_parquet: str
     wall_time_s: float
     report: Mapping[str, str] | None = None  # file name -> URI of the report written at the end
-
-
-class DriverLock:
-    """One driver per study folder: a second `vaestudy run` on a live study is refused; a
-    lock left by a killed driver (its pid is gone) is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def acquire(self) -> None:
-        if self.path.exists():
-            try:
-                held = json.loads(self.path.read_text())
-            except (OSError, ValueError):
-                held = {}
-            if (
-                held.get("host") == socket.gethostname()
-                and _alive(held.get("pid", -1))
-                and held.get("pid") != os.getpid()
-            ):
-                raise StudyError(
-                    f"study folder {self.path.parent} is in use by a running driver "
-                    f"(pid {held['pid']}); wait for it to finish or stop it first"
-                )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        )
-
-    def release(self) -> None:
-        try:
-            if json.loads(self.path.read_text()).get("pid") == os.getpid():
-                self.path.unlink()
-        except (OSError, ValueError):
-            pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (OSError, TypeError):
-        return False
-    try:  # a zombie (killed, not yet reaped) is not a live driver
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return True
 
 
 def run_study(
@@ -273,7 +224,7 @@ def tune_settings(plan: StudyPlan, num_samples: int, attempt: int, slots: int):
     from .ray_adapter import TuneSettings
 
     opts = plan.opts
-    first = plan.ctx.config(plan.points[0] if plan.points else {})
+    first = plan.configs.of(plan.points[0] if plan.points else {})
     return TuneSettings(
         num_samples=num_samples,
         cpus_per_trial=opts.cpus_per_trial,
@@ -332,9 +283,15 @@ def run_on_ray(
         else (study.metric, study.mode)
     )
     searcher = ray_adapter.optuna_searcher(
-        search.distributions(study, grid), metric, mode, sampler, ostorage, study.name
+        search.distributions(study, grid),
+        metric,
+        mode,
+        sampler,
+        ostorage,
+        study.name,
+        on_suggest=plan.configs.publish,
     )
-    events = trial_events(study, plan.ctx, plan.store, tracker, parent, plan.corpora)
+    events = trial_events(study, plan.configs, plan.store, tracker, parent, plan.corpora)
     ray_adapter.run_tuner(
         plan.ctx,
         searcher,
@@ -343,6 +300,7 @@ def run_on_ray(
         lambda s: echo(f"[{study.name}] {s}"),
         total=plan.target,
         done_before=done,
+        steps_of=lambda params: trial_steps(plan.configs, params),
     )
 
 

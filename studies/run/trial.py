@@ -1,4 +1,4 @@
-"""One trial of a study, independent of Ray: build its config, resume from its latest
+"""One trial of a study, independent of Ray: read its config (the driver wrote it), resume
 checkpoint, train with `textvae_core.fit`, and hand each report to a `report` function
 (the Ray adapter passes one that calls `tune.report`).
 
@@ -8,7 +8,6 @@ trial finds its checkpoint and its MLflow run again.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
@@ -28,6 +27,7 @@ from textvae_core.measures import SPLITS, key as metric_key, prefix
 
 from ..spec import Study, trial_key
 from ..store import Status, StudyStore
+from .configs import read_trial_config
 from .system import SystemSampler
 
 
@@ -51,7 +51,6 @@ class TrialReport:
     failure: str | None = None
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
-    config_json: str | None = None  # (final only) the TrainConfig as trained
     collapsed: str | None = None  # (final only) why it stopped early as collapsed (CollapseRule)
     wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
     # Where wall_s went, cumulative in this process: "train" and "eval" (the Trainer's own
@@ -136,7 +135,8 @@ class TrialContext:
     threads: int = 1
     collapse: CollapseRule | None = None  # None: no trial stops early as collapsed
 
-    def config(self, params: Mapping[str, Any]):
+    def make_config(self, params: Mapping[str, Any]):
+        """Build a trial's config: only the driver's `TrialConfigs` calls this, once a trial."""
         extra = {**self.overrides, "threads": self.threads}
         if "seed" not in params:
             extra["seed"] = self.seed
@@ -154,8 +154,8 @@ def run_trial(
 ) -> None:
     """Train one trial to its last step (or continue it), reporting every evaluation."""
     key = trial_key(params)
-    config = ctx.config(params)
     store = StudyStore(ctx.storage)
+    config = read_trial_config(store, key)
     record = store.trial(key)
     if record is not None and record.finished and record.final:
         # Handed out again (a searcher replaying a finished point): report what it measured.
@@ -305,4 +305,4 @@ def final_extras(trainer: Trainer) -> dict[str, str]:
     if path:
         lines += ["", "# interpolation between the first two fragments' posterior means (greedy)"]
         lines += [show(s) for s in path]
-    return {"samples": "\n".join(lines) + "\n", "config_json": json.dumps(cfg.to_dict(), indent=1)}
+    return {"samples": "\n".join(lines) + "\n"}

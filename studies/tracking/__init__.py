@@ -22,7 +22,10 @@ Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the
 
 from .reading import LoggedStudy, LoggedTrial, check_parent_run, log_report, read_study
 from .uris import (
+    CONFIG_ARTIFACT,
     GRID_POINT_PARAM,
+    SWEPT_PARAM,
+    trial_params,
     claim_tags,
     provenance_tags,
     PARENT_TAG,
@@ -60,6 +63,9 @@ __all__ = [
     "STUDY_TAG",
     "TRIAL_KEY_TAG",
     "GRID_POINT_PARAM",
+    "SWEPT_PARAM",
+    "CONFIG_ARTIFACT",
+    "trial_params",
     "claim_tags",
     "provenance_tags",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -15,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from textvae_core.measures import SPARSE_SPLITS
 
 from .uris import (
+    CONFIG_ARTIFACT,
     PARENT_TAG,
     PRESET_TAG,
     STATUS_REASON_TAG,
@@ -23,6 +25,7 @@ from .uris import (
     TRIAL_KEY_TAG,
     TrackingError,
     check_existing_store,
+    swept_values,
 )
 
 
@@ -32,8 +35,8 @@ class LoggedTrial:
 
     run_id: str
     key: str
-    params: dict[str, Any]  # the swept values (`sweep.*` params)
-    config: dict[str, Any]  # every other param, parsed back to numbers and booleans
+    params: dict[str, Any]  # the swept values (see uris.trial_params)
+    config: dict[str, Any]  # the TrainConfig as its JSON record (CONFIG_ARTIFACT) holds it
     status: str
     reason: str | None
     history: list[dict[str, Any]]  # {"step", "split", metric: value} rows, like history.parquet
@@ -91,16 +94,19 @@ def read_study(
         key=lambda r: r.info.start_time,
     ):
         p = run.data.params
+        config = _logged_config(client, run.info.run_id)
+        swept = swept_values(p, config)
+        if swept is None:  # logged before the typed record: values parsed back from strings
+            swept = {
+                k.removeprefix("sweep."): _parse(v) for k, v in p.items() if k.startswith("sweep.")
+            }
+            config = {k: _parse(v) for k, v in p.items() if not k.startswith("sweep.")}
         trials.append(
             LoggedTrial(
                 run.info.run_id,
                 run.data.tags.get(TRIAL_KEY_TAG, run.info.run_id),
-                {
-                    k.removeprefix("sweep."): _parse(v)
-                    for k, v in p.items()
-                    if k.startswith("sweep.")
-                },
-                {k: _parse(v) for k, v in p.items() if not k.startswith("sweep.")},
+                swept,
+                config,
                 run.data.tags.get(STATUS_TAG) or run.info.status.lower(),
                 run.data.tags.get(STATUS_REASON_TAG),
                 _metric_history(client, run, metrics, splits),
@@ -115,8 +121,18 @@ def read_study(
     )
 
 
+def _logged_config(client: MlflowClient, run_id: str) -> dict[str, Any]:
+    """A trial's config record (CONFIG_ARTIFACT), {} where its run has none."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, CONFIG_ARTIFACT, tmp)
+        except (MlflowException, OSError):
+            return {}
+        return json.loads(Path(path).read_text())
+
+
 def _parse(text: str) -> Any:
-    """An MLflow param (always a string) back to the value that was logged."""
+    """A param of a run logged before SWEPT_PARAM (always a string) back to its value."""
     if text in ("True", "False"):
         return text == "True"
     if text == "None":

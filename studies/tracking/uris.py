@@ -11,10 +11,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping
 
-from textvae_core.config import TrainConfig
+from textvae_core.config import ALIASES, TrainConfig
 
 TRIAL_KEY_TAG = "vaestudy.trial_key"
 GRID_POINT_PARAM = "grid_point"  # a trial's swept values without the seed: its seeds share it
+SWEPT_PARAM = "swept"  # the names of a trial's swept keys, comma-separated (seed when swept)
+CONFIG_ARTIFACT = "config.json"  # a trial's whole TrainConfig as JSON: the typed record
 DATASET_CONTEXT_TAG = "mlflow.data.context"  # MLflow's own input tag: "training", "validation"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under the parent by it
 STATUS_REASON_TAG = "vaestudy.status_reason"
@@ -32,6 +34,29 @@ def provenance_tags(version: str, commit: str | None, **facts) -> dict[str, obje
     if commit:
         tags["vaestudy.git_commit"] = commit
     return tags
+
+
+def trial_params(
+    params: Mapping[str, Any], config: Mapping[str, Any], point: str
+) -> dict[str, Any]:
+    """A trial's child-run params, each value once: every config field under its own name (a
+    swept value included: `alpha`, `length`, `seed`), a swept key that is no config field
+    (`variant`) under its own name, the grid point (`GRID_POINT_PARAM`) and the swept keys'
+    names (`SWEPT_PARAM`). Readers take the values' types from `CONFIG_ARTIFACT`."""
+    extra = {k: v for k, v in params.items() if ALIASES.get(k, k) not in config}
+    return {**config, **extra, GRID_POINT_PARAM: point, SWEPT_PARAM: ",".join(params)}
+
+
+def swept_values(run_params: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A trial's swept values from its run: config fields typed from its config record, any
+    other swept key (a variant's name) as logged. None for a run logged before `SWEPT_PARAM`."""
+    if SWEPT_PARAM not in run_params:
+        return None
+    names = [n for n in run_params[SWEPT_PARAM].split(",") if n]
+    return {
+        n: config[ALIASES.get(n, n)] if ALIASES.get(n, n) in config else run_params.get(n)
+        for n in names
+    }
 
 
 def claim_tags(tally: str, verdicts: Mapping[str, str]) -> dict[str, str]:
