@@ -1,4 +1,5 @@
-"""trials.parquet: one row per trial per report per split, from the trial store.
+"""A study's trials as reports read them (`TrialSummary`, from the folder or from MLflow), and
+trials.parquet: one row per trial per report per split.
 
 Columns: study, trial_key, status, every swept hyperparameter (plus the config values the
 figures need: model, length, alpha, dropout, depth, anneal, kl, latent, seed, and the
@@ -8,7 +9,8 @@ LSTM each trial ran: `lstm_cell`, `z_every_step`), step, split, and the metrics 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -49,29 +51,57 @@ def config_columns(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trials_table(store: StudyStore, study_name: str) -> pa.Table:
-    tables = []
+@dataclass(frozen=True)
+class TrialSummary:
+    """One trial as a report reads it, the same from the study folder (`store_trials`) and
+    from MLflow (`tracking.read_study`): what `results.read.summary_row` and `trials_table`
+    are made from."""
+
+    key: str
+    params: Mapping[str, Any]  # the swept values, typed
+    config: Mapping[str, Any]  # the trial's TrainConfig as its JSON record holds it
+    status: str  # a store.Status value
+    reason: str | None = None
+    history: Sequence[Mapping[str, Any]] = ()  # {"step", "split", measure: value} rows
+    wall_s: float | None = None
+    run_id: str | None = None  # its MLflow run
+
+
+def store_trials(store: StudyStore) -> list[TrialSummary]:
+    """Every trial with a record in a study folder, its history from history.parquet."""
+    out = []
     for key, record in store.trials().items():
-        if not store.exists(f"trials/{key}/history.parquet"):
-            continue
-        hist = store.read_table(f"trials/{key}/history.parquet")
-        n = hist.num_rows
-        cols = {
-            "study": [study_name] * n,
-            "trial_key": [key] * n,
-            "status": [record.status.value] * n,
-        }
-        params = record.params
-        for name in params:
-            cols[f"param_{name}"] = [params[name]] * n
-        for name, value in config_columns(record.config).items():
-            cols[name] = [value] * n
-        extra = pa.table(cols)
-        tables.append(
-            pa.Table.from_arrays(
-                extra.columns + hist.columns, names=extra.column_names + hist.column_names
+        path = f"trials/{key}/history.parquet"
+        history = store.read_table(path).to_pylist() if store.exists(path) else []
+        out.append(
+            TrialSummary(
+                key,
+                record.params,
+                record.config,
+                record.status.value,
+                record.reason,
+                history,
+                record.wall_s,
+                record.mlflow_run_id,
             )
         )
+    return out
+
+
+def trials_table(trials: Sequence[TrialSummary], study_name: str) -> pa.Table:
+    """trials.parquet: each trial's reports (a trial with none has no row)."""
+    tables = []
+    for t in trials:
+        if not t.history:
+            continue
+        head = {
+            "study": study_name,
+            "trial_key": t.key,
+            "status": t.status,
+            **{f"param_{k}": v for k, v in t.params.items()},
+            **config_columns(t.config),
+        }
+        tables.append(pa.Table.from_pylist([{**head, **row} for row in t.history]))
     if not tables:
         return pa.table(
             {"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())}

@@ -21,6 +21,7 @@ from cli.report_cmd import report  # noqa: E402
 from studies.results import claims  # noqa: E402
 from studies.results.figures import draw_figures, figure_files  # noqa: E402
 from studies.results.read import StudyResults, summary_row  # noqa: E402
+from studies.trials_table import TrialSummary  # noqa: E402
 from studies.errors import StudyError  # noqa: E402
 from studies.loading import builtin_studies, load_study  # noqa: E402
 from studies.spec import Figure, trial_key  # noqa: E402
@@ -301,7 +302,7 @@ def synthetic_results(study, preset="cpu", figure=None, seeds=(0, 1)) -> StudyRe
             {
                 "study": study.name,
                 "preset": preset,
-                **summary_row(key, params, config, status, None, history, 60.0, None),
+                **summary_row(TrialSummary(key, params, config, status, None, history, 60.0, None)),
             }
         )
         history_rows += [
@@ -395,7 +396,9 @@ def test_figures_of_a_study_whose_trials_all_failed_still_draw(tmp_path, name, f
 
 def test_a_trial_that_failed_before_its_first_report_has_an_empty_summary_row():
     r = summary_row(
-        "k", {"alpha": 0.2}, {"corpus": "ptb"}, "failed", "loss became nan", [], None, None
+        TrialSummary(
+            "k", {"alpha": 0.2}, {"corpus": "ptb"}, "failed", "loss became nan", [], None, None
+        )
     )
     assert (
         r["status"] == "failed"
@@ -434,24 +437,28 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     ]
     rows = [
         summary_row(
-            "a",
-            {"variant": "lstm+aggressive", "seed": 0},
-            {"corpus": "ptb"},
-            "completed",
-            None,
-            history,
-            1000.0,
-            None,
+            TrialSummary(
+                "a",
+                {"variant": "lstm+aggressive", "seed": 0},
+                {"corpus": "ptb"},
+                "completed",
+                None,
+                history,
+                1000.0,
+                None,
+            )
         ),
         summary_row(
-            "b",
-            {"variant": "lstm", "seed": 0},
-            {"corpus": "ptb"},
-            "completed",
-            None,
-            [{"step": 750, "split": "train", "total_bpc": 2.0}],
-            400.0,
-            None,
+            TrialSummary(
+                "b",
+                {"variant": "lstm", "seed": 0},
+                {"corpus": "ptb"},
+                "completed",
+                None,
+                [{"step": 750, "split": "train", "total_bpc": 2.0}],
+                400.0,
+                None,
+            )
         ),
     ]
     a, b = rows
@@ -465,14 +472,16 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average
     # together
     c = summary_row(
-        "c",
-        {"variant": "lstm+aggressive", "seed": 1},
-        {"corpus": "ptb"},
-        "completed",
-        None,
-        [train(250, 10.0, 1.0)],
-        50.0,
-        None,
+        TrialSummary(
+            "c",
+            {"variant": "lstm+aggressive", "seed": 1},
+            {"corpus": "ptb"},
+            "completed",
+            None,
+            [train(250, 10.0, 1.0)],
+            50.0,
+            None,
+        )
     )
     assert len([p for p in average([a, c]) if p["variant"] == "lstm+aggressive"]) == 1
     assert summary_table(rows).column("encoder_updates").to_pylist() == [6500.0, None]
@@ -482,7 +491,9 @@ def _remedy_row(key, params, config, reports):
     """A summary row of a trial with these reports: (step, split, metrics)."""
     history = [{"step": step, "split": split, **m} for step, split, m in reports]
     return summary_row(
-        key, params, {"corpus": "ptb", **config}, "completed", None, history, 9.0, None
+        TrialSummary(
+            key, params, {"corpus": "ptb", **config}, "completed", None, history, 9.0, None
+        )
     )
 
 

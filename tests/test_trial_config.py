@@ -136,3 +136,25 @@ def test_mlflow_reader_takes_types_from_the_config_record(finished_smoke_study):
     run = client.get_run(logged.trials[0].run_id)
     assert not any(k.startswith("sweep.") for k in run.data.params)
     assert CONFIG_ARTIFACT in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+@pytest.mark.integration
+def test_the_folder_and_mlflow_give_the_same_trial_summaries(finished_smoke_study):
+    """One typed TrialSummary from either source: the same keys, swept values, config,
+    status and validation reports (MLflow holds the measures of history.METRIC_NAMES)."""
+    from studies.store import StudyStore
+    from studies.tracking import read_study
+    from studies.trials_table import store_trials
+    from textvae_core.history import METRIC_NAMES
+
+    folder = {t.key: t for t in store_trials(StudyStore(str(finished_smoke_study.folder)))}
+    uri = f"sqlite:///{finished_smoke_study.folder}/mlflow.db"
+    logged = {t.key: t for t in read_study(uri, "alpha-sweep", METRIC_NAMES, ("valid",)).trials}
+    assert set(folder) == set(logged) and len(folder) == 4
+    for key, a in folder.items():
+        b = logged[key]
+        assert (a.params, a.config, a.status, a.run_id) == (b.params, b.config, b.status, b.run_id)
+        valid = [r for r in a.history if r["split"] == "valid"]
+        assert [r["step"] for r in valid] == [r["step"] for r in b.history]
+        for mine, theirs in zip(valid, b.history):
+            assert mine["total_bpc"] == pytest.approx(theirs["total_bpc"], rel=1e-6)

@@ -18,7 +18,7 @@ from textvae_core.history import METRIC_NAMES, SPLITS  # the columns of a trial'
 from .. import tracking
 from ..errors import StudyError
 from .points import is_number
-from ..trials_table import CONFIG_COLUMNS, REMEDY_CONFIG, config_columns, trials_table
+from ..trials_table import TrialSummary, config_columns, store_trials, trials_table
 from ..loading import load_study
 from ..spec import Study, trial_name
 from ..store import StudyStore, TrialRecord
@@ -53,34 +53,20 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     identity = record.identity
     study = _definition(record.study_ref, identity["study"])
     store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
-    summary, trials = [], store.trials()
-    for key, trial in trials.items():
-        path = f"trials/{key}/history.parquet"
-        history = store.read_table(path).to_pylist() if store.exists(path) else []
-        summary.append(
-            summary_row(
-                key,
-                trial.params,
-                trial.config,
-                trial.status.value,
-                trial.reason,
-                history,
-                trial.wall_s,
-                trial.mlflow_run_id,
-            )
-        )
+    trials = store_trials(store)
+    summary = [summary_row(t) for t in trials]
     preset = identity["preset"]
     return StudyResults(
         study,
         preset,
         _corpus(summary, study, preset),
         _with_identity(summary, study, preset),
-        trials_table(store, study.name),
+        trials_table(trials, study.name),
         record.parent_run_id,
         tracking_uri or record.tracking_uri,
         store.uri,
         _seeds(study, identity),
-        compute_use(record.launches, trials.values()),
+        compute_use(record.launches, store.trials().values()),
     )
 
 
@@ -164,18 +150,10 @@ def _definition(ref: str | None, name: str) -> Study:
     )
 
 
-def summary_row(
-    key: str,
-    params: Mapping[str, Any],
-    config: Mapping[str, Any],
-    status: str,
-    reason: str | None,
-    history: Sequence[Mapping[str, Any]],
-    wall_s: float | None,
-    run_id: str | None,
-) -> dict[str, Any]:
+def summary_row(trial: TrialSummary) -> dict[str, Any]:
     """One trial: its hyperparameters, status, last valid metrics, steps, wall time and mean
     training chars/s over its reports."""
+    key, params, config, history = trial.key, trial.params, trial.config, trial.history
     valid = [r for r in history if r["split"] == "valid"]
     last = max(valid, key=lambda r: r["step"]) if valid else {}
     speeds = [
@@ -186,8 +164,8 @@ def summary_row(
     row: dict[str, Any] = {
         "trial_key": key,
         "name": trial_name(params),
-        "status": status,
-        "reason": reason,
+        "status": trial.status,
+        "reason": trial.reason,
         "corpus": config.get("corpus"),
     }
     row.update(params)
@@ -202,12 +180,12 @@ def summary_row(
     if decays:
         row["plateau_decays"] = decays[-1]
     row["steps"] = max((int(r["step"]) for r in history), default=None)
-    row["wall_s"] = _float(wall_s)
+    row["wall_s"] = _float(trial.wall_s)
     row["chars_per_s"] = sum(speeds) / len(speeds) if speeds else math.nan
     tokens = [r["tokens_per_s"] for r in history if is_number(r.get("tokens_per_s"))]
     if tokens:  # words: tokens (words and end tokens) per second
         row["tokens_per_s"] = sum(tokens) / len(tokens)
-    row["mlflow_run_id"] = run_id
+    row["mlflow_run_id"] = trial.run_id
     # mutual_info is estimated on the validation fragments, so it never exceeds log of their number
     n = (config.get("batch_size") or 0) * (config.get("eval_batches") or 0)
     row["mi_max"] = math.log(n) if n else math.nan
@@ -285,37 +263,8 @@ def read_experiment(tracking_uri: str, experiment: str) -> StudyResults:
     histories give the reports)."""
     logged = tracking.read_study(tracking_uri, experiment, METRIC_NAMES, SPLITS)
     study = _definition(None, logged.study)
-    summary, tables = [], []
-    for t in logged.trials:
-        config = {
-            k: t.config[k]
-            for k in (
-                *CONFIG_COLUMNS,
-                *REMEDY_CONFIG,
-                "corpus",
-                "batch_size",
-                "eval_batches",
-                "mi_pool",
-            )
-            if k in t.config
-        }
-        summary.append(
-            summary_row(t.key, t.params, config, t.status, t.reason, t.history, t.wall_s, t.run_id)
-        )
-        if t.history:
-            head = {
-                "study": study.name,
-                "trial_key": t.key,
-                "status": t.status,
-                **{f"param_{k}": v for k, v in t.params.items()},
-                **config_columns(config),
-            }
-            tables.append(pa.Table.from_pylist([{**head, **h} for h in t.history]))
-    trials = (
-        pa.concat_tables(tables, promote_options="permissive")
-        if tables
-        else pa.table({"study": pa.array([], pa.string()), "trial_key": pa.array([], pa.string())})
-    )
+    summary = [summary_row(t) for t in logged.trials]
+    trials = trials_table(logged.trials, study.name)
     preset = logged.preset
     return StudyResults(
         study,

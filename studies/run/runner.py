@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 from textvae_core import __version__
 
 from . import logs, search
-from ..trials_table import trials_table
+from ..trials_table import store_trials, trials_table
 from ..spec import trial_key
 from ..store import Status, StudyRecord, StudyStatus, StudyStore
 from .lock import DriverLock
@@ -326,7 +326,7 @@ def finish(
     study, store, target = plan.study, plan.store, plan.target
     search.close_running(ostudy, study, store.finished_trials(), trial_key)
     statuses = _finish(store, tracker, parent)
-    table = trials_table(store, study.name)
+    table = trials_table(store_trials(store), study.name)
     store.write_table("trials.parquet", table)
     complete = sum(n for s, n in statuses.items() if Status(s).final) >= target
     tracker.finish(

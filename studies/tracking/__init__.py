@@ -20,7 +20,7 @@ Only `MlflowClient` with explicit run ids is used, never `mlflow.start_run`: the
     tracker.finish(child)
 """
 
-from .reading import LoggedStudy, LoggedTrial, check_parent_run, log_report, read_study
+from .reading import LoggedStudy, check_parent_run, log_report, read_study
 from .uris import (
     CONFIG_ARTIFACT,
     GRID_POINT_PARAM,
@@ -45,7 +45,6 @@ from .writer import StudyTracker
 
 __all__ = [
     "LoggedStudy",
-    "LoggedTrial",
     "StudyTracker",
     "TrackingError",
     "check_existing_store",

@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 
 from textvae_core.measures import SPARSE_SPLITS
 
+from ..trials_table import TrialSummary
+
 from .uris import (
     CONFIG_ARTIFACT,
     PARENT_TAG,
@@ -30,25 +32,11 @@ from .uris import (
 
 
 @dataclass(frozen=True)
-class LoggedTrial:
-    """A trial's child run as logged: swept values, config params, status and its reports."""
-
-    run_id: str
-    key: str
-    params: dict[str, Any]  # the swept values (see uris.trial_params)
-    config: dict[str, Any]  # the TrainConfig as its JSON record (CONFIG_ARTIFACT) holds it
-    status: str
-    reason: str | None
-    history: list[dict[str, Any]]  # {"step", "split", metric: value} rows, like history.parquet
-    wall_s: float | None
-
-
-@dataclass(frozen=True)
 class LoggedStudy:
     parent_run_id: str
     study: str
     preset: str
-    trials: list[LoggedTrial]
+    trials: list[TrialSummary]
 
 
 def search_all(
@@ -102,8 +90,7 @@ def read_study(
             }
             config = {k: _parse(v) for k, v in p.items() if not k.startswith("sweep.")}
         trials.append(
-            LoggedTrial(
-                run.info.run_id,
+            TrialSummary(
                 run.data.tags.get(TRIAL_KEY_TAG, run.info.run_id),
                 swept,
                 config,
@@ -111,6 +98,7 @@ def read_study(
                 run.data.tags.get(STATUS_REASON_TAG),
                 _metric_history(client, run, metrics, splits),
                 (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else None,
+                run.info.run_id,
             )
         )
     return LoggedStudy(
