@@ -341,9 +341,20 @@ def test_gpu_check_without_cuda_is_one_line_and_its_code_paths_run_on_cpu(tmp_pa
         "hybrid-lstm+layernorm",
         "lstm+layernorm",
     } <= set(models)
-    assert models["lstm+layernorm"]["ratio_to_fused"] > 0
+    # each ratio is the median of its rounds' ratios of the two models' measured rates
+    ln = models["lstm+layernorm"]
+    rounds = [a / b for a, b in zip(ln["rounds_chars_per_s"], models["lstm"]["rounds_chars_per_s"])]
+    assert ln["rounds_ratio_to_fused"] == pytest.approx(rounds)
+    assert min(rounds) <= ln["ratio_to_fused"] <= max(rounds)
     assert models["hybrid-bytenet"]["executed_gflops"] < models["hybrid-bytenet"]["achieved_gflops"]
-    assert result["fit"]["ratio_hybrid_lstm_over_lstm"] > 0 and result["shared"]["trials"] == 4
+    fit = result["fit"]
+    # chars/s from the steps timed (64 fragments of 52 characters a step)
+    for m in ("lstm", "hybrid-lstm"):
+        assert fit[m]["chars_per_s"] == pytest.approx(fit[m]["steps"] * 64 * 52 / fit[m]["train_s"])
+    assert fit["ratio_hybrid_lstm_over_lstm"] == pytest.approx(
+        fit["hybrid-lstm"]["chars_per_s"] / fit["lstm"]["chars_per_s"]
+    )
+    assert result["shared"]["trials"] == 4 and len(result["shared"]["per_trial_chars_per_s"]) == 4
 
 
 def test_bench_throughput_reports_round_by_round_ratios_at_cpu_sizes():

@@ -430,6 +430,26 @@ def test_a_run_writes_its_report_and_the_parent_run_carries_it(smoke):
     assert summary["report"] == str(folder / "report.md") and (folder / "claims.json").exists()
     verdicts = json.loads((folder / "claims.json").read_text())["claims"]
     assert summary["claims"] == {c["id"]: c["verdict"] for c in verdicts} and verdicts
+    # The verdicts as worked out here from the smoke grid (two alphas) and summary.parquet:
+    # Spearman needs three values of alpha; the onset claim needs kl_bpc >= 0.05 somewhere.
+    rows = pq.read_table(folder / "summary.parquet").to_pylist()
+    onset = {}
+    for anneal in (True, False):
+        reached = sorted(r["alpha"] for r in rows if r["anneal"] is anneal and r["kl_bpc"] >= 0.05)
+        onset[anneal] = reached[0] if reached else None
+    if onset[True] is None and onset[False] is None:
+        want_onset = "INCONCLUSIVE"
+    elif onset[True] is not None and (onset[False] is None or onset[True] < onset[False]):
+        want_onset = "PASS"
+    else:
+        want_onset = "FAIL"
+    assert summary["claims"] == {
+        "kl-grows-with-alpha": "INCONCLUSIVE",
+        "bound-worsens-with-alpha": "INCONCLUSIVE",
+        "annealing-lowers-onset": want_onset,
+    }, (summary["claims"], onset)
+    notes = {c["id"]: c["note"] for c in verdicts}
+    assert "Spearman needs >= 3 values of alpha, has 2" in notes["kl-grows-with-alpha"]
     parent = client.get_run(summary["parent_run_id"])
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} >= {
         "report/report.md",
