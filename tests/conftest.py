@@ -39,6 +39,49 @@ def smoke_run(folder: Path) -> list[str]:
     return ["run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder)]
 
 
+def process_tree(pid: int) -> set[tuple[int, str]]:
+    """`pid` and its descendants now, each as (pid, start time) from /proc (a reused pid is
+    another process)."""
+    parents: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        p = int(stat.parent.name)
+        parents.setdefault(int(fields[1]), []).append(p)
+        starts[p] = fields[19]
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in starts:
+            tree.add((p, starts[p]))
+        todo.extend(parents.get(p, []))
+    return tree
+
+
+def running(procs: set[tuple[int, str]]) -> set[int]:
+    """The processes of `procs` still running (a zombie has ended)."""
+    alive = set()
+    for pid, start in procs:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == start and fields[0] != "Z":
+            alive.add(pid)
+    return alive
+
+
+def command_line(pid: int) -> str:
+    """A process's command line ("" once it has gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class FinishedStudy:
     """A study run to its end: its folder and what the driver printed."""

@@ -32,10 +32,25 @@ BASIC_AUTH = {
 }
 
 
+# Ports below the kernel's ephemeral range (32768 up) and above Ray's worker ports (10002-19999):
+# no process binds one unasked, so a server stopped for an outage gets its port back although
+# Ray opens ports meanwhile. Start at a per-process offset: test processes pick apart.
+STATIC_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port free now, from STATIC_PORTS."""
+    span = len(STATIC_PORTS)
+    start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % span
+    for i in range(span):
+        port = STATIC_PORTS[(start + i) % span]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {STATIC_PORTS}")
 
 
 class MlflowServer:

@@ -323,7 +323,7 @@ def server_run(tmp_path_factory):
                 now = descendants(driver.pid)
                 tree.update(now)
                 sockets |= {s for s in listening_sockets() if s[1] in now}
-                time.sleep(0.5)
+                time.sleep(0.1)  # a trial's worker listens for seconds: polled often enough
             out, err = driver.communicate(timeout=30)
         finally:
             kill_all(tree)  # the driver if it hangs, and any Ray process it failed to stop

@@ -20,7 +20,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import subprocess_env
+from conftest import command_line, process_tree, running, subprocess_env
 from studies.spec import trial_key
 
 VAESTUDY = [sys.executable, "-m", "cli.main"]
@@ -107,6 +107,11 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
     try:
         wait_for(mid_study, 240, "one finished and one half-trained trial")
     finally:
+        # the driver and the local Ray it started, less Ray's two agents, which outlive a
+        # killed driver (they are stopped below)
+        tree = process_tree(driver.pid)
+        agents = {p for p in tree if "Agent" in command_line(p[0])}
+        cluster = tree - agents
         driver.send_signal(signal.SIGKILL)
         log = driver.communicate()[0]
     before = trial_states(folder)
@@ -121,7 +126,10 @@ def test_sigkilled_driver_resumes_without_duplicates_or_reruns(tmp_path):
         k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before
     }
     _, parents_before, _ = children(folder, "alpha-sweep")
-    time.sleep(3)  # Ray's reaper takes down the killed driver's cluster
+    # Ray's reaper takes down the killed driver's cluster
+    wait_for(lambda: not running(cluster), 60, "the killed driver's Ray processes to exit")
+    for pid in running(agents):
+        os.kill(pid, signal.SIGKILL)
     # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one
     # before.
     damaged = next(

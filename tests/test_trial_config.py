@@ -82,7 +82,9 @@ def test_a_trial_config_is_built_once_on_the_driver_and_once_in_the_worker(tmp_p
         COUNT_CONFIGS=str(log),
         PYTHONPATH=f"{hook}:{ROOT}",
     )
-    run_vaestudy("run", str(study), "--preset", "smoke", "--storage", str(folder), env=env)
+    run_vaestudy(
+        "run", str(study), "--preset", "smoke", "--storage", str(folder), "--no-report", env=env
+    )
 
     (key,) = [p.name for p in (folder / "trials").iterdir()]
     record = json.loads((folder / "trials" / key / "config.json").read_text())["config"]
