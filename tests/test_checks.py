@@ -7,6 +7,7 @@ import math
 import pytest
 
 from studies.results import checks, claims
+from studies.results.points import hyperparameters
 from studies.errors import StudyError
 from studies.loading import load_study
 from studies.spec import Claim
@@ -44,6 +45,19 @@ def test_spearman_by_hand():
     # with ties: Pearson of average ranks
     assert checks.spearman([1, 2, 3], [5, 5, 6]) == pytest.approx(math.sqrt(3) / 2)
     assert math.isnan(checks.spearman([1, 2, 3], [7, 7, 7]))
+
+
+def test_a_summary_column_that_is_no_hyperparameter_never_splits_a_points_seeds():
+    """Seeds group by the variant and the config fields alone: a column the summary gains
+    later (here one that differs per seed) is not taken for a hyperparameter."""
+    rows = [
+        {**row(variant="lstm", length=36, seed=s, kl=0.1 * (s + 1)), "new_timing_s": 10.0 + s}
+        for s in range(3)
+    ]
+    rows += [row(variant="hybrid", length=36, seed=0, kl=0.5)]
+    points = {p["variant"]: p for p in checks.average(rows)}
+    assert points["lstm"]["seeds"] == 3 and points["lstm"]["kl_bpc"] == pytest.approx(0.2)
+    assert set(hyperparameters(rows[0])) == {"variant", "length"}
 
 
 def test_seeds_are_averaged_and_only_usable_trials_count():

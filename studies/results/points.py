@@ -11,10 +11,12 @@ fragments.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from enum import StrEnum
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from textvae_core.config import ALIASES, TrainConfig
 from textvae_core.measures import CHAR_SUMMARY, TEST_SUMMARY, WORD_SUMMARY
 
 from ..errors import StudyError
@@ -60,35 +62,21 @@ AGGRESSIVE_COLUMNS = ("encoder_updates", "encoder_s", "aggressive_until")
 # bn_mu_var and its KL floor gamma^2 Z / 2 nats per fragment in bits/char; free bits' largest
 # share of latent dimensions at the floor over the training reports (0: it never engaged).
 REMEDY_COLUMNS = ("bn_mu_var", "bn_kl_floor_bpc", "free_bits_active_max")
-# Keys of a summary row that are neither hyperparameters nor measures.
-BOOKKEEPING = (
-    "study",
-    "preset",
-    "corpus",
-    "trial_key",
-    "name",
-    "status",
-    "reason",
-    "seed",
-    "steps",
-    "wall_s",
-    "chars_per_s",
-    "tokens_per_s",
-    "mlflow_run_id",
-    "mi_max",
-    "mi_pool_max",
-    "history",
-    *AGGRESSIVE_COLUMNS,
-    *REMEDY_COLUMNS,
-)
-_NOT_HYPERPARAMETERS = frozenset(ALL_MEASURES) | frozenset(DERIVED) | frozenset(BOOKKEEPING)
+# A summary row's hyperparameters, named, not "every other key": the variant and the config
+# fields it holds (swept, or beside the swept ones: model, length, lstm_cell, ...), by their
+# names or aliases, less the seed (averaged over), the steps trained and the corpus. A column
+# added to the summary later is therefore never taken for a hyperparameter by accident (it
+# would split the seeds of a point into groups).
+HYPERPARAMETERS = (
+    frozenset(f.name for f in dataclasses.fields(TrainConfig)) | {"variant"} | frozenset(ALIASES)
+) - {"seed", "steps", "corpus"} - frozenset(ALL_MEASURES) - frozenset(DERIVED)
 
 
 # --- points: rows averaged over seeds ----------------------------------------------------------
 
 
 def hyperparameters(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k not in _NOT_HYPERPARAMETERS}
+    return {k: v for k, v in row.items() if k in HYPERPARAMETERS}
 
 
 def _hashable(value: Any) -> Any:
