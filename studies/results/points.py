@@ -68,8 +68,11 @@ REMEDY_COLUMNS = ("bn_mu_var", "bn_kl_floor_bpc", "free_bits_active_max")
 # added to the summary later is therefore never taken for a hyperparameter by accident (it
 # would split the seeds of a point into groups).
 HYPERPARAMETERS = (
-    frozenset(f.name for f in dataclasses.fields(TrainConfig)) | {"variant"} | frozenset(ALIASES)
-) - {"seed", "steps", "corpus"} - frozenset(ALL_MEASURES) - frozenset(DERIVED)
+    (frozenset(f.name for f in dataclasses.fields(TrainConfig)) | {"variant"} | frozenset(ALIASES))
+    - {"seed", "steps", "corpus"}
+    - frozenset(ALL_MEASURES)
+    - frozenset(DERIVED)
+)
 
 
 # --- points: rows averaged over seeds ----------------------------------------------------------

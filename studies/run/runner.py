@@ -143,7 +143,7 @@ def open_tracking(plan: StudyPlan):
     """The study's MLflow experiment and its parent run (the same one again on a resume)."""
     from ..tracking import StudyTracker
     from ..tracking.schema import seed_sqlite_store
-    from ..tracking.uris import provenance_tags
+    from ..tracking.uris import parent_params, provenance_tags
 
     study, opts, store = plan.study, plan.opts, plan.store
     # The default store keeps artifacts beside the study: in the folder, or in the same
@@ -163,13 +163,7 @@ def open_tracking(plan: StudyPlan):
     parent = tracker.start_parent(
         plan.record.parent_run_id if plan.record else None,
         name=f"{study.name} [{opts.preset}]",
-        params={
-            "study": study.name,
-            "preset": opts.preset,
-            "seed": opts.seed,
-            "trials": plan.target,
-            **{f"set.{k}": v for k, v in opts.overrides.items()},
-        },
+        params=parent_params(study.name, opts.preset, opts.seed, plan.target, opts.overrides),
         tags=provenance_tags(
             __version__,
             git_commit(),

@@ -25,7 +25,7 @@ from textvae_core.errors import CheckpointError, one_line
 
 from ..spec import Study
 from ..store import Status, StudyStore, TrialRecord
-from ..tracking import STUDY_TAG, TRIAL_KEY_TAG, TrackingError
+from ..tracking import MODEL_TRIAL_KEY, STUDY_TAG, TRIAL_KEY_TAG, TrackingError
 from ..tracking.models import MODEL_BYTES_TAG, MODEL_ERROR_TAG, Candidate
 from .trial import resume_point
 
@@ -44,7 +44,7 @@ def log_trial_model(store: StudyStore, tracker, key: str, run_id: str) -> int | 
             checkpoint = resume_point(store, key, None, Path(tmp))
             if checkpoint is None:
                 raise CheckpointError("the trial store has no checkpoint of it")
-            size = tracker.log_model(run_id, checkpoint, {"vaestudy_trial_key": key})
+            size = tracker.log_model(run_id, checkpoint, {MODEL_TRIAL_KEY: key})
             if run is not None and MODEL_ERROR_TAG in run.data.tags:  # an earlier try's reason
                 tracker.delete_tag(run_id, MODEL_ERROR_TAG)
             return size

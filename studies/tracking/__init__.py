@@ -26,6 +26,8 @@ from .uris import (
     GRID_POINT_PARAM,
     SWEPT_PARAM,
     trial_params,
+    parent_params,
+    MODEL_TRIAL_KEY,
     claim_tags,
     provenance_tags,
     PARENT_TAG,
@@ -65,6 +67,8 @@ __all__ = [
     "SWEPT_PARAM",
     "CONFIG_ARTIFACT",
     "trial_params",
+    "parent_params",
+    "MODEL_TRIAL_KEY",
     "claim_tags",
     "provenance_tags",
 ]

@@ -36,6 +36,23 @@ def provenance_tags(version: str, commit: str | None, **facts) -> dict[str, obje
     return tags
 
 
+OVERRIDE_PARAM = "set."  # a parent run's --set values: "set.<field>"
+MODEL_TRIAL_KEY = "vaestudy_trial_key"  # a logged model's metadata: the trial it came from
+
+
+def parent_params(
+    study: str, preset: str, seed: int, trials: int, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A study launch's parent-run params: what was run, and each --set value as set.<field>."""
+    return {
+        "study": study,
+        "preset": preset,
+        "seed": seed,
+        "trials": trials,
+        **{f"{OVERRIDE_PARAM}{k}": v for k, v in overrides.items()},
+    }
+
+
 def trial_params(
     params: Mapping[str, Any], config: Mapping[str, Any], point: str
 ) -> dict[str, Any]:
@@ -226,7 +243,7 @@ def _check_sqlite(uri: str) -> None:
 
 def without_secrets(values: Mapping[str, Any]) -> dict[str, Any]:
     """`values` less any key that names a credential (see SECRET_MARKERS), case-insensitively.
-    A config field's name ("tokens", as in "sweep.tokens") is never a credential."""
+    A config field's name ("tokens", as in "set.tokens") is never a credential."""
     return {k: v for k, v in values.items() if not _names_credential(str(k))}
 
 
