@@ -357,14 +357,15 @@ class Study:
 
     def lstm_cells(self, preset: str) -> dict[str, str]:
         """The LSTM cell each model with an LSTM trains with under this preset."""
-        models = {v.get("model", self.model) for v in self.variants.values()} or {self.model}
+        points = [{"variant": v} for v in self.variants] or [{}]  # a variant's own settings
         if "model" in self.space:
-            models |= set(getattr(self.space["model"], "choices", ()))
-        return {
-            m: self.trial_config(preset, {"model": m}).lstm_cell
-            for m in sorted(models)
-            if m in ("hybrid-lstm", "lstm")
-        }
+            points += [{"model": m} for m in getattr(self.space["model"], "choices", ())]
+        cells = {}
+        for p in points:
+            config = self.trial_config(preset, p)
+            if config.model in ("hybrid-lstm", "lstm"):
+                cells.setdefault(config.model, config.lstm_cell)
+        return dict(sorted(cells.items()))
 
     def trial_count(self, preset: str, num_samples: int | None = None) -> int:
         n = num_samples or self.presets[preset].num_samples

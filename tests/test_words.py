@@ -326,3 +326,21 @@ def test_ptb_words_smoke_study_runs_and_reports_the_test_split(tmp_path):
     view = json.loads(exp.tags["mlflow.sharedViewState.vaestudy-curves"])
     state = zlib.decompress(base64.b64decode(view["state"][len("deflate;") :])).decode()
     assert "valid/nll_nats" in state and "valid/kl_bpc" not in state
+
+
+@pytest.mark.parametrize(
+    "variant", ["hybrid", "lstm+free-bits", "lstm+cyclical", "lstm+aggressive", "lstm+bn-vae"]
+)
+def test_every_ptb_words_variant_trains_on_words(variant):
+    """The `variants` preset's models (the hybrid on padded sentences, the remedied LSTM VAEs)
+    train on a word corpus: the smoke sizes, 10 steps, one report with the word measures."""
+    from studies.loading import load_study
+    from textvae_core import fit
+
+    study = load_study("ptb-words")
+    assert variant in study.grid_for("variants")["variant"]
+    config = study.trial_config("smoke", {"variant": variant}, {"steps": 10, "eval_every": 10})
+    m = fit(config).history[-1].metrics
+    assert math.isfinite(m["valid/nll_nats"]) and m["valid/nll_nats"] > 0, m
+    assert m["valid/nll_nats"] == pytest.approx(m["valid/rec_nats"] + m["valid/kl_nats"])
+    assert config.model == ("hybrid-lstm" if variant == "hybrid" else "lstm")
