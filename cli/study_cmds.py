@@ -25,7 +25,12 @@ def set_option(f):
 
 def _run_options(f):
     options = [
-        click.option("--preset", default="smoke", show_default=True, help="smoke, cpu or paper."),
+        click.option(
+            "--preset",
+            default="smoke",
+            show_default=True,
+            help="smoke, cpu or paper, or one a study adds (`vaestudy show STUDY` lists them).",
+        ),
         click.option(
             "--num-samples",
             type=int,
