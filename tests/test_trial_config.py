@@ -88,8 +88,6 @@ def test_a_trial_config_is_built_once_on_the_driver_and_once_in_the_worker(tmp_p
 
     (key,) = [p.name for p in (folder / "trials").iterdir()]
     record = json.loads((folder / "trials" / key / "config.json").read_text())["config"]
-    # 0.3: a value no default holds, so the configs built from defaults alone (the study's
-    # description names each preset's LSTM cell) are not this trial's
     assert record["alpha"] == 0.3 and record["length"] == 24
     assert json.loads((folder / "trials" / key / "trial.json").read_text())["config"] == record
     built = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
