@@ -352,7 +352,9 @@ def _serve(
     also: str = "",
 ) -> None:
     """Run a UI server with its own output appended to the study's log, say where it is once
-    it answers `ready_url`, and stop it on Ctrl-C. A server that exits first is one line."""
+    it answers `ready_url`, and stop it on Ctrl-C, SIGTERM or SIGHUP (the server has its own
+    session, so a signal to this process alone would otherwise leave it running). A server
+    that exits first is one line."""
     import os
     import signal
     import subprocess
@@ -361,6 +363,11 @@ def _serve(
 
     from .errors import UserError
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True

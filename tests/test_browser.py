@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import subprocess_env
+from conftest import command_line, process_tree, running, subprocess_env
 from mlflow_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +107,15 @@ def _vaestudy_ui(folder: Path):
 
 
 def _stop(proc):
+    """SIGTERM to `vaestudy ui`'s process group, as a process manager stops it: the server it
+    started (in a session of its own) must go with it."""
+    tree = process_tree(proc.pid)
     os.killpg(proc.pid, 15)
     proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while running(tree):
+        assert time.monotonic() < deadline, [command_line(p) for p in running(tree)]
+        time.sleep(0.2)
 
 
 def _inside(box, viewport=VIEWPORT) -> bool:
@@ -343,8 +350,7 @@ def test_optuna_dashboard_shows_the_trials_and_the_pareto_front_of_kl_frontier(b
             page.get_by_text(f"Trial {number}", exact=False).first.wait_for(timeout=30_000)
         page.close()
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        _stop(proc)
 
 
 def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_path):

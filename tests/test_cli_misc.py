@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import subprocess_env
+from conftest import command_line, process_tree, running, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = subprocess_env()
@@ -190,9 +190,16 @@ def test_ui_serves_the_study_store_on_loopback(tmp_path):
         assert listening.strip() and all(
             "127.0.0.1:" in line for line in listening.strip().splitlines()
         ), listening
+        tree = process_tree(proc.pid)  # `vaestudy ui` and the server it started
+        assert len(tree) >= 2, tree
     finally:
-        os.killpg(proc.pid, 15)
+        os.kill(proc.pid, 15)  # SIGTERM to `vaestudy ui` alone, as `kill PID` sends it
         proc.wait(timeout=30)
+    # the server (in a session of its own) stopped with it
+    deadline = time.monotonic() + 30
+    while running(tree):
+        assert time.monotonic() < deadline, [command_line(p) for p in running(tree)]
+        time.sleep(0.2)
     # The terminal holds vaestudy's line only; the server's own (uvicorn's INFO lines, any
     # deprecation warning) are in the study's log.
     assert proc.stdout.read().strip() == ""
