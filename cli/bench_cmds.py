@@ -172,6 +172,8 @@ def bench_overhead(
         f"{r['ratio_after_setup']:.3f}x; per trial {r['per_trial_overhead_s']:.2f} s of "
         "scheduling and result plumbing"
     )
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in r["setup_split_s"].items())
+    click.echo(f"set-up by phase (s): {phases}")
     split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])
     click.echo(
         f"trial time: {split} (final IW bound and MI pool {r['final_eval_share']:.1%}); "

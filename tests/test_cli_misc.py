@@ -428,6 +428,20 @@ def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
         and r["ratio_platform_over_bare"] == pytest.approx(r["platform_wall_s"] / r["bare_wall_s"])
         and 0 < r["ratio_after_setup"] < r["ratio_platform_over_bare"]
     )
+    phases = r["setup_split_s"]  # every phase the driver passed through, in order
+    assert list(phases) == [
+        "call",
+        "prepare",
+        "tracking",
+        "optuna",
+        "reconcile",
+        "ray",
+        "tune_settings",
+        "first_trial",
+    ], phases
+    assert all(v >= 0 for v in phases.values()) and sum(phases.values()) == pytest.approx(
+        r["setup_s"]
+    )
     split = r["split"]
     assert set(split) == {"train", "eval", "checkpoint", "report"} and all(
         v > 0 for v in split.values()

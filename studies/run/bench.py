@@ -82,6 +82,7 @@ def measure_overhead(
         run_study(study_name, dataclasses.replace(opts, storage=str(folder)), echo=echo)
         platform, wall2 = time.perf_counter() - t1, time.time()
         trials = list(StudyStore(folder).finished_trials().values())
+        marks = StudyStore(folder).study().launches[-1].get("marks", {})
         ray_adapter.shutdown()
     trial_wall = sum(t.trial_wall_s or 0 for t in trials)
     spent = {k: sum(t.seconds.get(k, 0.0) for t in trials) for k in (*PARTS, "final")}
@@ -112,6 +113,8 @@ def measure_overhead(
         / bare,
         "ray_start_s": ray_start,
         "setup_s": min(t.started for t in trials) - wall1,
+        # the set-up by phase (runner.SETUP_MARKS), then Ray Tune up to the first trial's start
+        "setup_split_s": _setup_split(wall1, marks, min(t.started for t in trials)),
         "teardown_s": wall2 - max(t.ended for t in trials),
         "per_trial_overhead_s": sum(per_trial) / len(per_trial) if per_trial else None,
         "mean_fit_s": sum(f["wall"] for f in fits) / len(fits),
@@ -119,6 +122,26 @@ def measure_overhead(
         "final_eval_share": spent["final"] / trial_wall if trial_wall else None,
         "eval_share_at_preset_steps": _projected_eval_share(fits, configs, full),
     }
+
+
+def _setup_split(begin: float, marks: dict[str, float], first_trial: float) -> dict[str, float]:
+    """Seconds per set-up phase: from `begin` through each recorded mark, then to the first
+    trial's start ("first_trial": Ray Tune's own start and the first trial's actor)."""
+    from .runner import SETUP_MARKS
+
+    phase = {  # the phase that ends at each mark
+        "start": "call",
+        "prepared": "prepare",
+        "tracking": "tracking",
+        "optuna": "optuna",
+        "reconciled": "reconcile",
+        "ray": "ray",
+        "tune": "tune_settings",
+    }
+    names = [m for m in SETUP_MARKS if m in marks]
+    times = [begin, *(marks[m] for m in names), first_trial]
+    labels = [*(phase[m] for m in names), "first_trial"]
+    return {label: b - a for label, a, b in zip(labels, times, times[1:])}
 
 
 def _projected_eval_share(fits: list[dict], configs: list[dict], full: list) -> float | None:

@@ -49,7 +49,9 @@ def run_study(
     from . import ray_adapter
 
     start = time.monotonic()
+    marks = {"start": time.time()}  # the set-up's phases as they end (see SETUP_MARKS)
     plan = prepare(study_ref, opts.resolved())
+    marks["prepared"] = time.time()
     quiet_third_party()
     ray_adapter.set_environment(plan.opts.address)
     if (
@@ -69,8 +71,11 @@ def run_study(
         plan.store.sync_down()
         tracker, parent = open_tracking(plan)
         opened = True
+        marks["tracking"] = time.time()
         ostudy, ostorage, attempt = open_optuna(plan, parent)
+        marks["optuna"] = time.time()
         done, todo = reconcile(plan, tracker, ostudy)
+        marks["reconciled"] = time.time()
         echo(
             f"[{plan.study.name}] {plan.target} trials, {len(done)} already finished, "
             f"{todo.num_samples} to run"
@@ -78,7 +83,9 @@ def run_study(
             + f" | folder {plan.store.uri}"
         )
         if todo.num_samples:
-            run_on_ray(plan, tracker, parent, ostorage, attempt, todo.num_samples, len(done), echo)
+            run_on_ray(
+                plan, tracker, parent, ostorage, attempt, todo.num_samples, len(done), echo, marks
+            )
         conclude_models(plan.study, plan.store, tracker, parent, plan.opts.register, echo)
         outcome = finish(plan, tracker, parent, ostudy, time.monotonic() - start, echo)
         if plan.opts.report:
@@ -111,6 +118,13 @@ def run_study(
         else:
             plan.store.sync_up()
             lock.release()
+
+
+# A launch's set-up in study.json ("marks": epoch seconds as each phase ended): `start`, then
+# `prepared` (the study, its configs and data checked), `tracking` (MLflow's store and parent
+# run), `optuna` (its database), `reconciled` (what an earlier launch finished), `ray` (Ray
+# joined or started) and `tune` (Ray Tune about to start the first trial).
+SETUP_MARKS = ("start", "prepared", "tracking", "optuna", "reconciled", "ray", "tune")
 
 
 def _mark_interrupted(store: StudyStore) -> None:
@@ -244,6 +258,7 @@ def run_on_ray(
     num_samples: int,
     done: int,
     echo: Callable[[str], None],
+    marks: dict[str, float],
 ) -> None:
     """The remaining trials through Ray Tune, Optuna's sampler choosing the points."""
     from . import ray_adapter
@@ -251,6 +266,7 @@ def run_on_ray(
     study, opts = plan.study, plan.opts
     _prepare_lstm_cell(study.name, echo)
     info = ray_adapter.connect(opts.address, dashboard=opts.dashboard)
+    marks["ray"] = time.time()
     echo(
         f"[{study.name}] Ray: {info['nodes']} node(s), {info['cpus']:g} CPUs, {info['gpus']:g} GPUs"
         + (f", dashboard http://{info['dashboard']}" if info.get("dashboard") else "")
@@ -266,8 +282,9 @@ def run_on_ray(
     # trials at once: the cap, or fewer where the cluster has fewer slots
     record = plan.store.study()
     concurrency = min(settings.max_concurrent, slots) if slots else settings.max_concurrent
+    marks["tune"] = time.time()
     plan.store.save_study(
-        dataclasses.replace(record, launches=_ended(record, concurrency=concurrency))
+        dataclasses.replace(record, launches=_ended(record, concurrency=concurrency, marks=marks))
     )
     grid = plan.grid
     sampler = search.make_sampler(study, grid, opts.seed)
