@@ -36,20 +36,24 @@ BASIC_AUTH = {
 # no process binds one unasked, so a server stopped for an outage gets its port back although
 # Ray opens ports meanwhile. Start at a per-process offset: test processes pick apart.
 STATIC_PORTS = range(20000, 32000)
+_GIVEN: set[int] = set()  # ports this process handed out: several asked at once all differ
 
 
 def free_port() -> int:
-    """A loopback port free now, from STATIC_PORTS."""
+    """A loopback port free now, from STATIC_PORTS, never one this process gave before."""
     span = len(STATIC_PORTS)
     start = (os.getpid() * 7919 + int(time.monotonic() * 1000)) % span
     for i in range(span):
         port = STATIC_PORTS[(start + i) % span]
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _GIVEN.add(port)
+        return port
     raise RuntimeError(f"no free port in {STATIC_PORTS}")
 
 
