@@ -89,9 +89,11 @@ class FinishedStudy:
     folder: Path
     stdout: str
     stderr: str
+    configs: Path  # every TrainConfig its processes built: (pid, config) JSON lines
 
 
 SMOKE_MODEL = "vae-smoke"  # the registered model of the shared smoke study's best trial
+COUNT_HOOK = ROOT / "tests" / "config_count"  # its sitecustomize counts TrainConfig constructions
 
 
 @pytest.fixture(scope="session")
@@ -99,10 +101,21 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
     """`vaestudy run alpha-sweep --preset smoke --no-report --register vae-smoke`, once per
     session, as a user runs it: a subprocess with the human summary on stdout. Its readers:
     test_report (which also writes the report into it, the only change anyone makes),
-    test_browser and test_models_logged."""
+    test_browser, test_models_logged and test_trial_config (which reads `configs`, the
+    TrainConfig constructions its processes logged)."""
     folder = tmp_path_factory.mktemp("smoke-study") / "alpha"
-    res = run_vaestudy(*smoke_run(folder), "--no-report", "--register", SMOKE_MODEL)
-    return FinishedStudy(folder, res.stdout, res.stderr)
+    configs = folder.parent / "configs.jsonl"
+    path = os.pathsep.join(
+        p for p in (str(COUNT_HOOK), str(ROOT), os.environ.get("PYTHONPATH")) if p
+    )
+    res = run_vaestudy(
+        *smoke_run(folder),
+        "--no-report",
+        "--register",
+        SMOKE_MODEL,
+        env=subprocess_env(COUNT_CONFIGS=str(configs), PYTHONPATH=path),
+    )
+    return FinishedStudy(folder, res.stdout, res.stderr, configs)
 
 
 def run_vaestudy(

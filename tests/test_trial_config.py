@@ -5,100 +5,38 @@ each swept value once, and a reader takes its type from the trial's config recor
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, run_vaestudy, subprocess_env
 from studies.tracking import CONFIG_ARTIFACT, GRID_POINT_PARAM, SWEPT_PARAM, trial_params
 from studies.tracking.uris import swept_values
 
-# Loaded into every Python process of the run (the driver, Ray's workers, its helpers) through
-# PYTHONPATH: once textvae_core.config is imported, each TrainConfig construction (dataclass
-# __init__, dataclasses.replace included) appends its pid and JSON to $COUNT_CONFIGS.
-SITECUSTOMIZE = """
-import os, sys, json
-if os.environ.get("COUNT_CONFIGS"):
-    import importlib.abc, importlib.machinery
-
-    class _Hook(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "textvae_core.config":
-                return None
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
-            run = spec.loader.exec_module
-
-            def exec_module(module):
-                run(module)
-                cls = module.TrainConfig
-                init = cls.__init__
-
-                def counted(self, *a, **k):
-                    init(self, *a, **k)
-                    with open(os.environ["COUNT_CONFIGS"], "a") as f:
-                        f.write(json.dumps([os.getpid(), self.to_dict()]) + "\\n")
-
-                cls.__init__ = counted
-
-            spec.loader.exec_module = exec_module
-            return spec
-
-    sys.meta_path.insert(0, _Hook())
-"""
-
-ONE_TRIAL = textwrap.dedent(
-    """
-    from studies.presets import cpu, paper, smoke
-    from studies.spec import Study
-
-    STUDY = Study(
-        name="one-trial",
-        title="one smoke trial",
-        reproduces="-",
-        model="hybrid-lstm",
-        base=dict(length=24),
-        grid={"alpha": (0.2,)},
-        presets={
-            "smoke": smoke(grid={"alpha": (0.3,)}, cost="one trial"),
-            "cpu": cpu(steps=3000, cost="-"),
-            "paper": paper(cost="-"),
-        },
-    )
-    """
-)
-
 
 @pytest.mark.integration
-def test_a_trial_config_is_built_once_on_the_driver_and_once_in_the_worker(tmp_path):
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    study = tmp_path / "one_trial.py"
-    study.write_text(ONE_TRIAL)
-    log = tmp_path / "configs.jsonl"
-    folder = tmp_path / "study"
-    env = subprocess_env(
-        COUNT_CONFIGS=str(log),
-        PYTHONPATH=f"{hook}:{ROOT}",
-    )
-    run_vaestudy(
-        "run", str(study), "--preset", "smoke", "--storage", str(folder), "--no-report", env=env
-    )
-
-    (key,) = [p.name for p in (folder / "trials").iterdir()]
-    record = json.loads((folder / "trials" / key / "config.json").read_text())["config"]
-    assert record["alpha"] == 0.3 and record["length"] == 24
-    assert json.loads((folder / "trials" / key / "trial.json").read_text())["config"] == record
-    built = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
-    of_trial = [pid for pid, config in built if config == record]
-    assert len(of_trial) == 2 and len(set(of_trial)) == 2, built  # two processes, once each
-    # The worker is the process that built this config and nothing else; the driver also
-    # validated the study's other presets (configs of other sizes, not this trial's) and, to
-    # log the trained model to MLflow, loaded its checkpoint (a config with device=cpu).
-    by_pid = {pid: [c for p, c in built if p == pid] for pid in of_trial}
-    workers = [pid for pid, configs in by_pid.items() if configs == [record]]
-    assert len(workers) == 1, {pid: len(c) for pid, c in by_pid.items()}
+def test_a_trial_config_is_built_once_on_the_driver_and_once_in_the_worker(finished_smoke_study):
+    """The shared smoke study ran with tests/config_count on PYTHONPATH, which logs every
+    TrainConfig its processes built. Each trial's config (its record in the study folder) was
+    built exactly twice: once by the driver and once by a worker, from the same JSON."""
+    folder = finished_smoke_study.folder
+    records = {}
+    for trial in (folder / "trials").iterdir():
+        record = json.loads((trial / "config.json").read_text())["config"]
+        assert json.loads((trial / "trial.json").read_text())["config"] == record
+        records[trial.name] = record
+    assert len(records) == 4
+    lines = finished_smoke_study.configs.read_text().splitlines()
+    built = [tuple(json.loads(line)) for line in lines]
+    # The driver is the process that also built configs that are no trial's: the study's
+    # other presets, validated at load, and the models logged from checkpoints (device=cpu).
+    (driver,) = {pid for pid, config in built if config not in records.values()}
+    for key, record in records.items():
+        by = [pid for pid, config in built if config == record]
+        assert len(by) == 2 and by.count(driver) == 1, (key, by, driver)
+    # a worker built trial configs only, each once (one worker may run several trials)
+    in_workers = [config for pid, config in built if pid != driver]
+    canon = lambda c: json.dumps(c, sort_keys=True)  # noqa: E731
+    assert sorted(map(canon, in_workers)) == sorted(map(canon, records.values()))
 
 
 def test_each_swept_value_is_one_param_and_reads_back_typed():
