@@ -1,14 +1,17 @@
-"""One config per trial (issue 22, item 5): the driver builds a trial's TrainConfig once and
-writes it as JSON; the worker builds its own from that JSON and nothing else. MLflow holds
-each swept value once, and a reader takes its type from the trial's config record."""
+"""What a trial is given and how it is run: one config per trial (the driver builds a trial's
+TrainConfig once and writes it as JSON; the worker builds its own from that JSON and nothing
+else), each swept value once in MLflow with its type from the config record, one reader of a
+trial from the folder or MLflow, seeded searches, the collapse flags, samples.txt and ASHA."""
 
 from __future__ import annotations
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import run_vaestudy
 from studies.tracking import CONFIG_ARTIFACT, GRID_POINT_PARAM, SWEPT_PARAM, trial_params
 from studies.tracking.uris import swept_values
 
@@ -191,3 +194,46 @@ def test_samples_txt_reconstructs_the_first_validation_fragments():
     show = lambda s: s.replace("\n", "\\n")  # noqa: E731
     want = [f"{show(tr.vocab.decode(a))}  ->  {show(tr.vocab.decode(b))}" for a, b in zip(x, out)]
     assert lines == want and len(lines) == 6
+
+
+ASHA_STUDY = """
+from studies.spec import Preset, Study
+
+SIZE = dict(steps=40, eval_every=10, eval_batches=2, batch_size=16, length=24, latent=8,
+            conv_channels=(16, 32), deconv_out=32, hidden=32, anneal=False, iw_samples=2)
+P = Preset(size="tiny", corpus="synthetic", overrides=SIZE)
+STUDY = Study(
+    name="asha-check", title="trials ASHA can tell apart at its first rung", reproduces="test",
+    model="hybrid-lstm",
+    variants={"learns": dict(lr=3e-3), "stuck": dict(lr=1e-7)},
+    grid={"variant": ("learns", "stuck")},
+    presets={"smoke": P, "cpu": P, "paper": P},
+)
+"""
+
+
+@pytest.mark.integration
+def test_asha_stops_a_trial_that_is_behind_at_its_first_rung(tmp_path):
+    """`--asha`: a trial whose bound is worse than those before it at the first rung (step
+    10 of 40; here one whose learning rate is 1e-7) stops there as `stopped`, with the
+    scheduler named; the trials that learn run to the end. One trial at a time and the
+    sampler's seed fix the order."""
+    study = tmp_path / "asha_check.py"
+    study.write_text(ASHA_STUDY)
+    folder = tmp_path / "asha"
+    run_vaestudy(
+        "run", str(study), "--storage", str(folder), "--asha", "--max-concurrent", "1",
+        "--num-samples", "2", "--collapse-threshold", "0", "--no-report",
+    )  # fmt: skip
+    trials = {}
+    for t in (folder / "trials").iterdir():
+        record = json.loads((t / "trial.json").read_text())
+        steps = [r["step"] for r in pq.read_table(t / "history.parquet").to_pylist()]
+        trials[(record["params"]["variant"], record["params"]["seed"])] = (record, max(steps))
+    assert len(trials) == 4
+    for seed in (0, 1):
+        record, last = trials[("learns", seed)]
+        assert record["status"] == "completed" and last == 40, (record["status"], last)
+    stopped = [(r, last) for (v, _), (r, last) in trials.items() if r["status"] == "stopped"]
+    assert stopped and all(last == 10 for _, last in stopped), stopped
+    assert all("ASHA" in r["reason"] for r, _ in stopped)
