@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from textvae_core.measures import key as metric_key, parse_key
-from textvae_core.config import TrainConfig, make_config
+from textvae_core.config import LSTM_MODELS, TrainConfig, make_config
 
 from .errors import StudyError
 
@@ -363,7 +363,7 @@ class Study:
         cells = {}
         for p in points:
             config = self.trial_config(preset, p)
-            if config.model in ("hybrid-lstm", "lstm"):
+            if config.model in LSTM_MODELS:
                 cells.setdefault(config.model, config.lstm_cell)
         return dict(sorted(cells.items()))
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from textvae_core.config import LSTM_MODELS
 
-from .store import StudyStore
+from .store import StudyStore, TrialRecord
 
 CONFIG_COLUMNS = (
     "model",
@@ -67,10 +67,13 @@ class TrialSummary:
     run_id: str | None = None  # its MLflow run
 
 
-def store_trials(store: StudyStore) -> list[TrialSummary]:
-    """Every trial with a record in a study folder, its history from history.parquet."""
+def store_trials(
+    store: StudyStore, records: Mapping[str, TrialRecord] | None = None
+) -> list[TrialSummary]:
+    """Every trial with a record in a study folder (`records`, if already read), its history
+    from history.parquet."""
     out = []
-    for key, record in store.trials().items():
+    for key, record in (store.trials() if records is None else records).items():
         path = f"trials/{key}/history.parquet"
         history = store.read_table(path).to_pylist() if store.exists(path) else []
         out.append(

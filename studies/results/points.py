@@ -55,13 +55,6 @@ DERIVED = {
 }
 # "Not collapsed" (the controls): at least this many active units and this much MI (nats).
 MIN_ACTIVE_UNITS, MIN_MI = 1, 0.1
-# Aggressive training's cost (absent for other trials): encoder-only updates and their seconds in
-# all, and the last step whose report window had any (aggressive mode was on through it).
-AGGRESSIVE_COLUMNS = ("encoder_updates", "encoder_s", "aggressive_until")
-# Whether a remedy did what it promises (absent for trials without it): BN-VAE's final
-# bn_mu_var and its KL floor gamma^2 Z / 2 nats per fragment in bits/char; free bits' largest
-# share of latent dimensions at the floor over the training reports (0: it never engaged).
-REMEDY_COLUMNS = ("bn_mu_var", "bn_kl_floor_bpc", "free_bits_active_max")
 # A summary row's hyperparameters, named, not "every other key": the variant and the config
 # fields it holds (swept, or beside the swept ones: model, length, lstm_cell, ...), by their
 # names or aliases, less the seed (averaged over), the steps trained and the corpus. A column

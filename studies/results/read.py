@@ -53,7 +53,8 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
     identity = record.identity
     study = _definition(record.study_ref, identity["study"])
     store.sync_down(("mlflow.db",))  # a remote study's tracking store lives in a local cache
-    trials = store_trials(store)
+    records = store.trials()
+    trials = store_trials(store, records)
     summary = [summary_row(t) for t in trials]
     preset = identity["preset"]
     return StudyResults(
@@ -66,7 +67,7 @@ def read_folder(folder: str, tracking_uri: str | None = None) -> StudyResults:
         tracking_uri or record.tracking_uri,
         store.uri,
         _seeds(study, identity),
-        compute_use(record.launches, store.trials().values()),
+        compute_use(record.launches, records.values()),
     )
 
 
@@ -208,7 +209,10 @@ def summary_row(trial: TrialSummary) -> dict[str, Any]:
 def _remedies(
     config: Mapping[str, Any], last: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
 ) -> dict[str, float]:
-    """REMEDY_COLUMNS of a trial that used BN-VAE or free bits (none for others)."""
+    """Whether a remedy did what it promises (none for a trial without BN-VAE or free bits):
+    BN-VAE's final `bn_mu_var` and its KL floor gamma^2 Z / 2 nats per fragment in bits/char
+    (`bn_kl_floor_bpc`); free bits' largest share of latent dimensions at the floor over the
+    training reports (`free_bits_active_max`, 0: it never engaged)."""
     out: dict[str, float] = {}
     if config.get("bn_vae"):
         # Zhu et al. (2020): E[KL] >= gamma^2 Z / 2 nats per fragment; bits/char as kl_bpc
@@ -222,7 +226,9 @@ def _remedies(
 
 
 def _aggressive(train: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """AGGRESSIVE_COLUMNS from the training reports of an aggressive trial (none for others)."""
+    """Aggressive training's cost from its training reports (none for other trials): encoder-only
+    updates and their seconds in all, and the last step whose report window had any
+    (aggressive mode was on through it)."""
     if not train:
         return {}
     on = [int(r["step"]) for r in train if r["encoder_updates"] > 0]

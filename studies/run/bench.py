@@ -113,7 +113,7 @@ def measure_overhead(
         / bare,
         "ray_start_s": ray_start,
         "setup_s": min(t.started for t in trials) - wall1,
-        # the set-up by phase (runner.SETUP_MARKS), then Ray Tune up to the first trial's start
+        # the set-up by phase (runner.SETUP_PHASES), then Ray Tune up to the first trial's start
         "setup_split_s": _setup_split(wall1, marks, min(t.started for t in trials)),
         "teardown_s": wall2 - max(t.ended for t in trials),
         "per_trial_overhead_s": sum(per_trial) / len(per_trial) if per_trial else None,
@@ -125,23 +125,13 @@ def measure_overhead(
 
 
 def _setup_split(begin: float, marks: dict[str, float], first_trial: float) -> dict[str, float]:
-    """Seconds per set-up phase: from `begin` through each recorded mark, then to the first
-    trial's start ("first_trial": Ray Tune's own start and the first trial's actor)."""
-    from .runner import SETUP_MARKS
+    """Seconds per set-up phase: from `begin` through each phase's recorded end, then to the
+    first trial's start ("first_trial": Ray Tune's own start and the first trial's actor)."""
+    from .runner import SETUP_PHASES
 
-    phase = {  # the phase that ends at each mark
-        "start": "call",
-        "prepared": "prepare",
-        "tracking": "tracking",
-        "optuna": "optuna",
-        "reconciled": "reconcile",
-        "ray": "ray",
-        "tune": "tune_settings",
-    }
-    names = [m for m in SETUP_MARKS if m in marks]
-    times = [begin, *(marks[m] for m in names), first_trial]
-    labels = [*(phase[m] for m in names), "first_trial"]
-    return {label: b - a for label, a, b in zip(labels, times, times[1:])}
+    names = [*(m for m in SETUP_PHASES if m in marks), "first_trial"]
+    times = [begin, *(marks[m] for m in names[:-1]), first_trial]
+    return {name: b - a for name, a, b in zip(names, times, times[1:])}
 
 
 def _projected_eval_share(fits: list[dict], configs: list[dict], full: list) -> float | None:

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 class TrialConfigs:
     """The driver's record of every trial's config, by trial key."""
 
-    def __init__(self, ctx: "TrialContext"):
-        self.ctx = ctx
+    def __init__(self, ctx: "TrialContext", store: StudyStore):
+        self.ctx, self.store = ctx, store  # the study folder (ctx.storage) the workers read
         self._built: dict[str, TrainConfig] = {}
 
     def of(self, params: Mapping[str, Any]) -> TrainConfig:
@@ -43,7 +43,7 @@ class TrialConfigs:
             record: dict[str, Any] = {"config": self.of(params).to_dict()}
         except ConfigError as exc:
             record = {"error": str(exc)}
-        StudyStore(self.ctx.storage).write_json(config_path(trial_key(params)), record)
+        self.store.write_json(config_path(trial_key(params)), record)
 
 
 def config_path(key: str) -> str:

@@ -52,7 +52,6 @@ def trial_events(
     study: Study, configs: TrialConfigs, store: StudyStore, tracker, parent: str, corpora
 ):
     """Driver-side handling of trial events: MLflow runs and the trial store."""
-    ctx = configs.ctx
     runs: dict[str, str] = {}
     chances: dict[int, dict[str, float]] = {}  # probe chance levels by fragment length (synthetic)
     commit = git_commit()
@@ -64,12 +63,13 @@ def trial_events(
         key = trial_key(params)
         if key not in runs:
             config = configs.of(params)
+            as_dict = config.to_dict()
             corpus = corpora.get(corpus_key(config))
             tags = provenance_tags(
                 __version__,
                 commit,
                 study=study.name,
-                preset=ctx.preset,
+                preset=configs.ctx.preset,
                 model=config.model,
                 seed=config.seed,
                 corpus=config.corpus,
@@ -88,19 +88,19 @@ def trial_events(
                 parent,
                 key,
                 trial_name(params),
-                {**trial_params(params, config.to_dict(), grid_point(params)), **chance},
+                {**trial_params(params, as_dict, grid_point(params)), **chance},
                 tags,
             )
-            tracker.log_text(runs[key], json.dumps(config.to_dict(), indent=1), CONFIG_ARTIFACT)
+            tracker.log_text(runs[key], json.dumps(as_dict, indent=1), CONFIG_ARTIFACT)
             if corpus is not None:
                 tracker.log_datasets(runs[key], list(corpus_datasets(corpus)))
-            known = store.trial(key) or TrialRecord(params, config.to_dict())
+            known = store.trial(key) or TrialRecord(params, as_dict)
             store.save_trial(
                 key,
                 dataclasses.replace(
                     known,
                     params=params,
-                    config=config.to_dict(),
+                    config=as_dict,
                     status=Status.RUNNING,
                     mlflow_run_id=runs[key],
                     started=time.time(),

@@ -151,13 +151,13 @@ def prepare(study_ref: str, opts: RunOptions) -> StudyPlan:
             opts.collapse_threshold, opts.collapse_mi, opts.collapse_z_gain, opts.collapse_patience
         ),
     )
-    configs = TrialConfigs(ctx)  # every point's config, with the --set values, or a ConfigError
+    store = StudyStore(ctx.storage)
+    configs = TrialConfigs(ctx, store)  # each point's config, with the --set values, or an error
     built = [configs.of(p) for p in points] if points is not None else [configs.of({})]
     corpora = {  # fetches PTB once, or fails here
         corpus_key(c): load_corpus(c.corpus, tokens=c.tokens, vocab_size=c.vocab_size)
         for c in built
     }
-    store = StudyStore(ctx.storage)
     tracking_uri = opts.tracking_uri or default_tracking_uri(store.local_dir)
     check_tracking_uri(tracking_uri)
     if opts.address:

@@ -49,9 +49,9 @@ def run_study(
     from . import ray_adapter
 
     start = time.monotonic()
-    marks = {"start": time.time()}  # the set-up's phases as they end (see SETUP_MARKS)
+    marks = {"call": time.time()}  # when each set-up phase ended (see SETUP_PHASES)
     plan = prepare(study_ref, opts.resolved())
-    marks["prepared"] = time.time()
+    marks["prepare"] = time.time()
     quiet_third_party()
     ray_adapter.set_environment(plan.opts.address)
     if (
@@ -75,7 +75,7 @@ def run_study(
         ostudy, ostorage, attempt = open_optuna(plan, parent)
         marks["optuna"] = time.time()
         done, todo = reconcile(plan, tracker, ostudy)
-        marks["reconciled"] = time.time()
+        marks["reconcile"] = time.time()
         echo(
             f"[{plan.study.name}] {plan.target} trials, {len(done)} already finished, "
             f"{todo.num_samples} to run"
@@ -120,11 +120,11 @@ def run_study(
             lock.release()
 
 
-# A launch's set-up in study.json ("marks": epoch seconds as each phase ended): `start`, then
-# `prepared` (the study, its configs and data checked), `tracking` (MLflow's store and parent
-# run), `optuna` (its database), `reconciled` (what an earlier launch finished), `ray` (Ray
-# joined or started) and `tune` (Ray Tune about to start the first trial).
-SETUP_MARKS = ("start", "prepared", "tracking", "optuna", "reconciled", "ray", "tune")
+# A launch's set-up in study.json ("marks": epoch seconds as each phase ended): `call` (run_study
+# entered), `prepare` (the study, its configs and data checked), `tracking` (MLflow's store and
+# parent run), `optuna` (its database), `reconcile` (what an earlier launch finished), `ray`
+# (Ray joined or started) and `tune_settings` (Ray Tune about to start the first trial).
+SETUP_PHASES = ("call", "prepare", "tracking", "optuna", "reconcile", "ray", "tune_settings")
 
 
 def _mark_interrupted(store: StudyStore) -> None:
@@ -282,7 +282,7 @@ def run_on_ray(
     # trials at once: the cap, or fewer where the cluster has fewer slots
     record = plan.store.study()
     concurrency = min(settings.max_concurrent, slots) if slots else settings.max_concurrent
-    marks["tune"] = time.time()
+    marks["tune_settings"] = time.time()
     plan.store.save_study(
         dataclasses.replace(record, launches=_ended(record, concurrency=concurrency, marks=marks))
     )
