@@ -114,6 +114,11 @@ def test_a_sigkilled_study_is_finished_by_the_same_run_without_duplicates_or_rer
         cluster = tree - agents
         driver.send_signal(signal.SIGKILL)
         log = driver.communicate()[0]
+    # Ray's reaper takes down the killed driver's cluster; a worker may still finish writing a
+    # checkpoint meanwhile, so the folder is read once every one of them has exited
+    wait_for(lambda: not running(cluster), 60, "the killed driver's Ray processes to exit")
+    for pid in running(agents):
+        os.kill(pid, signal.SIGKILL)
     before = trial_states(folder)
     completed_before = {k: s for k, s in before.items() if s.get("status") == "completed"}
     interrupted = {
@@ -126,10 +131,6 @@ def test_a_sigkilled_study_is_finished_by_the_same_run_without_duplicates_or_rer
         k: (folder / "trials" / k / "history.parquet").stat().st_mtime_ns for k in completed_before
     }
     _, parents_before, _ = children(folder, "alpha-sweep")
-    # Ray's reaper takes down the killed driver's cluster
-    wait_for(lambda: not running(cluster), 60, "the killed driver's Ray processes to exit")
-    for pid in running(agents):
-        os.kill(pid, signal.SIGKILL)
     # A damaged latest checkpoint (a disk filled mid-write, say): the trial falls back to the one
     # before.
     damaged = next(
