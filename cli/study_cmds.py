@@ -138,6 +138,13 @@ _finish_options = [
         is_flag=True,
         help="Print the machine summary (one JSON object) at the end.",
     ),
+    click.option(
+        "--dashboard/--no-dashboard",
+        envvar="VAESTUDY_DASHBOARD",
+        default=None,
+        help="Ray's dashboard on 127.0.0.1, with a local Ray: its start costs a second or two "
+        "[default: on (resume: as the study ran), or $VAESTUDY_DASHBOARD (1 or 0)].",
+    ),
 ]
 
 
@@ -204,6 +211,7 @@ def run(
     assignments: tuple[str, ...],
     write_report: bool,
     as_json: bool,
+    dashboard: bool | None,
     **kw,
 ) -> None:
     """Run a study (a built-in name or a study .py file) on Ray, tracked in MLflow.
@@ -235,6 +243,7 @@ def run(
         num_samples=num_samples,
         overrides=parse_assignments(assignments),
         report=write_report,
+        dashboard=True if dashboard is None else dashboard,
         **kw,
     )
     outcome = run_study(study, opts, echo=echo_err)
@@ -250,7 +259,12 @@ def run(
 )
 @_finish_flags
 def resume(
-    path: str, address: str | None, register: str | None, write_report: bool, as_json: bool
+    path: str,
+    address: str | None,
+    register: str | None,
+    write_report: bool,
+    as_json: bool,
+    dashboard: bool | None,
 ) -> None:
     """Finish an interrupted study from its folder (a path or s3://... URI).
 
@@ -269,6 +283,7 @@ def resume(
         report=write_report,
         **({"address": address} if address else {}),
         **({"register": register} if register else {}),
+        **({"dashboard": dashboard} if dashboard is not None else {}),
     )
     outcome = run_study(ref, opts, echo=echo_err)
     _conclude(Path(ref).stem if ref.endswith(".py") else ref, outcome, as_json)

@@ -17,12 +17,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Set for every process a test starts: no usage stats or telemetry, lines as they are written
-# (tests read a driver's output while it runs), and matplotlib without a display.
+# (tests read a driver's output while it runs), matplotlib without a display, and a local Ray
+# without its dashboard (about 1-2 s of every study launch; the test of the dashboard asks for
+# it with --dashboard).
 QUIET = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PYTHONUNBUFFERED": "1",
     "MPLBACKEND": "Agg",
+    "VAESTUDY_DASHBOARD": "0",
 }
 # Variables that would point a run somewhere else than the test says.
 LEAKY = ("MLFLOW_TRACKING_URI", "VAESTUDY_STORAGE", "VAESTUDY_ADDRESS", "RAY_ADDRESS")

@@ -373,6 +373,7 @@ def test_ray_dashboard_lists_the_trials_actors_of_a_running_study(browser, tmp_p
             "--collapse-threshold",
             "0",
             "--no-report",
+            "--dashboard",  # the tests' environment turns it off (VAESTUDY_DASHBOARD=0)
         ],
         cwd=ROOT,
         env=ENV,

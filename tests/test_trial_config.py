@@ -42,6 +42,16 @@ def test_a_trial_config_is_built_once_on_the_driver_and_once_in_the_worker(finis
     assert sorted(map(canon, in_workers)) == sorted(map(canon, records.values()))
 
 
+@pytest.mark.integration
+def test_the_dashboard_switch_reaches_the_local_ray(finished_smoke_study):
+    """The shared smoke study ran with VAESTUDY_DASHBOARD=0 (conftest.QUIET): its local Ray
+    started without the dashboard, so the Ray line names none. The dashboard's own test runs
+    with --dashboard and reads the address from the same line."""
+    ray_line = [ln for ln in finished_smoke_study.stderr.splitlines() if "] Ray: " in ln]
+    assert len(ray_line) == 1 and "node(s)" in ray_line[0], ray_line
+    assert "dashboard" not in ray_line[0], ray_line
+
+
 def test_each_swept_value_is_one_param_and_reads_back_typed():
     config = {"alpha": 0.5, "anneal": True, "length": 24, "seed": 1, "dropout": 0.2}
     params = {"variant": "lstm p=0.2", "alpha": 0.5, "seed": 1, "p": 0.2}

@@ -4,8 +4,9 @@ FLOPs are counted analytically (a multiply-add is 2 FLOPs, a training step ~3x t
 forward pass) over the layers that do matrix work: convolutions, deconvolutions, linear
 layers and LSTM gates. Two counts: model FLOPs count one-hot inputs as dense products, as
 the paper's models are defined and as MFU counts them; executed FLOPs leave out the
-products our layers compute as row gathers (the conv encoder's first layer, the LayerNorm
-cell's and the ByteNet head's input projections; the fused nn.LSTM runs them dense).
+products our layers compute as row gathers (the conv encoder's first layer and the LayerNorm
+cell's input projection on characters alone; the fused nn.LSTM runs them dense, and so does
+any projection of features and characters together, `onehot.project`).
 Achieved GFLOP/s are model FLOPs per second.
 """
 
@@ -27,8 +28,12 @@ def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int, executed: bool
     """Forward-pass FLOPs for one fragment of cfg.length characters: model FLOPs, or with
     `executed` those that run (one-hot products done as gathers left out)."""
     L, V, Z, H = cfg.length, vocab_size, cfg.latent, cfg.hidden
-    gathered = executed and cfg.lstm_cell == "layernorm"  # the fused nn.LSTM multiplies one-hots
-    lstm_step = lambda dense, onehot: 2 * (dense + (0 if gathered else onehot) + H) * 4 * H  # noqa: E731
+    # the fused nn.LSTM multiplies one-hots; the LayerNorm cell gathers them when they are its
+    # whole input
+    gathers = executed and cfg.lstm_cell == "layernorm"
+    lstm_step = lambda dense, onehot: (  # noqa: E731
+        2 * (dense + (0 if gathers and not dense else onehot) + H) * 4 * H
+    )
     if cfg.model == "lstm":
         return 2 * L * lstm_step(0, V) + 2 * H * 2 * Z + 2 * Z * 2 * H + 2 * L * H * V
     n = len(cfg.conv_channels)
@@ -53,8 +58,7 @@ def forward_flops_per_fragment(cfg: TrainConfig, vocab_size: int, executed: bool
     if cfg.model == "hybrid-lstm":
         return flops + L * lstm_step(F_, V) + 2 * L * H * V
     W = cfg.bytenet_width
-    entry = F_ if executed else F_ + V
-    return flops + 2 * L * entry * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
+    return flops + 2 * L * (F_ + V) * 2 * W + cfg.depth * 2 * L * W * 2 * W * 2 + 2 * L * W * V
 
 
 def matmul_gflops(

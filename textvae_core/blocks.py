@@ -1,9 +1,9 @@
 """The building blocks of the text VAEs (Semeniuta et al. 2017, Fig 2): the conv encoder, the
 deconv decoder, and the hybrids' autoregressive heads (an LSTM or a ByteNet), chosen by name.
 
-Shapes: token ids (B, L); features (B, L, F) or, inside the conv stacks, (B, C, L). Every
-layer that takes one-hot characters computes its product with them as a row gather
-(`project`, `onehot_conv`), so no one-hot tensor is built.
+Shapes: token ids (B, L); features (B, L, F) or, inside the conv stacks, (B, C, L). A layer
+that takes one-hot characters alone computes its product with them as a row gather
+(`project`, `onehot_conv`); one that takes features too folds them into its matmul.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ class ByteNetHead(nn.Module):
 
     Position t reads [deconv features_t ; one-hot x_{t-1}], so after N layers its logits
     depend on the N+1 characters x_{t-N-1} .. x_{t-1} (Fig 2c). The 1x1 entry conv is a
-    linear map per position, computed on the features plus a gather for the one-hot part.
+    linear map per position over [features ; one-hot] (`project`).
     """
 
     def __init__(

@@ -3,8 +3,9 @@
 Both take their input in two parts: dense features (B, T, F) or None, and token ids
 (B, T) that stand for one-hot characters. The LSTM is the paper's: its input is the
 concatenation [features ; one_hot(ids)]. The fused `nn.LSTM` takes that concatenation
-whole; the LayerNorm LSTM never builds it: a one-hot vector times a weight matrix is a
-row of that matrix, so its input projection is a matmul on the features plus a gather.
+whole. The LayerNorm LSTM computes its input projection for all steps before its loop:
+on characters alone as a row gather (a one-hot vector times a weight matrix is a row of
+it), on features and characters as one matmul (`onehot.project`).
 
 The LayerNorm cell's recurrence is a hand-written forward and backward over all time
 steps: per step only h @ W_hh, one LayerNorm over the 4H pre-activations and the gate
@@ -137,7 +138,7 @@ class LayerNormLSTM(nn.Module):
 
     Parameters as a plain cell would hold them: w_ih (4H, F + V) with a bias, w_hh (4H, H),
     the LayerNorm's weight and bias (4H). The input projection for all steps is one matmul
-    and one gather, made time-major for the recurrence (`layernorm_lstm`).
+    (or a gather), made time-major for the recurrence (`layernorm_lstm`).
     """
 
     def __init__(self, input_size: int, hidden: int):

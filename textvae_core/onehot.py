@@ -1,9 +1,10 @@
-"""Layers on one-hot characters, computed as row gathers.
+"""Layers on one-hot characters, computed as row gathers where that is faster.
 
 A one-hot vector times a weight matrix is a row of that matrix, so these give the dense
 one-hot products of the paper's models without their FLOPs: `project` for a linear map of
-[dense features ; one_hot(ids)], `onehot_conv` for a Conv1d on one_hot(ids). Tests check
-outputs and gradients against the dense computation.
+[dense features ; one_hot(ids)] (a gather on characters alone; with features, one matmul),
+`onehot_conv` for a Conv1d on one_hot(ids). Tests check outputs and gradients against the
+dense computation.
 """
 
 from __future__ import annotations
@@ -19,16 +20,22 @@ def project(
     dense: torch.Tensor | None,
     ids: torch.Tensor | None,
 ) -> torch.Tensor:
-    """[dense ; one_hot(ids)] @ weight.T + bias, with the one-hot part as a row gather.
+    """[dense ; one_hot(ids)] @ weight.T + bias.
 
     weight (O, F + V): its first F columns act on `dense` (B, T, F), the last V on ids.
+    With ids alone the product is a row gather. With dense features too, the one-hot columns
+    join the features in one matmul with the bias folded in: at the hybrid's sizes (F=128,
+    V=51, O=1024) that took 21 ms forward and backward against 26 ms for a matmul, a gather
+    and two adds (`vaestudy bench throughput` measures the models that use it).
     """
-    n_dense = 0 if dense is None else dense.shape[-1]
-    out = None if dense is None else F.linear(dense, weight[:, :n_dense])
-    if ids is not None:
-        rows = F.embedding(ids, weight[:, n_dense:].t())  # (B, T, O)
-        out = rows if out is None else out + rows
-    return out if bias is None else out + bias
+    if dense is None:
+        rows = F.embedding(ids, weight.t())  # (B, T, O)
+        return rows if bias is None else rows + bias
+    if ids is None:
+        return F.linear(dense, weight[:, : dense.shape[-1]], bias)
+    n_onehot = weight.shape[1] - dense.shape[-1]
+    dense = torch.cat([dense, F.one_hot(ids, n_onehot).to(dense.dtype)], dim=-1)
+    return F.linear(dense, weight, bias)
 
 
 def onehot_conv(conv: nn.Conv1d, ids: torch.Tensor) -> torch.Tensor:
