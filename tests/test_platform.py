@@ -137,20 +137,87 @@ def smoke(tmp_path_factory):
 
     from mlflow.tracking import MlflowClient
 
+    from studies.run import ray_adapter
+
     folder = tmp_path_factory.mktemp("smoke") / "alpha"
     ray.shutdown()  # a Ray another test module left initialised would be reused
     try:
-        res = vaestudy_cli(
-            "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json"
-        )
+        # The study's local Ray, started here so that its prestarted workers can be named
+        # before the run; the run joins it as it would its own.
+        ray_adapter.connect(None, dashboard=False)
+        prestarted = wait_for_titles("ray::IDLE", int(ray.cluster_resources()["CPU"]))
+        watch = TitleWatch("ray::ImplicitFunc")  # the trials' actors, seen while they run
+        with watch:
+            res = vaestudy_cli(
+                "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json"
+            )
     finally:
-        ray.shutdown()  # the tests below only read what the run left behind
+        ray_adapter.shutdown()  # the tests below only read what the run left behind
     assert res.exit_code == 0, (res.output[-4000:], res.exception)
     assert (
         "4 trials, 0 already finished, 4 to run" in res.stderr and "Ray: 1 node(s)" in res.stderr
     ), res.stderr
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    return {"folder": folder, "summary": json.loads(res.stdout), "client": client}
+    return {
+        "folder": folder,
+        "summary": json.loads(res.stdout),
+        "client": client,
+        "prestarted": prestarted,
+        "actors": watch.seen,
+    }
+
+
+def titles() -> dict[int, str]:
+    """pid -> command line (a Ray worker's process title) of this process's descendants."""
+    found = {}
+    for pid in descendants(os.getpid()):
+        try:
+            found[pid] = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ").strip()
+        except OSError:
+            pass
+    return found
+
+
+def wait_for_titles(prefix: str, n: int, timeout: float = 60) -> set[int]:
+    """The pids of this process's descendants titled `prefix`..., once there are `n`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {pid for pid, t in titles().items() if t.startswith(prefix)}
+        if len(found) >= n or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+class TitleWatch(threading.Thread):
+    """Collects, every 0.1 s while in its `with`, the pids of descendants titled `prefix`..."""
+
+    def __init__(self, prefix: str):
+        super().__init__(daemon=True)
+        self.prefix, self.seen, self.done = prefix, set(), threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.seen |= {pid for pid, t in titles().items() if t.startswith(self.prefix)}
+            self.done.wait(0.1)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        self.join()
+
+
+def test_a_local_rays_trials_run_in_the_workers_it_prestarted(smoke):
+    """Ray Tune gives each trial actor a runtime env, which a prestarted worker cannot take;
+    on a local Ray vaestudy creates them without one (`ray_adapter`), so the first trials
+    start in the Python workers Ray started with the node instead of waiting for new ones."""
+    assert smoke["prestarted"], "Ray prestarted no worker"  # one per CPU, here
+    assert smoke["actors"] and smoke["actors"] <= smoke["prestarted"], (
+        smoke["actors"],
+        smoke["prestarted"],
+    )
 
 
 def runs_of(client, experiment: str):

@@ -134,8 +134,12 @@ def set_environment(address: str | None) -> None:
         os.environ.setdefault(k, v)
 
 
+_started_local = False  # this process started the Ray it is connected to (`connect(None)`)
+
+
 def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = True) -> dict:
     """ray.init for a study; returns facts about the cluster (nodes, CPUs, GPUs, dashboard)."""
+    global _started_local
     set_environment(address)
     import ray
 
@@ -156,6 +160,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
             log_to_driver=False,
             logging_level="WARNING",
         )
+        _started_local = True
     else:
         check_address(address)
         try:
@@ -189,11 +194,34 @@ def _dashboard_url() -> str | None:
         return None
 
 
+def _trial_actors_take_prestarted_workers() -> None:
+    """Ray Tune creates every trial actor with a runtime env: PL_DISABLE_FORK=1 (for PyTorch
+    Lightning, which vaestudy does not use) and the AWS and Ray Train variables the driver
+    has (`ray.tune.execution.class_cache`). A worker with a runtime env cannot be one of the
+    Python workers Ray starts with the node, so each trial of the first wave waited for a new
+    interpreter and `import ray` while the prestarted workers went unused (~1.3 s on 2 busy
+    cores). A local Ray's workers inherit the driver's environment, AWS and Ray variables
+    included, so there the trial actors are created without a runtime env and take the
+    prestarted workers. A cluster keeps Tune's way: its workers do not share the driver's
+    environment."""
+    import ray
+    from ray.tune.execution import class_cache
+
+    def get(self, trainable_cls):
+        if trainable_cls not in self._cache:
+            self._cache[trainable_cls] = ray.remote(trainable_cls)
+        return self._cache[trainable_cls]
+
+    class_cache._ActorClassCache.get = get  # noqa: SLF001 - Tune has no option for it
+
+
 def shutdown() -> None:
+    global _started_local
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
+    _started_local = False
 
 
 # --- the trainable ------------------------------------------------------------------------------
@@ -351,6 +379,8 @@ def run_tuner(
             max_t=settings.asha_max_t,
             grace_period=settings.asha_grace,
         )
+    if _started_local:
+        _trial_actors_take_prestarted_workers()
     fn = tune.with_parameters(trainable, ctx=ctx)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     tuner = tune.Tuner(
