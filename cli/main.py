@@ -69,7 +69,8 @@ from .bench_cmds import bench  # noqa: E402
 
 cli.add_command(bench)
 
-from .study_cmds import resume, run, set_option, ui  # noqa: E402
+from .study_cmds import resume, run, set_option  # noqa: E402
+from .ui_cmd import ui  # noqa: E402
 
 for command in (run, resume, ui):
     cli.add_command(command)

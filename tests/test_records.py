@@ -8,7 +8,7 @@ import pytest
 
 from studies.errors import StudyError
 from studies.run.progress import time_left
-from studies.run.ray_adapter import from_result, to_result
+from studies.run.tune_result import from_result, to_result
 from studies.run.trial import TrialReport, outcome
 from studies.store import Status, StudyRecord, StudyStatus, StudyStore, TrialRecord
 
