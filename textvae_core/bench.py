@@ -138,7 +138,8 @@ def measure_throughput(
     rates: dict[str, list[float]] = {m: [] for m in trainers}
     matmul = []
     for _ in range(rounds):
-        matmul.append(matmul_gflops(threads))
+        # the reference is timed no longer than a model each round (0.5 s a size at most)
+        matmul.append(matmul_gflops(threads, seconds=min(0.5, seconds / rounds / 3)))
         for m, tr in trainers.items():
             steps, start = 0, time.perf_counter()
             while time.perf_counter() - start < seconds / rounds:
