@@ -161,12 +161,20 @@ def _trial_actors_take_prestarted_workers() -> None:
     import ray
     from ray.tune.execution import class_cache
 
+    cache = class_cache._ActorClassCache  # noqa: SLF001 - Tune has no option for it
+    if getattr(cache.get, "vaestudy_local", False):
+        return
+    tune_get = cache.get
+
     def get(self, trainable_cls):
+        if not _started_local:  # a cluster joined later in this process: Tune's way
+            return tune_get(self, trainable_cls)
         if trainable_cls not in self._cache:
             self._cache[trainable_cls] = ray.remote(trainable_cls)
         return self._cache[trainable_cls]
 
-    class_cache._ActorClassCache.get = get  # noqa: SLF001 - Tune has no option for it
+    get.vaestudy_local = True
+    cache.get = get
 
 
 def shutdown() -> None:
