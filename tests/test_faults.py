@@ -24,7 +24,7 @@ from mlflow_server import MlflowServer
 ROOT = Path(__file__).resolve().parents[1]
 VAESTUDY = [sys.executable, "-m", "cli.main"]
 ENV = subprocess_env()
-STEPS, EVERY = 150, 15
+STEPS, EVERY = 60, 15
 
 
 def study_args(folder: Path, url: str) -> list[str]:

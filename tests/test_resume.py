@@ -68,7 +68,7 @@ def wait_for(predicate, timeout, what):
 @pytest.mark.slow
 def test_a_sigkilled_study_is_finished_by_the_same_run_without_duplicates_or_reruns(tmp_path):
     folder = tmp_path / "alpha"
-    steps, every = 300, 30
+    steps, every = 180, 30
     args = [
         "run",
         "alpha-sweep",
