@@ -140,30 +140,31 @@ def smoke(tmp_path_factory):
     from studies.run import ray_adapter
 
     folder = tmp_path_factory.mktemp("smoke") / "alpha"
-    ray.shutdown()  # a Ray another test module left initialised would be reused
+    ray_adapter.shutdown()  # a Ray another test module left initialised would be reused
+    # The run starts its local Ray here, in this process, as a user's run does in theirs; every
+    # Ray worker process it ever has is seen by its title while it lives.
+    watch = TitleWatch(("ray::IDLE", "ray::ImplicitFunc"))
     try:
-        # The study's local Ray, started here so that its prestarted workers can be named
-        # before the run; the run joins it as it would its own.
-        ray_adapter.connect(None, dashboard=False)
-        prestarted = wait_for_titles("ray::IDLE", int(ray.cluster_resources()["CPU"]))
-        watch = TitleWatch("ray::ImplicitFunc")  # the trials' actors, seen while they run
         with watch:
             res = vaestudy_cli(
                 "run", "alpha-sweep", "--preset", "smoke", "--storage", str(folder), "--json"
             )
     finally:
         ray_adapter.shutdown()  # the tests below only read what the run left behind
+    assert not ray.is_initialized()
     assert res.exit_code == 0, (res.output[-4000:], res.exception)
     assert (
         "4 trials, 0 already finished, 4 to run" in res.stderr and "Ray: 1 node(s)" in res.stderr
     ), res.stderr
+    cpus = int(re.search(r"Ray: 1 node\(s\), (\d+) CPUs", res.stderr).group(1))
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     return {
         "folder": folder,
         "summary": json.loads(res.stdout),
         "client": client,
-        "prestarted": prestarted,
-        "actors": watch.seen,
+        "cpus": cpus,
+        "workers": {pid for pid, seen in watch.seen.items()},
+        "actors": {pid for pid, seen in watch.seen.items() if "ray::ImplicitFunc" in seen},
     }
 
 
@@ -178,26 +179,20 @@ def titles() -> dict[int, str]:
     return found
 
 
-def wait_for_titles(prefix: str, n: int, timeout: float = 60) -> set[int]:
-    """The pids of this process's descendants titled `prefix`..., once there are `n`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = {pid for pid, t in titles().items() if t.startswith(prefix)}
-        if len(found) >= n or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
 class TitleWatch(threading.Thread):
-    """Collects, every 0.1 s while in its `with`, the pids of descendants titled `prefix`..."""
+    """Collects, every 0.1 s while in its `with`, each descendant titled with one of
+    `prefixes`: pid -> the prefixes it was seen with."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefixes: tuple[str, ...]):
         super().__init__(daemon=True)
-        self.prefix, self.seen, self.done = prefix, set(), threading.Event()
+        self.prefixes, self.seen, self.done = prefixes, {}, threading.Event()
 
     def run(self):
         while not self.done.is_set():
-            self.seen |= {pid for pid, t in titles().items() if t.startswith(self.prefix)}
+            for pid, title in titles().items():
+                for prefix in self.prefixes:
+                    if title.startswith(prefix):
+                        self.seen.setdefault(pid, set()).add(prefix)
             self.done.wait(0.1)
 
     def __enter__(self):
@@ -212,11 +207,15 @@ class TitleWatch(threading.Thread):
 def test_a_local_rays_trials_run_in_the_workers_it_prestarted(smoke):
     """Ray Tune gives each trial actor a runtime env, which a prestarted worker cannot take;
     on a local Ray vaestudy creates them without one (`ray_adapter`), so the first trials
-    start in the Python workers Ray started with the node instead of waiting for new ones."""
-    assert smoke["prestarted"], "Ray prestarted no worker"  # one per CPU, here
-    assert smoke["actors"] and smoke["actors"] <= smoke["prestarted"], (
+    start in the Python workers Ray started with the node instead of waiting for new ones.
+    Ray starts one worker per CPU with the node; a trial actor that could not take one would
+    have had a worker of its own started for it (and the idle one stopped), so the run's
+    whole life would have seen more worker processes than CPUs."""
+    assert smoke["actors"], "no trial actor was seen"
+    assert smoke["actors"] == smoke["workers"] and len(smoke["workers"]) == smoke["cpus"], (
         smoke["actors"],
-        smoke["prestarted"],
+        smoke["workers"],
+        smoke["cpus"],
     )
 
 
