@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -121,6 +122,29 @@ def finished_smoke_study(tmp_path_factory) -> FinishedStudy:
     return FinishedStudy(folder, res.stdout, res.stderr, configs)
 
 
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """One plain `mlflow server` on 127.0.0.1 for the session, for the tests that only talk to
+    one: each works in an experiment of its own name (a start costs ~6-10 s; the outage
+    tests and PostgreSQL's start their own)."""
+    from mlflow_server import running_mlflow_server
+
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def basic_auth_server(tmp_path_factory):
+    """One `mlflow server --app-name basic-auth` for the session (test_auth, test_platform's
+    `server_run`): its admin is mlflow_server.ADMIN_USER, and nothing changes its users."""
+    from mlflow_server import BASIC_AUTH, MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("auth-server"), **BASIC_AUTH)
+    server.start()
+    yield server
+    server.stop()
+
+
 def run_vaestudy(
     *args: str, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
@@ -148,6 +172,8 @@ INTEGRATION_FIXTURES = {
     "server_run",  # test_platform: a study on an MLflow server
     "two_node_cluster",  # test_platform: a Ray cluster
     "auth_server",  # test_auth: an MLflow server
+    "mlflow_server",  # conftest: an MLflow server
+    "basic_auth_server",  # conftest: an MLflow server with basic auth
 }
 
 

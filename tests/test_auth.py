@@ -11,15 +11,11 @@ import sys
 import pytest
 from conftest import ROOT, smoke_run, subprocess_env
 from mlflow_server import ADMIN_PASSWORD as PASSWORD
-from mlflow_server import BASIC_AUTH, MlflowServer
 
 
-@pytest.fixture(scope="module")
-def auth_server(tmp_path_factory):
-    server = MlflowServer(tmp_path_factory.mktemp("auth"), **BASIC_AUTH)
-    server.start()
-    yield server
-    server.stop()
+@pytest.fixture
+def auth_server(basic_auth_server):
+    return basic_auth_server  # conftest's, shared with test_platform's `server_run`
 
 
 def vaestudy(args, **env):

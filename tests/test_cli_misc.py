@@ -277,25 +277,24 @@ def test_plain_install_runs_from_any_directory(tmp_path):
 
 
 @pytest.mark.slow
-def test_ui_of_a_study_tracked_by_a_server_prints_its_experiment_url(tmp_path):
+def test_ui_of_a_study_tracked_by_a_server_prints_its_experiment_url(tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 
-    from mlflow_server import running_mlflow_server
     from studies.store import StudyRecord, StudyStore
 
-    with running_mlflow_server(tmp_path) as url:
-        exp = MlflowClient(url).create_experiment("dropout")
-        StudyStore(tmp_path / "study").save_study(
-            StudyRecord(
-                {"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}},
-                "dropout",
-                "p",
-                url,
-                "sqlite:///o.db",
-            )
+    url = mlflow_server  # conftest's, shared: this test works in experiment "dropout"
+    exp = MlflowClient(url).create_experiment("dropout")
+    StudyStore(tmp_path / "study").save_study(
+        StudyRecord(
+            {"study": "dropout", "preset": "smoke", "seed": 0, "trials": 3, "overrides": {}},
+            "dropout",
+            "p",
+            url,
+            "sqlite:///o.db",
         )
-        res = CliRunner().invoke(cli, ["ui", str(tmp_path / "study")])
-        tags = MlflowClient(url).get_experiment(exp).tags  # the views, stored on the server
+    )
+    res = CliRunner().invoke(cli, ["ui", str(tmp_path / "study")])
+    tags = MlflowClient(url).get_experiment(exp).tags  # the views, stored on the server
     assert res.exit_code == 0, res.output
     first, second = res.output.strip().splitlines()
     assert first.endswith(

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from conftest import LEAKY, QUIET, subprocess_env
-from mlflow_server import ADMIN_PASSWORD, ADMIN_USER, BASIC_AUTH, free_port, running_mlflow_server
+from mlflow_server import ADMIN_PASSWORD, ADMIN_USER, free_port
 from studies.spec import trial_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,59 +349,59 @@ def test_smoke_study_leaves_no_run_running_and_a_rerun_runs_nothing(smoke):
 
 
 @pytest.fixture(scope="module")
-def server_run(tmp_path_factory):
+def server_run(tmp_path_factory, basic_auth_server):
     """A short alpha-sweep run as a subprocess, tracked by a real `mlflow server`. While it runs,
     every 0.5 s, the listening TCP sockets of its process tree are recorded."""
     tmp = tmp_path_factory.mktemp("server")
-    with running_mlflow_server(tmp, **BASIC_AUTH) as url:
-        # the server asks for credentials; the user writes them into the URI
-        host = urllib.parse.urlsplit(url).netloc
-        driver = subprocess.Popen(
-            [
-                *VAESTUDY,
-                "run",
-                "alpha-sweep",
-                "--preset",
-                "smoke",
-                "--storage",
-                str(tmp / "alpha"),
-                "--set",
-                "steps=20",
-                "--set",
-                "eval_every=10",
-                "--tracking-uri",
-                f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{host}",
-                "--json",
-            ],
-            cwd=ROOT,
-            env={k: v for k, v in ENV.items() if not k.startswith("MLFLOW_TRACKING_")},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        sockets: set[tuple[str, int, str]] = set()
-        tree: dict[int, int] = {}
-        try:
-            deadline = time.monotonic() + 300
-            while driver.poll() is None:
-                assert time.monotonic() < deadline, "the study did not finish in 300 s"
-                now = descendants(driver.pid)
-                tree.update(now)
-                sockets |= {s for s in listening_sockets() if s[1] in now}
-                time.sleep(0.1)  # a trial's worker listens for seconds: polled often enough
-            out, err = driver.communicate(timeout=30)
-        finally:
-            kill_all(tree)  # the driver if it hangs, and any Ray process it failed to stop
-            driver.wait(timeout=30)
-        assert driver.returncode == 0, err[-4000:]
-        yield {
-            "url": url,
-            "summary": json.loads(out.strip().splitlines()[-1]),
-            "stdout": out,
-            "stderr": err,
-            "sockets": sockets,
-        }
+    url = basic_auth_server.url  # conftest's, shared with test_auth
+    # the server asks for credentials; the user writes them into the URI
+    host = urllib.parse.urlsplit(url).netloc
+    driver = subprocess.Popen(
+        [
+            *VAESTUDY,
+            "run",
+            "alpha-sweep",
+            "--preset",
+            "smoke",
+            "--storage",
+            str(tmp / "alpha"),
+            "--set",
+            "steps=20",
+            "--set",
+            "eval_every=10",
+            "--tracking-uri",
+            f"http://{ADMIN_USER}:{ADMIN_PASSWORD}@{host}",
+            "--json",
+        ],
+        cwd=ROOT,
+        env={k: v for k, v in ENV.items() if not k.startswith("MLFLOW_TRACKING_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    sockets: set[tuple[str, int, str]] = set()
+    tree: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 300
+        while driver.poll() is None:
+            assert time.monotonic() < deadline, "the study did not finish in 300 s"
+            now = descendants(driver.pid)
+            tree.update(now)
+            sockets |= {s for s in listening_sockets() if s[1] in now}
+            time.sleep(0.1)  # a trial's worker listens for seconds: polled often enough
+        out, err = driver.communicate(timeout=30)
+    finally:
+        kill_all(tree)  # the driver if it hangs, and any Ray process it failed to stop
+        driver.wait(timeout=30)
+    assert driver.returncode == 0, err[-4000:]
+    yield {
+        "url": url,
+        "summary": json.loads(out.strip().splitlines()[-1]),
+        "stdout": out,
+        "stderr": err,
+        "sockets": sockets,
+    }
 
 
 def rest(url: str, path: str, body: dict | None = None, **query) -> dict:

@@ -14,7 +14,7 @@ import pytest
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow is imported
 
-from mlflow_server import free_port, running_mlflow_server  # noqa: E402
+from mlflow_server import free_port  # noqa: E402
 from studies.tracking import (  # noqa: E402
     TrackingError,
     StudyTracker,
@@ -220,50 +220,50 @@ def rest(url, path, body=None):
 
 
 @pytest.mark.integration  # an `mlflow server`
-def test_study_over_a_real_mlflow_server(tmp_path):
-    with running_mlflow_server(tmp_path) as url:
-        check_tracking_uri(url, timeout=5.0)
-        t = tracker(url, "served", flush_every=3600)
-        parent = t.start_parent(None, "study", {"preset": "smoke"}, {})
-        kids = {
-            key: t.child_run(parent, key, f"trial {key}", {"alpha": alpha}, {})
-            for key, alpha in (("k1", 0.2), ("k2", 0.4))
-        }
-        for step in (20, 40):
-            for key, run in kids.items():
-                t.log_metrics(run, step, {"valid/total_bpc": 2.0 - step / 100, "valid/kl_bpc": 0.1})
-        t.log_text(kids["k1"], "hello", "notes/readme.txt")
-        t.finish(kids["k1"])
-        assert t.finish_open_children(parent) == 1
+def test_study_over_a_real_mlflow_server(mlflow_server):
+    url = mlflow_server  # conftest's, shared: this test works in experiment "served"
+    check_tracking_uri(url, timeout=5.0)
+    t = tracker(url, "served", flush_every=3600)
+    parent = t.start_parent(None, "study", {"preset": "smoke"}, {})
+    kids = {
+        key: t.child_run(parent, key, f"trial {key}", {"alpha": alpha}, {})
+        for key, alpha in (("k1", 0.2), ("k2", 0.4))
+    }
+    for step in (20, 40):
+        for key, run in kids.items():
+            t.log_metrics(run, step, {"valid/total_bpc": 2.0 - step / 100, "valid/kl_bpc": 0.1})
+    t.log_text(kids["k1"], "hello", "notes/readme.txt")
+    t.finish(kids["k1"])
+    assert t.finish_open_children(parent) == 1
 
-        # A restarted driver finds the same children over HTTP.
-        again = tracker(url, "served")
-        assert again.child_run(parent, "k2", "trial k2", {"alpha": 0.4}, {}) == kids["k2"]
-        again.finish(kids["k2"])
-        again.finish(parent)
+    # A restarted driver finds the same children over HTTP.
+    again = tracker(url, "served")
+    assert again.child_run(parent, "k2", "trial k2", {"alpha": 0.4}, {}) == kids["k2"]
+    again.finish(kids["k2"])
+    again.finish(parent)
 
-        found = rest(
-            url,
-            "runs/search",
-            {
-                "experiment_ids": [t.experiment_id],
-                "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
-            },
-        )["runs"]
-        by_key = {
-            next(tag["value"] for tag in r["data"]["tags"] if tag["key"] == "vaestudy.trial_key"): r
-            for r in found
-        }
-        assert set(by_key) == {"k1", "k2"}
-        for key, alpha in (("k1", "0.2"), ("k2", "0.4")):
-            run = by_key[key]
-            assert run["info"]["run_id"] == kids[key] and run["info"]["status"] == "FINISHED"
-            assert run["data"]["params"] == [{"key": "alpha", "value": alpha}]
-            query = urllib.parse.urlencode({"run_id": kids[key], "metric_key": "valid/total_bpc"})
-            history = rest(url, f"metrics/get-history?{query}")["metrics"]
-            assert sorted((m["step"], m["value"]) for m in history) == [(20, 1.8), (40, 1.6)]
-        artifacts = rest(url, f"artifacts/list?run_id={kids['k1']}&path=notes")["files"]
-        assert [f["path"] for f in artifacts] == ["notes/readme.txt"]
+    found = rest(
+        url,
+        "runs/search",
+        {
+            "experiment_ids": [t.experiment_id],
+            "filter": f"tags.`mlflow.parentRunId` = '{parent}'",
+        },
+    )["runs"]
+    by_key = {
+        next(tag["value"] for tag in r["data"]["tags"] if tag["key"] == "vaestudy.trial_key"): r
+        for r in found
+    }
+    assert set(by_key) == {"k1", "k2"}
+    for key, alpha in (("k1", "0.2"), ("k2", "0.4")):
+        run = by_key[key]
+        assert run["info"]["run_id"] == kids[key] and run["info"]["status"] == "FINISHED"
+        assert run["data"]["params"] == [{"key": "alpha", "value": alpha}]
+        query = urllib.parse.urlencode({"run_id": kids[key], "metric_key": "valid/total_bpc"})
+        history = rest(url, f"metrics/get-history?{query}")["metrics"]
+        assert sorted((m["step"], m["value"]) for m in history) == [(20, 1.8), (40, 1.6)]
+    artifacts = rest(url, f"artifacts/list?run_id={kids['k1']}&path=notes")["files"]
+    assert [f["path"] for f in artifacts] == ["notes/readme.txt"]
 
 
 def test_a_new_sqlite_store_is_copied_from_the_cached_empty_schema(tmp_path, monkeypatch):
