@@ -31,7 +31,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from conftest import LEAKY, QUIET, subprocess_env
+from conftest import LEAKY, QUIET, smoke_run, subprocess_env
 from mlflow_server import ADMIN_PASSWORD, ADMIN_USER, free_port
 from studies.spec import trial_key
 
@@ -359,12 +359,7 @@ def server_run(tmp_path_factory, basic_auth_server):
     driver = subprocess.Popen(
         [
             *VAESTUDY,
-            "run",
-            "alpha-sweep",
-            "--preset",
-            "smoke",
-            "--storage",
-            str(tmp / "alpha"),
+            *smoke_run(tmp / "alpha"),
             "--set",
             "steps=20",
             "--set",
