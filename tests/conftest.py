@@ -134,15 +134,13 @@ def mlflow_server(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def basic_auth_server(tmp_path_factory):
+def basic_auth_server(tmp_path_factory) -> Iterator[str]:
     """One `mlflow server --app-name basic-auth` for the session (test_auth, test_platform's
     `server_run`): its admin is mlflow_server.ADMIN_USER, and nothing changes its users."""
-    from mlflow_server import BASIC_AUTH, MlflowServer
+    from mlflow_server import BASIC_AUTH, running_mlflow_server
 
-    server = MlflowServer(tmp_path_factory.mktemp("auth-server"), **BASIC_AUTH)
-    server.start()
-    yield server
-    server.stop()
+    with running_mlflow_server(tmp_path_factory.mktemp("auth-server"), **BASIC_AUTH) as url:
+        yield url
 
 
 def run_vaestudy(
@@ -171,7 +169,6 @@ INTEGRATION_FIXTURES = {
     "smoke",  # test_platform: a study run
     "server_run",  # test_platform: a study on an MLflow server
     "two_node_cluster",  # test_platform: a Ray cluster
-    "auth_server",  # test_auth: an MLflow server
     "mlflow_server",  # conftest: an MLflow server
     "basic_auth_server",  # conftest: an MLflow server with basic auth
 }

@@ -13,11 +13,6 @@ from conftest import ROOT, smoke_run, subprocess_env
 from mlflow_server import ADMIN_PASSWORD as PASSWORD
 
 
-@pytest.fixture
-def auth_server(basic_auth_server):
-    return basic_auth_server  # conftest's, shared with test_platform's `server_run`
-
-
 def vaestudy(args, **env):
     return subprocess.run(
         [sys.executable, "-m", "cli.main", *args],
@@ -48,17 +43,17 @@ def vaestudy(args, **env):
     ids=["no-credentials", "wrong-password"],
 )
 def test_a_server_that_turns_the_user_away_is_one_line_and_nothing_is_created(
-    auth_server, tmp_path, env, says
+    basic_auth_server, tmp_path, env, says
 ):
     folder = tmp_path / "study"
-    res = vaestudy([*smoke_run(folder), "--tracking-uri", auth_server.url], **env)
+    res = vaestudy([*smoke_run(folder), "--tracking-uri", basic_auth_server], **env)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in res.stderr, res.stderr
     assert not folder.exists() and res.stdout == ""
 
 
-def test_credentials_lost_mid_study_stop_tracking_in_one_line(auth_server, monkeypatch):
+def test_credentials_lost_mid_study_stop_tracking_in_one_line(basic_auth_server, monkeypatch):
     """A password changed or revoked while a study runs: the driver's next MLflow call is
     refused, and the tracker gives one line naming what to set instead of MLflow's traceback."""
     from studies.tracking import StudyTracker, TrackingError
@@ -66,7 +61,7 @@ def test_credentials_lost_mid_study_stop_tracking_in_one_line(auth_server, monke
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    tracker = StudyTracker(auth_server.url, "auth-mid-study", flush_every=0)
+    tracker = StudyTracker(basic_auth_server, "auth-mid-study", flush_every=0)
     parent = tracker.start_parent(None, "p", {}, {})
     tracker.log_metrics(parent, 1, {"valid/total_bpc": 2.0})
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "revoked")

@@ -163,7 +163,7 @@ def smoke(tmp_path_factory):
         "summary": json.loads(res.stdout),
         "client": client,
         "cpus": cpus,
-        "workers": {pid for pid, seen in watch.seen.items()},
+        "workers": set(watch.seen),
         "actors": {pid for pid, seen in watch.seen.items() if "ray::ImplicitFunc" in seen},
     }
 
@@ -353,7 +353,7 @@ def server_run(tmp_path_factory, basic_auth_server):
     """A short alpha-sweep run as a subprocess, tracked by a real `mlflow server`. While it runs,
     every 0.5 s, the listening TCP sockets of its process tree are recorded."""
     tmp = tmp_path_factory.mktemp("server")
-    url = basic_auth_server.url  # conftest's, shared with test_auth
+    url = basic_auth_server  # conftest's, shared with test_auth
     # the server asks for credentials; the user writes them into the URI
     host = urllib.parse.urlsplit(url).netloc
     driver = subprocess.Popen(

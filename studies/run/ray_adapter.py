@@ -59,8 +59,9 @@ def _quiet_logs() -> None:
     # GridSampler calls study.stop() when the grid is used up, which only works inside
     # study.optimize; Ray logs the RuntimeError although the trial state is stored.
     logging.getLogger("ray.tune.search.optuna.optuna_search").addFilter(_DropMessages("Study.stop"))
-    for name in ("ray.train", "ray.tune", "ray.air"):  # per-checkpoint INFO lines
-        logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray's INFO lines (one per checkpoint, from Tune's storage layer) are left out: the level
+    # `ray.init(logging_level="WARNING")` gives the driver's "ray" logger, here in the trials too
+    logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 # --- connecting ---------------------------------------------------------------------------------
