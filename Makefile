@@ -27,16 +27,16 @@ run: $(STAMP)
 # The integration and browser tiers spend much of their time waiting (a server's or Ray's
 # start, a subprocess's imports, an outage the test holds on purpose). The unit tier runs beside
 # them at the lowest CPU priority (nice 19, one torch thread), so it takes the cycles they leave
-# idle and not theirs (Ray's trial workers run at nice 15). Its output follows theirs; make
-# fails if either tier fails.
+# idle and not theirs (Ray's trial workers run at nice 15). Its output follows theirs, each with
+# its slowest tests; make fails if either tier fails.
 UNIT_LOG := $(VENV)/unit-tier.log
 test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	@OMP_NUM_THREADS=1 nice -n 19 $(BIN)/python -m pytest -q -m unit -p no:cacheprovider \
-	  > $(UNIT_LOG) 2>&1 & unit=$$!; trap 'kill $$unit 2>/dev/null' INT TERM; \
+	  --durations=5 > $(UNIT_LOG) 2>&1 & unit=$$!; trap 'kill $$unit 2>/dev/null' INT TERM; \
 	echo "pytest -m 'not unit' (the unit tier runs beside it, its output below)"; \
-	$(BIN)/python -m pytest -q -m "not unit"; rest=$$?; \
+	$(BIN)/python -m pytest -q -m "not unit" --durations=15; rest=$$?; \
 	wait $$unit; fast=$$?; echo "--- pytest -m unit"; cat $(UNIT_LOG); \
 	exit $$(( rest || fast ))
 

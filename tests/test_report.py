@@ -468,6 +468,12 @@ def test_aggressive_trials_report_their_encoder_updates_and_when_the_mode_ended(
     assert len([ln for ln in lines if ln.startswith("- ")]) == 1
     assert "variant=lstm+aggressive, seed=0: 6500 encoder updates through step 500" in lines[-1]
     assert "580 s, 58% of its 1000 s" in lines[-1]
+    # a record from before wall times added up over a resumed trial's processes: no share
+    # over 100%, the line says what the wall time covers
+    old = [{**a, "wall_s": 120.0}]
+    assert aggressive_lines(old, ["variant"])[-1].endswith(
+        "580 s (its wall time, 120 s, counts only its last process)"
+    )
     assert aggressive_lines(rows[1:], ["variant"]) == []
     # the cost columns are bookkeeping, not hyperparameters: seeds of one variant still average
     # together

@@ -23,13 +23,7 @@ from .checkpoint import CHECKPOINT_FORMAT, check_format, read_checkpoint
 from .config import TrainConfig
 from .data import Corpus, load_corpus
 from .errors import DataError
-from .evaluation import (
-    Evaluator,
-    autocast_context,
-    fragment_bits,
-    resolve_device,
-    sentence_nats,
-)
+from .evaluation import Evaluator, autocast_context, fragment_bits, resolve_device, sentence_nats
 from .fragments import FragmentSampler
 from .history import Report
 from .losses import KLSchedule, vae_objective
@@ -103,8 +97,9 @@ class Trainer:
         self.aggressive_check_every = config.aggressive_check_every or epoch
         self._previous_mi = 0.0  # the last check's MI; the first check compares with 0
         self._encoder_updates, self._encoder_time = 0, 0.0
-        # Seconds this process spent training (encoder-only updates included) and evaluating;
-        # "final": the last report's share of "eval" (its IW bound and MI pool included).
+        # Seconds the run spent training (encoder-only updates included) and evaluating, added up
+        # over the processes that ran it (they are checkpointed); "final": the last report's share
+        # of "eval" (its IW bound and MI pool included). A caller may keep clocks of its own here.
         self.seconds = {"train": 0.0, "eval": 0.0, "final": 0.0}
 
     @property
@@ -318,6 +313,7 @@ class Trainer:
             ),
             "history": [dataclasses.asdict(r) for r in self.history],
             "selection": self.selection.state_dict(),
+            "seconds": dict(self.seconds),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -350,6 +346,7 @@ class Trainer:
                 state["aggressive"]
             )
         self.history = [Report(**r) for r in state["history"]]
+        self.seconds.update(state.get("seconds", {}))  # none before checkpoints kept them
         if "selection" in state:
             self.selection.load_state_dict(state["selection"])
 

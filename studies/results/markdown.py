@@ -91,11 +91,13 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
     ]
     for r in rows:
         name = _trial_label(r, names)
-        share = (
-            f", {r['encoder_s'] / r['wall_s']:.0%} of its {r['wall_s']:.0f} s"
-            if is_number(r.get("wall_s")) and r["wall_s"] > 0
-            else ""
-        )
+        share, wall = "", r.get("wall_s")
+        if is_number(wall) and wall > 0 and wall >= r["encoder_s"]:
+            share = f", {r['encoder_s'] / wall:.0%} of its {wall:.0f} s"
+        elif is_number(wall) and wall > 0:
+            # recorded before a resumed trial's wall time counted its earlier processes
+            share = f" (its wall time, {wall:.0f} s, counts only its last process)"
+
         lines.append(
             f"- {name}: {r['encoder_updates']:.0f} encoder updates through step "
             f"{r['aggressive_until']:.0f} (aggressive mode on until then), "

@@ -52,10 +52,12 @@ class TrialReport:
     replayed: Status | None = None  # a finished trial handed out again: the status it has
     samples: str | None = None  # (final only) decoded samples and reconstructions
     collapsed: str | None = None  # (final only) why it stopped early as collapsed (CollapseRule)
-    wall_s: float = 0.0  # cumulative seconds the trial's code ran, in this process
-    # Where wall_s went, cumulative in this process: "train" and "eval" (the Trainer's own
-    # clocks; "final": the last report's share of eval), "checkpoint" (saving, uploading,
-    # the history table) and "report" (samples and the hand-off to the driver).
+    # cumulative seconds the trial's code ran, over every process that ran it: a trial that
+    # continues from a checkpoint adds those of the processes before, as of that checkpoint
+    wall_s: float = 0.0
+    # Where wall_s went, cumulative like it: "train" and "eval" (the Trainer's own clocks;
+    # "final": the last report's share of eval), "checkpoint" (saving, uploading, the history
+    # table) and "report" (samples and the hand-off to the driver).
     seconds: Mapping[str, float] | None = None
     # the worker process's `system/` measures since its previous report (studies.run.system)
     system: Mapping[str, float] | None = None
@@ -184,6 +186,22 @@ def run_trial(
             return
         sent = {"step": -1}
         spent = {"checkpoint": 0.0, "report": 0.0}
+        # The trial's own clocks ride in the Trainer's checkpointed `seconds`, so a trial that
+        # continues from a checkpoint (a killed driver, a lost node) adds up the seconds of
+        # every process that ran it; `base`: theirs as of the checkpoint this one started from.
+        base: dict[str, float] = {}
+
+        def wall(trainer: Trainer | None = None) -> float:
+            if trainer is not None and not base:
+                base.update({k: trainer.seconds.get(k, 0.0) for k in ("wall", *spent)})
+            return base.get("wall", 0.0) + time.perf_counter() - started
+
+        def clocks(trainer: Trainer, reporting: float = 0.0) -> dict[str, float]:
+            """Set the trial's clocks in `trainer.seconds`; where its wall time went."""
+            total = wall(trainer)
+            now = {**spent, "report": spent["report"] + reporting}
+            trainer.seconds.update({k: base[k] + v for k, v in now.items()}, wall=total)
+            return {k: v for k, v in trainer.seconds.items() if k != "wall"}
 
         rule = ctx.collapse
         collapsed = {"why": None}
@@ -195,26 +213,24 @@ def run_trial(
                 return True  # fit makes this report final and hands it back
             t0 = time.perf_counter()
             ckpt_dir = work / f"ckpt-{rep.step}"
+            clocks(trainer)  # saved with the checkpoint
             trainer.save(ckpt_dir / "checkpoint.pt")
             store.save_checkpoint(key, ckpt_dir / "checkpoint.pt")
             store.write_table(f"trials/{key}/history.parquet", history_table(trainer.history))
             t1 = time.perf_counter()
             spent["checkpoint"] += t1 - t0
             extras = final_extras(trainer) if rep.final else {}
-            now = time.perf_counter()  # the hand-off itself is counted in the next report
+            # the hand-off itself is counted in the next report
+            seconds = clocks(trainer, reporting=time.perf_counter() - t1)
             report(
                 TrialReport(
                     rep.step,
                     rep.metrics,
                     final=rep.final,
                     **extras,
-                    wall_s=now - started,
+                    wall_s=trainer.seconds["wall"],
                     collapsed=collapsed["why"] if rep.final else None,
-                    seconds={
-                        **trainer.seconds,
-                        "checkpoint": spent["checkpoint"],
-                        "report": spent["report"] + now - t1,
-                    },
+                    seconds=seconds,
                     system=system.sample(),
                 ),
                 ckpt_dir,
@@ -233,7 +249,7 @@ def run_trial(
                     {n: math.nan for n in ctx.study.metrics},
                     final=True,
                     failure=str(exc),
-                    wall_s=time.perf_counter() - started,
+                    wall_s=wall(),
                 ),
                 None,
             )
@@ -251,7 +267,7 @@ def run_trial(
                     final=True,
                     **final_extras(trainer),
                     collapsed=why,
-                    wall_s=time.perf_counter() - started,
+                    wall_s=wall(trainer),
                 ),
                 None,
             )
