@@ -242,3 +242,26 @@ def test_without_the_compiled_cell_the_python_loop_runs_and_one_line_says_why(en
         lines
     )
     assert why in lines[0] and lines[0].endswith("running the Python loop"), lines
+
+
+def test_every_installed_copy_of_the_same_source_shares_one_build(tmp_path, monkeypatch):
+    """The build sees the source at a path named by its content, in the extension cache: a
+    checkout, a virtualenv's copy and a Ray job's working directory with the same source share
+    one build (torch's cache is keyed by name and ninja rebuilds when the path changes); a
+    changed source gets a build of its own."""
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
+    text = lstm_ext.SOURCE.read_bytes()
+    copies = []
+    for where in ("checkout", "site-packages", "working_dir"):
+        copy = tmp_path / where / "lstm_ext.cpp"
+        copy.parent.mkdir()
+        copy.write_bytes(text)
+        monkeypatch.setattr(lstm_ext, "SOURCE", copy)
+        copies.append(lstm_ext._cached_source())
+    assert len(set(copies)) == 1 and copies[0].read_bytes() == text, copies
+    assert copies[0].parent == tmp_path / "cache" / "vaestudy_src"
+    changed = tmp_path / "changed" / "lstm_ext.cpp"
+    changed.parent.mkdir()
+    changed.write_bytes(text + b"\n// changed\n")
+    monkeypatch.setattr(lstm_ext, "SOURCE", changed)
+    assert lstm_ext._cached_source() not in copies

@@ -5,8 +5,8 @@ None: with VAESTUDY_LSTM_EXT=0, on a machine without a C++ compiler, or if the b
 Then the LayerNorm cell runs its Python loop, and one log line says why.
 
 The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
-default ~/.cache/torch_extensions), which is keyed by the source and the flags and
-locked while one process builds: the first process on a machine builds it (~30-60 s),
+default ~/.cache/torch_extensions), which is keyed by the source's content and the flags
+and locked while one process builds: the first process on a machine builds it (~10-60 s),
 every later trial and Ray worker loads the cached library in milliseconds. `vaestudy
 run` builds it on the driver before any trial starts; `python -m textvae_core.lstm_ext`
 builds it ahead of time (infra's image does).
@@ -76,24 +76,41 @@ def _build():
     if shutil.which(compiler) is None:
         raise BuildError(f"no C++ compiler: {compiler!r} not found")
     _ninja_on_path()
-    name, flags = _flags()
-    # One cache entry per installed copy: torch keys its build folder by name, and ninja
-    # rebuilds whenever the source's path changes, so two installs (a checkout and a
-    # virtualenv's copy) sharing one name would rebuild each other's library in turn.
-    name += "_" + hashlib.sha1(str(SOURCE.resolve()).encode()).hexdigest()[:8]
     start = time.perf_counter()
+    name, flags = _flags()
+    source = _cached_source()
+    name += "_" + source.stem.rsplit("_", 1)[1]
     quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
         cpp_extension.load(
-            name=name, sources=[str(SOURCE)], extra_cflags=flags, is_python_module=False
+            name=name, sources=[str(source)], extra_cflags=flags, is_python_module=False
         )
     except Exception as exc:  # the compiler's output is long; its first words say what failed
         raise BuildError(f"the build failed: {str(exc).strip()[:120]} ...") from exc
     finally:
         quiet.setLevel(level)
     return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
+
+
+def _cached_source() -> Path:
+    """The source, copied into the extension cache under its content's hash: one build per
+    machine for every installed copy of the same source (a checkout, a virtualenv's copy, a
+    Ray job's working directory). torch keys its build folder by name and ninja rebuilds
+    whenever the source's path changes, so the build must not see where the package lies."""
+    from torch.utils import cpp_extension
+
+    text = SOURCE.read_bytes()
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    folder = Path(root) / "vaestudy_src"
+    path = folder / f"lstm_ext_{hashlib.sha1(text).hexdigest()[:12]}.cpp"
+    if not path.is_file() or path.read_bytes() != text:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(text)
+        os.replace(tmp, path)  # atomic: a process building beside this one sees all or nothing
+    return path
 
 
 def ops():
