@@ -8,8 +8,10 @@ A test that changes a study (resumes it, kills it, runs it again) starts its own
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -84,6 +86,26 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
     except OSError:
         return ""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    """Poll `predicate` every 0.2 s until it holds; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_killed_driver(tree: set[tuple[int, str]]) -> None:
+    """After a driver's SIGKILL: wait (bounded) until Ray's reaper has taken down the local Ray
+    it started (`tree`: its process tree from before the kill), then stop Ray's two agents,
+    which outlive a killed driver."""
+    agents = {p for p in tree if "Agent" in command_line(p[0])}
+    wait_for(lambda: not running(tree - agents), 60, "the killed driver's Ray processes to exit")
+    for pid in running(agents):
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import subprocess_env
+from conftest import subprocess_env, wait_for
 from mlflow_server import MlflowServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,15 +46,6 @@ def study_args(folder: Path, url: str) -> list[str]:
         "--json",
         "--no-report",
     ]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def start_mid_study(folder: Path, url: str, env: dict) -> subprocess.Popen:

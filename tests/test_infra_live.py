@@ -18,7 +18,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import subprocess_env
+from conftest import process_tree, stop_killed_driver, subprocess_env
 from mlflow_server import running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,9 +253,10 @@ def test_s3_storage_study_resumes_from_the_bucket_after_sigkill(tmp_path):
                 -3000:
             ]
             time.sleep(0.3)
+        tree = process_tree(driver.pid)  # the driver and the local Ray it started
         driver.send_signal(signal.SIGKILL)
         driver.communicate()
-        time.sleep(3)
+        stop_killed_driver(tree)  # its trials' last uploads are done before the resume
 
         # Resume from the bucket alone: a fresh local cache, as on another machine.
         res = subprocess.run(

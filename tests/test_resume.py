@@ -20,7 +20,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import command_line, process_tree, running, subprocess_env
+from conftest import process_tree, stop_killed_driver, subprocess_env, wait_for
 from studies.spec import trial_key
 
 VAESTUDY = [sys.executable, "-m", "cli.main"]
@@ -54,15 +54,6 @@ def children(folder: Path, experiment: str):
     runs = c.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return c, parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
@@ -107,18 +98,12 @@ def test_a_sigkilled_study_is_finished_by_the_same_run_without_duplicates_or_rer
     try:
         wait_for(mid_study, 240, "one finished and one half-trained trial")
     finally:
-        # the driver and the local Ray it started, less Ray's two agents, which outlive a
-        # killed driver (they are stopped below)
-        tree = process_tree(driver.pid)
-        agents = {p for p in tree if "Agent" in command_line(p[0])}
-        cluster = tree - agents
+        tree = process_tree(driver.pid)  # the driver and the local Ray it started
         driver.send_signal(signal.SIGKILL)
         log = driver.communicate()[0]
     # Ray's reaper takes down the killed driver's cluster; a worker may still finish writing a
     # checkpoint meanwhile, so the folder is read once every one of them has exited
-    wait_for(lambda: not running(cluster), 60, "the killed driver's Ray processes to exit")
-    for pid in running(agents):
-        os.kill(pid, signal.SIGKILL)
+    stop_killed_driver(tree)
     before = trial_states(folder)
     completed_before = {k: s for k, s in before.items() if s.get("status") == "completed"}
     interrupted = {
