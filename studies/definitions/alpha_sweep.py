@@ -38,8 +38,8 @@ STUDY = Study(
         "cpu": cpu(
             steps=3000,
             grid={"alpha": (0.1, 0.2, 0.3, 0.5, 0.8), "anneal": (True, False)},
-            cost="70.1 min on 2 cores (measured, set-up and tests sharing the cores ~8 min of it; "
-            "matmul 114.4 GFLOP/s at 1 thread), 30 trials",
+            cost="30 trials; 97.1 min on 2 cores with the LayerNorm cell (measured, tests sharing "
+            "the cores ~45 min of it; the fused cell's run: 70.1 min)",
         ),
         "paper": paper(
             cost="20 trials x 100k steps; ~1.5 h each on a quarter of an A100-class GPU"

@@ -53,8 +53,8 @@ STUDY = Study(
         "cpu": cpu(
             steps=4000,
             grid={"variant": VARIANTS, "length": (12, 36, 60)},
-            cost="77.7 min on 2 cores (measured, tests sharing the cores part of it; "
-            "matmul 74.5 GFLOP/s at 1 thread), 27 trials",
+            cost="27 trials; ~98 min on 2 cores with the LayerNorm cell (30 before a stop + 68.3 "
+            "resumed, tests sharing the cores most of it; the fused cell's run: 77.7 min)",
         ),
         "paper": paper(cost="15 trials x 100k steps"),
     },

@@ -46,7 +46,8 @@ STUDY = Study(
         ),
         "cpu": cpu(
             steps=3000,
-            cost="24 trials; re-measured with the LayerNorm cell (was 27.9 min fused, batch 32)",
+            cost="24 trials; ~67 min on 2 cores with the LayerNorm cell, batch 64 (22 before a "
+            "stop + 45.4 resumed; the fused cell's run, batch 32: 27.9 min)",
             batch_size=64,  # the paper's: at 32 the conv's posterior variance runs away (above)
             model_overrides={
                 "conv": dict(latent=100, conv_channels=(128, 256), deconv_out=200),

@@ -121,13 +121,16 @@ STUDY = Study(
         # 32), allows one check in the 4000-step budget, which compares with 0, so aggressive
         # mode would never end. Aggressive mode capped at step 500: the faithful rule keeps it
         # on to step 1000 at least (the first check compares with 0), and an encoder update
-        # costs about a step (0.07-0.09 s measured at L=36, 45-50 of them per step early on).
+        # costs about a step. Measured in the cpu run (L=60, LayerNorm cell, 2 trials at a
+        # time): 44-46 encoder updates per step to step 500 for the LSTM VAE (22,050-23,175 in
+        # 56-64 min), 61-66 for the hybrid (30,510-32,810 in 60-94 min), against 5-16 min for a
+        # whole plain trial.
         "cpu": cpu(
             steps=4000,
             aggressive_check_every=500,
             aggressive_max_steps=500,
-            cost="33 trials; 156 min for 30 with the fused cell and the old aggressive rule: "
-            "re-measure",
+            cost="33 trials; 510 min of trial compute: >= 4.3 h on 2 cores at 2 trials at a time "
+            "(the aggressive trials ~1-1.7 h each)",
         ),
         "paper": paper(cost="11 trials x 100k steps"),
     },
