@@ -5,8 +5,8 @@ None: with VAESTUDY_LSTM_EXT=0, on a machine without a C++ compiler, or if the b
 Then the LayerNorm cell runs its Python loop, and one log line says why.
 
 The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
-default ~/.cache/torch_extensions), which is keyed by the source's content and the flags
-and locked while one process builds: the first process on a machine builds it (~10-60 s),
+default ~/.cache/torch_extensions), keyed here by the source's content, the flags and
+torch's installation, and locked while one process builds: the first process on a machine builds it (~10-60 s),
 every later trial and Ray worker loads the cached library in milliseconds. `vaestudy
 run` builds it on the driver before any trial starts; `python -m textvae_core.lstm_ext`
 builds it ahead of time (infra's image does).
@@ -79,7 +79,10 @@ def _build():
     start = time.perf_counter()
     name, flags = _flags()
     source = _cached_source()
-    name += "_" + source.stem.rsplit("_", 1)[1]
+    # One build folder per source and torch installation: the build's command holds torch's
+    # include paths, so two virtualenvs sharing a folder would rebuild it in turn.
+    where = f"{source.name} {Path(torch.__file__).parent}".encode()
+    name += "_" + hashlib.sha1(where).hexdigest()[:12]
     quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -96,9 +99,10 @@ def _build():
 
 def _cached_source() -> Path:
     """The source, copied into the extension cache under its content's hash: one build per
-    machine for every installed copy of the same source (a checkout, a virtualenv's copy, a
-    Ray job's working directory). torch keys its build folder by name and ninja rebuilds
-    whenever the source's path changes, so the build must not see where the package lies."""
+    torch installation for every copy of the same source (a checkout, a plain install into
+    another folder, a Ray job's working directory). torch keys its build folder by name and
+    ninja rebuilds whenever the source's path changes, so the build must not see where the
+    package lies."""
     from torch.utils import cpp_extension
 
     text = SOURCE.read_bytes()
