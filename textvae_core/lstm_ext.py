@@ -6,10 +6,10 @@ Then the LayerNorm cell runs its Python loop, and one log line says why.
 
 The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
 default ~/.cache/torch_extensions), keyed here by the source's content, the flags and
-torch's installation, and locked while one process builds: the first process on a machine builds it (~10-60 s),
-every later trial and Ray worker loads the cached library in milliseconds. `vaestudy
-run` builds it on the driver before any trial starts; `python -m textvae_core.lstm_ext`
-builds it ahead of time (infra's image does).
+torch's installation, and locked while one process builds: the first process on a machine
+builds it (~10-60 s), every later trial and Ray worker loads the cached library in
+milliseconds. `vaestudy run` builds it on the driver before any trial starts; `python -m
+textvae_core.lstm_ext` builds it ahead of time (infra's image does).
 """
 
 from __future__ import annotations

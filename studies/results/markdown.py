@@ -97,7 +97,6 @@ def aggressive_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) ->
         elif is_number(wall) and wall > 0:
             # recorded before a resumed trial's wall time counted its earlier processes
             share = f" (its wall time, {wall:.0f} s, counts only its last process)"
-
         lines.append(
             f"- {name}: {r['encoder_updates']:.0f} encoder updates through step "
             f"{r['aggressive_until']:.0f} (aggressive mode on until then), "
