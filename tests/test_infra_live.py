@@ -147,6 +147,11 @@ def test_ray_job_submit_runs_a_study_on_a_started_cluster(tmp_path):
         assert "2 node(s)" in res.stdout, res.stdout[-3000:]  # the job's driver joined the cluster
         _, runs = child_runs(f"sqlite:///{db}", "alpha-sweep")
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        # a named SQLite store keeps the artifacts beside its database, not under the job's
+        # working folder
+        beside = (tmp_path / "mlartifacts").as_uri()
+        assert all(r.info.artifact_uri.startswith(beside) for r in runs), runs[0].info.artifact_uri
+        assert any((tmp_path / "mlartifacts").rglob("samples.txt"))
     finally:
         try:
             proc.stdin.close()

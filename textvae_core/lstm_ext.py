@@ -55,12 +55,15 @@ def _flags() -> tuple[str, list[str]]:
     return "vaestudy_lnlstm", flags
 
 
-def _ninja_on_path() -> None:
-    """cpp_extension runs `ninja` from PATH; a virtualenv's own (the `ninja` wheel) is in
-    the interpreter's bin folder, which a Ray worker's PATH may lack."""
-    if shutil.which("ninja") is None:
-        bin_dir = str(Path(sys.executable).parent)
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+def _ninja_first() -> None:
+    """cpp_extension runs `ninja` from PATH. The interpreter's own (the `ninja` wheel, a
+    dependency) goes first whatever PATH says: two ninja versions that take turns on one build
+    folder rebuild it each time (measured: 15 s; a system ninja 1.11 and the wheel's 1.13
+    write logs of different versions), and a Ray worker's PATH may lack any ninja."""
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if Path(bin_dir, "ninja").is_file() and path.split(os.pathsep)[0] != bin_dir:
+        os.environ["PATH"] = bin_dir + os.pathsep + path
 
 
 class BuildError(RuntimeError):
@@ -75,7 +78,7 @@ def _build():
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         raise BuildError(f"no C++ compiler: {compiler!r} not found")
-    _ninja_on_path()
+    _ninja_first()
     start = time.perf_counter()
     name, flags = _flags()
     source = _cached_source()

@@ -157,13 +157,14 @@ def open_tracking(plan: StudyPlan):
     """The study's MLflow experiment and its parent run (the same one again on a resume)."""
     from ..tracking import StudyTracker
     from ..tracking.schema import seed_sqlite_store
-    from ..tracking.uris import parent_params, provenance_tags
+    from ..tracking.uris import artifacts_beside, parent_params, provenance_tags
 
     study, opts, store = plan.study, plan.opts, plan.store
     # The default store keeps artifacts beside the study: in the folder, or in the same
-    # object store for a remote study. A tracking server chooses its own.
+    # object store for a remote study. A named SQLite store keeps them beside its database; a
+    # tracking server chooses its own.
     artifacts = (
-        None
+        artifacts_beside(opts.tracking_uri)
         if opts.tracking_uri
         else (
             store.uri_of("mlartifacts")

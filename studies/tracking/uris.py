@@ -253,6 +253,16 @@ def _names_credential(key: str) -> bool:
     return any(m in key.lower() for m in SECRET_MARKERS)
 
 
+def artifacts_beside(uri: str) -> str | None:
+    """Where a study's artifacts go when it names its tracking store: beside an SQLite
+    database (`<its folder>/mlartifacts`, where `vaestudy ui` serves them from), not in MLflow's
+    default `./mlruns` under whatever folder the driver ran in; a server chooses its own (None)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri.split("?", 1)[0][len("sqlite:///") :]).absolute()
+    return (db.parent / "mlartifacts").as_uri()
+
+
 def check_existing_store(uri: str) -> None:
     """Like `check_tracking_uri`, and an SQLite store must exist: a report reads runs, so a
     mistyped path is an error, not a new empty database."""
