@@ -23,7 +23,10 @@ from mlflow_server import running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = subprocess_env(PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+# The virtualenv's commands (`ray`, `moto_server`, `vaestudy`) at the end of PATH: first, its
+# ninja would build the LayerNorm LSTM extension where the other tests' processes use the
+# system's, and two ninja versions rebuild each other's build folder (15 s each time).
+ENV = subprocess_env(PATH=f"{os.environ.get('PATH', '')}:{BIN}")
 pytestmark = pytest.mark.slow
 
 

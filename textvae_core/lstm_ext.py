@@ -55,15 +55,14 @@ def _flags() -> tuple[str, list[str]]:
     return "vaestudy_lnlstm", flags
 
 
-def _ninja_first() -> None:
-    """cpp_extension runs `ninja` from PATH. The interpreter's own (the `ninja` wheel, a
-    dependency) goes first whatever PATH says: two ninja versions that take turns on one build
-    folder rebuild it each time (measured: 15 s; a system ninja 1.11 and the wheel's 1.13
-    write logs of different versions), and a Ray worker's PATH may lack any ninja."""
-    bin_dir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "")
-    if Path(bin_dir, "ninja").is_file() and path.split(os.pathsep)[0] != bin_dir:
-        os.environ["PATH"] = bin_dir + os.pathsep + path
+def _ninja_on_path() -> None:
+    """cpp_extension runs `ninja` from PATH; a virtualenv's own (the `ninja` wheel) is in
+    the interpreter's bin folder, which a Ray worker's PATH may lack. (Two ninja versions that
+    take turns on one build folder rebuild it each time, since their logs differ: keep one
+    ninja on the PATH of every process that loads the extension.)"""
+    if shutil.which("ninja") is None:
+        bin_dir = str(Path(sys.executable).parent)
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
 
 
 class BuildError(RuntimeError):
@@ -78,7 +77,7 @@ def _build():
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         raise BuildError(f"no C++ compiler: {compiler!r} not found")
-    _ninja_first()
+    _ninja_on_path()
     start = time.perf_counter()
     name, flags = _flags()
     source = _cached_source()
