@@ -12,6 +12,8 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
+from .uris import sqlite_path
+
 
 def _cache_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
@@ -22,9 +24,10 @@ def seed_sqlite_store(uri: str) -> None:
     """Give `uri` (sqlite:///PATH) an empty MLflow schema if PATH does not exist yet, from the
     cached template (made here the first time). Any other URI, or an existing file: nothing.
     The template's own "Default" experiment (id 0) comes with it; studies never use it."""
-    if not uri.startswith("sqlite:///"):
+    path = sqlite_path(uri)
+    if path is None:
         return
-    db = Path(uri.split("?", 1)[0][len("sqlite:///") :])
+    db = Path(path)
     if db.exists():
         return
     template = _cache_dir() / f"mlflow-{mlflow.__version__}-empty.db"

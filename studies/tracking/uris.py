@@ -219,8 +219,13 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc) or type(exc).__name__
 
 
+def sqlite_path(uri: str) -> str | None:
+    """The database path of an `sqlite:///PATH[?query]` URI, or None for any other URI."""
+    return uri.split("?", 1)[0][len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+
+
 def _check_sqlite(uri: str) -> None:
-    path = uri.split("?", 1)[0][len("sqlite:///") :] if uri.startswith("sqlite:///") else ""
+    path = sqlite_path(uri) or ""
     if path in ("", ":memory:"):
         raise TrackingError(
             f"tracking URI {uri!r}: an in-memory database loses every run when the study "
@@ -257,17 +262,15 @@ def artifacts_beside(uri: str) -> str | None:
     """Where a study's artifacts go when it names its tracking store: beside an SQLite
     database (`<its folder>/mlartifacts`, where `vaestudy ui` serves them from), not in MLflow's
     default `./mlruns` under whatever folder the driver ran in; a server chooses its own (None)."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    db = Path(uri.split("?", 1)[0][len("sqlite:///") :]).absolute()
-    return (db.parent / "mlartifacts").as_uri()
+    path = sqlite_path(uri)
+    return None if path is None else (Path(path).absolute().parent / "mlartifacts").as_uri()
 
 
 def check_existing_store(uri: str) -> None:
     """Like `check_tracking_uri`, and an SQLite store must exist: a report reads runs, so a
     mistyped path is an error, not a new empty database."""
     check_tracking_uri(uri)
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.split("?", 1)[0][len("sqlite:///") :])
+    if (db := sqlite_path(uri)) is not None:
+        path = Path(db)
         if not path.is_file():
             raise TrackingError(f"tracking URI {uri!r}: no MLflow database at {path}")
