@@ -37,6 +37,12 @@ LOCAL_ENV = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
+# A local Ray's system config. Ray reaps a worker idle for over 1 s while the node has more idle
+# workers than free CPUs, and Tune reserves every CPU (its placement groups) before it creates
+# the trial actors: on a loaded machine the workers Ray prestarted were reaped in that gap (seen
+# in CI) and each trial of the first wave waited for a new interpreter and `import ray`. Here an
+# idle worker lives 60 s, which covers the driver's set-up between `ray.init` and the first trial.
+LOCAL_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 QUIET_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
@@ -114,6 +120,7 @@ def connect(address: str | None, num_cpus: int | None = None, dashboard: bool = 
             dashboard_host="127.0.0.1",
             log_to_driver=False,
             logging_level="WARNING",
+            _system_config=LOCAL_SYSTEM_CONFIG,
         )
         _started_local = True
     else:
