@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TORCH_THREADS
 from textvae_core import fit, load_corpus, make_config
 from textvae_core.data import PTB_SHA256
 from textvae_core.diagnostics import linear_probe_accuracy
@@ -53,7 +54,7 @@ SMALL = dict(
     depth=3,
     batch_size=32,
     eval_batches=4,
-    threads=2,
+    threads=TORCH_THREADS,
     anneal_start=50,
     anneal_end=150,
 )
@@ -92,7 +93,7 @@ def test_historyless_conv_vae_fits_20_characters_fast(ptb_home):
             "steps": 300,
             "eval_every": 100,
             "batch_size": 64,
-            "threads": 2,
+            "threads": TORCH_THREADS,
             "conv_channels": (64, 128),
             "deconv_out": 128,
             "latent": 64,
@@ -124,7 +125,7 @@ def test_historyless_layernorm_lstm_autoencoder_learns_at_10_characters(ptb_home
             "steps": 1000,
             "eval_every": 500,
             "iw_samples": 0,
-            "threads": 2,
+            "threads": TORCH_THREADS,
         },
     )
     assert cfg.lstm_cell == "layernorm"
@@ -159,7 +160,7 @@ def test_latent_code_carries_the_topic_when_kl_is_nonzero():
         steps=400,
         eval_every=200,  # each report trains the topic probe on 2000 fragments
         batch_size=32,
-        threads=2,
+        threads=TORCH_THREADS,
         conv_channels=(32, 64),
         deconv_out=64,
         latent=16,
