@@ -11,13 +11,16 @@ NLL sums a sentence's words and its end token and averages over sentences; PPL i
 end tokens counted: exp(total NLL / (78,669 words + 3,761 end tokens)) on PTB's test split.
 
     vaestudy run ptb-words --preset smoke   # tiny model on the synthetic corpus's words, ~30 s
-    vaestudy run ptb-words --preset cpu --cpus-per-trial 2   # the recipe, 1 seed, <= 55 epochs
+    vaestudy run ptb-words --preset cpu --cpus-per-trial 2   # the recipe, 1 seed, <= 32 epochs
     vaestudy run ptb-words --preset paper   # the recipe's 100 epochs, 3 seeds
 
-Sized on this host's 2 cores (2 threads, nothing else running, 2026-12-06): 130.9 ms per training
-step, 1,315 steps per epoch, 10.0 s for the whole valid split: 3.03 min per epoch, 2.8 h for 55
-epochs, and 42 s for the final test report (IW bound K=50 on 500 sentences). One trial: give it
-both cores (`--cpus-per-trial 2`), or it trains on one thread.
+Sized by a `cpu` run on 2 quiet cores (Intel Xeon, fp32 matmul 142 GFLOP/s at 1 thread, 285 at
+2; 2026-12-07): 4.35 min per epoch (1,315 steps of ~191 ms, bucketed sentences, and the whole
+valid split), so the `cpu` preset stops at 32 epochs, 2.3 h, a run one 3-hour working session
+can start, finish and record; the plateau rule may end it sooner. (An earlier sizing from a short
+timing, 130.9 ms per step, set 55 epochs, "2.8 h": measured, 55 epochs take 4 h. While anything
+else used the cores, an epoch took 8-9 min: the trial's two threads wait on each other.) One
+trial: give it both cores (`--cpus-per-trial 2`), or it trains on one thread.
 
 The recipe, as config fields: one-layer LSTMs of 256 with torch's plain cell (`lstm_cell=fused`,
 the anchors' cell; the paper's studies keep the LayerNorm cell) and PyTorch's default
@@ -39,7 +42,7 @@ length-bucketed batches differ from texar's shuffled ones (padding is never scor
 
 The paper's question asked on words, and the remedies (not run here; a preset a user can run):
 
-    vaestudy run ptb-words --preset variants --cpus-per-trial 2   # 6 trials, ~2.8 h each
+    vaestudy run ptb-words --preset variants --cpus-per-trial 2   # 6 trials, ~2.3 h each
 
 runs the recipe's LSTM VAE beside the hybrid (alpha=0.2; it reads sentences padded to 84
 tokens, PTB's longest sentence of 83 words and its end token; z reaches every step through the
@@ -131,16 +134,16 @@ STUDY = Study(
         "cpu": Preset(
             size="ptb",
             corpus="ptb",
-            overrides=dict(steps=55 * EPOCH, iw_samples=50, iw_sentences=500),
-            cost="1 trial, <= 55 epochs (the plateau rule may end it sooner): ~2.8 h on 2 cores "
-            "with --cpus-per-trial 2",
+            overrides=dict(steps=32 * EPOCH, iw_samples=50, iw_sentences=500),
+            cost="1 trial, <= 32 epochs (the plateau rule may end it sooner): ~2.3 h on 2 quiet "
+            "cores with --cpus-per-trial 2",
         ),
         "variants": Preset(
             size="ptb",
             corpus="ptb",
-            overrides=dict(steps=55 * EPOCH, iw_samples=50, iw_sentences=500),
+            overrides=dict(steps=32 * EPOCH, iw_samples=50, iw_sentences=500),
             grid={"variant": ("lstm", "hybrid", *(f"lstm+{name}" for name in REMEDIES))},
-            cost="6 trials of <= 55 epochs, ~2.8 h each on 2 cores with --cpus-per-trial 2 "
+            cost="6 trials of <= 32 epochs, ~2.3 h each on 2 cores with --cpus-per-trial 2 "
             "(the hybrid and aggressive training cost more)",
         ),
         "paper": Preset(
