@@ -30,10 +30,10 @@ QUIET = {
     "MPLBACKEND": "Agg",
     "VAESTUDY_DASHBOARD": "0",
 }
-# A training test's torch threads: 2 when the unit tier runs in one process (`make test`, beside
-# the other tiers), 1 in each of `make test-fast`'s two xdist workers: two 2-thread workers on 2
-# cores stall at every parallel region (a 4.5 s test took 17 s), one thread each does not.
-TORCH_THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+# A training test's torch threads: 1 where the runner asks for one (OMP_NUM_THREADS=1: `make
+# test`'s unit tier beside the other tiers, each of `make test-fast`'s two xdist workers), else 2.
+# Two 2-thread processes on 2 cores stall at every parallel region (a 4.5 s test took 17 s).
+TORCH_THREADS = 1 if os.environ.get("OMP_NUM_THREADS") == "1" else 2
 # Variables that would point a run somewhere else than the test says.
 LEAKY = ("MLFLOW_TRACKING_URI", "VAESTUDY_STORAGE", "VAESTUDY_ADDRESS", "RAY_ADDRESS")
 
