@@ -8,7 +8,7 @@ auxiliary term the KL collapses once the decoder sees more than 3 characters.
     vaestudy run bytenet-depth --preset paper   # 30 trials x 100k steps: GPUs
 
 Ramp (studies/presets.py, measured with the KL weight at ~0): hybrid-bytenet's rec levels
-off at step ~750 at depth 6 (AU and MI at once); both hybrids anneal 1000 -> 2000. The cpu
+off at step ~750 at depth 6 (AU and MI at once); it anneals 1000 -> 2000. The cpu
 grid has depths 1 and 2 (receptive field <= 3: the control) and 3 and 6 (the collapse).
 
 Measured (cpu, 3 seeds, host matmul 156.5 GFLOP/s at 1 thread): 91.9 min wall with the test

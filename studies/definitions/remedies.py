@@ -28,8 +28,8 @@ Remedy settings, fixed before any run: free bits 0.25 nats per dimension; 4 cycl
 out MI checked against the previous check, off on a strict drop, the first check against 0;
 encoder-only updates, the first on the decoder's batch, until a window of 15 has a higher mean
 loss than the one before, at most 100); BN-VAE gamma 0.6. Ramps are the per-model ones
-(studies/presets.py): LSTM VAE 2250 -> 3000, hybrid 1000 -> 2000, so every trial trains 4000
-steps; every remedy but cyclical (whose cycles replace it) keeps its model's ramp.
+(studies/presets.py): LSTM VAE 2250 -> 3000, hybrid (hybrid-lstm) 1250 -> 2250, so every trial
+trains 4000 steps; every remedy but cyclical (whose cycles replace it) keeps its model's ramp.
 
 What still differs from the remedies' own codebases (jxhe/vae-lagging-encoder,
 haofuml/cyclical_annealing, bohanli/vae-pretraining-encoder, the BN-VAE authors' code):
