@@ -40,6 +40,10 @@ ORDER_METRIC = metric_key(
 WORD_CHARTS = tuple(metric_key("valid", m) for m in ("kl_nats", "rec_nats", "nll_nats"))
 WORD_ORDER_METRIC = metric_key("valid", "nll_nats")
 CLOSED_SECTIONS = ("train", "time")  # listed after "valid" and closed; others come after
+# 2 charts a row, 220 px high: at 1400x900 both rows end inside the window, and each card is
+# ~220 px wide, so its title is drawn whole (at 3 a row, beside the Assistant panel the UI
+# opens on a local host, the cards were ~150 px wide and every title was drawn "val...")
+COLUMNS, CARD_HEIGHT = 2, 220
 
 
 def _compress(text: str) -> str:
@@ -48,15 +52,14 @@ def _compress(text: str) -> str:
 
 
 def view_state(grouped: bool, words: bool = False) -> dict:
-    # 3 charts a row, short enough that the row ends in a 900-pixel-high window
     sections = [
         {
             "uuid": "valid",
             "name": "valid",
             "display": True,
             "isReordered": True,
-            "columns": 3,
-            "cardHeight": 300,
+            "columns": COLUMNS,
+            "cardHeight": CARD_HEIGHT,
         }
     ] + [
         {"uuid": name, "name": name, "display": False, "isReordered": True}
