@@ -221,6 +221,33 @@ def test_a_local_rays_trials_run_in_the_workers_it_prestarted(smoke):
     )
 
 
+def _maps(pid: int, library: str) -> bool:
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.integration
+def test_a_local_rays_workers_load_torch_before_any_trial_asks_for_them():
+    """The workers a local Ray starts import what a trial needs (torch among it) as they start
+    (`ray_adapter.LOCAL_SYSTEM_CONFIG`), so the first trials' actors do not wait for it; with
+    Ray's default an idle worker has only Ray loaded, and this waits in vain."""
+    from studies.run import ray_adapter
+
+    ray_adapter.shutdown()  # a Ray another test module left initialised would be reused
+    ray_adapter.connect(None, num_cpus=1, dashboard=False)
+    try:
+        deadline, idle, loaded = time.monotonic() + 120, [], []
+        while not (idle and loaded == idle):  # nothing is submitted: the workers stay idle
+            assert time.monotonic() < deadline, (idle, loaded)
+            time.sleep(0.2)
+            idle = sorted(pid for pid, t in titles().items() if t.startswith("ray::IDLE"))
+            loaded = [pid for pid in idle if _maps(pid, "libtorch_cpu")]
+    finally:
+        ray_adapter.shutdown()
+
+
 def runs_of(client, experiment: str):
     exp = client.get_experiment_by_name(experiment)
     assert exp is not None, f"no MLflow experiment {experiment!r}"
