@@ -571,6 +571,26 @@ def test_the_report_says_when_free_bits_never_engaged():
     assert summary_table(rows).column("free_bits_active_max").to_pylist() == [0.0, 0.25, None]
 
 
+def test_the_report_says_where_a_posterior_with_no_kl_term_ran_away():
+    from studies.results.markdown import runaway_lines
+
+    def valid(*kls):  # valid reports every 250 steps
+        return [(250 * (i + 1), "valid", {"kl_bpc": kl}) for i, kl in enumerate(kls)]
+
+    conv = {"model": "conv", "kl": False, "length": 50}
+    rows = [  # Fig 3's conv at batch 32 (ran away, then fitted) and at batch 64 (held)
+        _remedy_row("a", {"length": 50, "seed": 0}, conv, valid(3e8, 2e11, 9e7, 280.0)),
+        _remedy_row("b", {"length": 50, "seed": 1}, conv, valid(240.0, 250.0, 252.0, 252.0)),
+        # a run with the KL term: a large KL there is the objective's business, not a runaway
+        _remedy_row("c", {"length": 50, "seed": 2}, {"model": "conv"}, valid(5e4, 3e4)),
+    ]
+    lines = [ln for ln in runaway_lines(rows, ["length", "seed"]) if ln.startswith("- ")]
+    assert lines == [
+        "- length=50, seed=0: with no KL term its posterior ran away from the prior at steps "
+        "250-750 (valid KL up to 2e+11 bits/char at step 500): z was noise to the decoder there"
+    ]
+
+
 def test_every_trial_records_its_lstm_cell_and_how_z_reaches_the_decoder():
     from studies.results.markdown import lstm_label
     from studies.results.points import average

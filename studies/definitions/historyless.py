@@ -19,7 +19,9 @@ its first layer) ignores its scale, and valid rec sat at 4.24-4.35 bits/char (un
 to step 1500. At batch 64 it fell to 0.018-0.027 by step 250 in each of seeds 0, 1, 2, and
 valid rec was 0.24, 0.16, 0.23 at step 1000 (0.10, 0.07, 0.14 at 1500). The committed fused
 run (batch 32) had the conv at L=50 at 4.22 and 4.29 at step 1000 in 2 of 3 seeds. Runs with
-the KL term on (every other study) are held by it; kl=False appears only here.
+the KL term on (every other study) are held by it; kl=False appears only here. The report
+lists any trial whose posterior ran away (valid KL >= 1e4 bits/char at some report; the runs
+at batch 64 end at 3-260), with the steps where it did (`results.markdown.runaway_lines`).
 """
 
 from studies.presets import cpu, paper, smoke

@@ -141,6 +141,35 @@ def remedy_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> lis
     return ["", "Remedies that did not do what they promise:", "", *found]
 
 
+# A valid KL this high in a run with no KL term means the posterior ran away from the prior:
+# the no-KL runs in results/historyless end at 3-260 bits/char (small sigmas), while the conv
+# at L=50 and batch 32 read 1e8 to 1e11 (sigmas of 1e5-1e6: z was noise to the decoder).
+RUNAWAY_KL_BPC = 1e4
+
+
+def runaway_lines(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> list[str]:
+    """The trials trained with no KL term (kl=False) whose posterior ran away at some report:
+    nothing holds the encoder's means and variances there, and a valid KL of
+    `RUNAWAY_KL_BPC` or more says z was noise to the decoder (the Fig 3 conv at batch 32)."""
+    found = []
+    for r in rows:
+        if r.get("kl") is not False:
+            continue
+        kls = {s: m.get("kl_bpc") for s, m in (r.get("history") or {}).items()}
+        kls = {s: v for s, v in kls.items() if is_number(v)}
+        high = sorted(s for s, v in kls.items() if v >= RUNAWAY_KL_BPC)
+        if high:
+            peak = max(high, key=kls.get)
+            found.append(
+                f"- {_trial_label(r, names)}: with no KL term its posterior ran away from the "
+                f"prior at steps {high[0]}-{high[-1]} (valid KL up to {kls[peak]:.3g} bits/char "
+                f"at step {peak}): z was noise to the decoder there"
+            )
+    if not found:
+        return []
+    return ["", "Posteriors that ran away (no KL term holds them):", "", *found]
+
+
 def lstm_label(row: Mapping[str, Any]) -> str | None:
     """A trial's LSTM: its cell, and whether z reaches every decoder step (None: no LSTM)."""
     cell = row.get("lstm_cell")
@@ -246,6 +275,7 @@ def render_markdown(
     lines += ["", "## Compute", "", compute_line(results.compute)]
     lines += aggressive_lines(results.summary, swept(study, results.preset))
     lines += remedy_lines(results.summary, swept(study, results.preset))
+    lines += runaway_lines(results.summary, swept(study, results.preset))
     if any(is_number(r.get("nll_nats")) for r in results.summary):
         lines += word_trial_lines(results.summary, swept(study, results.preset))
         return "\n".join(lines) + "\n"
