@@ -9,6 +9,7 @@ from torch import nn
 
 from textvae_core import MODELS, build_model, make_config
 from textvae_core import lstm_ext
+from textvae_core.blocks import MaskedHighwayConv
 from textvae_core.lstm import LayerNormLSTM
 from textvae_core.onehot import onehot_conv, project
 from textvae_core.tokens import N_RESERVED, PAD
@@ -86,6 +87,29 @@ def test_layernorm_lstm_equals_reference_in_outputs_and_gradients(with_state, tr
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+def test_compiled_cell_splits_rows_and_columns_between_threads_exactly(monkeypatch):
+    """At 2 threads the compiled loops split the batch's rows (and dgamma's columns) between
+    threads; a size where they do agrees with the Python loop in float64."""
+    torch.manual_seed(6)
+    B, T, H = 80, 6, 128  # rows per thread chunk >= 16384 / 4H = 32; 4H = 512 > 256 columns
+    cell = LayerNormLSTM(5 + V, H).double()
+    dense = torch.randn(B, T, 5, dtype=torch.double, requires_grad=True)
+    ids = torch.randint(N_RESERVED, V, (B, T))
+    w = torch.randn(B, T, H, dtype=torch.double)
+    runs = {}
+    before = torch.get_num_threads()
+    for path in ("compiled", "python-loop"):
+        monkeypatch.setenv(lstm_ext.ENV, "1" if path == "compiled" else "0")
+        torch.set_num_threads(2)
+        try:
+            out, (h, c) = cell(dense, ids)
+            runs[path] = [out, c, *_grads(cell, [dense], (out * w).sum() + c.sum())]
+        finally:
+            torch.set_num_threads(before)
+    for a, b in zip(runs["compiled"], runs["python-loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_layernorm_lstm_passes_gradcheck(cell_path):
     torch.manual_seed(1)
     cell = LayerNormLSTM(4 + V, 3).double()
@@ -118,6 +142,78 @@ def test_compiled_cell_agrees_with_the_python_loop_in_float32(B, T, H, monkeypat
         runs[path] = [out, c, dense.grad] + [p.grad for p in cell.parameters()]
     for a, b in zip(runs["compiled"], runs["python-loop"]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def reference_masked_highway(layer: MaskedHighwayConv, x: torch.Tensor) -> torch.Tensor:
+    """The textbook layer, channel-first: a causal Conv1d(k=2) over x (left-padded by one),
+    BatchNorm's place taken by a LayerNorm over channels, then the gated highway."""
+    y = layer.conv(F.pad(x.transpose(1, 2), (1, 0)))  # (B, 2W, L)
+    h, a = y.transpose(1, 2).chunk(2, -1)
+    norm = layer.norm.norm
+    r = F.relu(F.layer_norm(h, h.shape[-1:], norm.weight, norm.bias, norm.eps))
+    g = torch.sigmoid(a)
+    return g * r + (1 - g) * x
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masked_highway_conv_equals_reference_in_outputs_and_gradients(threads, cell_path):
+    """ByteNet's layer, on its fused compiled epilogue and on torch ops, equals a plain causal
+    conv + LayerNorm + highway in float64, its output and every gradient, at 1 and 2 threads
+    (the compiled backward sums its parameter gradients per thread)."""
+    torch.manual_seed(3)
+    B, L, W = 32, 100, 24  # 3200 rows: the compiled loops split them between 2 threads
+    layer = MaskedHighwayConv(W).double()
+    with torch.no_grad():
+        layer.norm.norm.weight.uniform_(0.5, 1.5)
+        layer.norm.norm.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(B, L, W, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(B, L, W, dtype=torch.double)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = layer(x)
+        g = _grads(layer, [x], (out * weight).sum())
+    finally:
+        torch.set_num_threads(before)
+    want = reference_masked_highway(layer, x)
+    torch.testing.assert_close(out, want, rtol=1e-10, atol=1e-12)
+    for a, b in zip(g, _grads(layer, [x], (want * weight).sum())):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    # causal: output t does not depend on inputs after t
+    d = torch.autograd.grad(layer(x)[:, 4].sum(), x)[0]
+    assert d[:, 5:].abs().max() == 0 and d[:, 3].abs().max() > 0
+
+
+def test_masked_highway_conv_passes_gradcheck(cell_path):
+    torch.manual_seed(4)
+    layer = MaskedHighwayConv(6).double()
+    x = torch.randn(2, 5, 6, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(layer, (x,))
+    names = [name for name, _ in layer.named_parameters()]
+
+    def of_parameters(*params):  # the layer's output as a function of its parameters
+        return torch.func.functional_call(layer, dict(zip(names, params)), (x.detach(),))
+
+    assert torch.autograd.gradcheck(of_parameters, tuple(layer.parameters()))
+
+
+def test_masked_highway_conv_fused_agrees_with_torch_ops_in_float32(monkeypatch):
+    """float32 runs the compiled epilogue's own exponential; it agrees with ATen's kernels to
+    float rounding at the released width."""
+    torch.manual_seed(5)
+    layer = MaskedHighwayConv(256)
+    x = torch.randn(8, 20, 256, requires_grad=True)
+    runs = {}
+    for path in ("compiled", "python-loop"):
+        monkeypatch.setenv(lstm_ext.ENV, "1" if path == "compiled" else "0")
+        assert (lstm_ext.ops() is not None) == (path == "compiled")
+        layer.zero_grad()
+        x.grad = None
+        out = layer(x)
+        out.square().sum().backward()
+        runs[path] = [out, x.grad] + [p.grad for p in layer.parameters()]
+    for a, b in zip(runs["compiled"], runs["python-loop"]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_project_equals_dense_one_hot_linear():
@@ -238,10 +334,8 @@ def test_without_the_compiled_cell_the_python_loop_runs_and_one_line_says_why(en
     )
     assert res.returncode == 0 and res.stdout.strip() == "trained tensor(True)", res.stderr[-2000:]
     lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("LayerNorm LSTM: compiled cell unavailable ("), (
-        lines
-    )
-    assert why in lines[0] and lines[0].endswith("running the Python loop"), lines
+    assert len(lines) == 1 and lines[0].startswith("compiled CPU kernels unavailable ("), lines
+    assert why in lines[0] and lines[0].endswith("ByteNet's highway its torch ops"), lines
 
 
 def test_every_installed_copy_of_the_same_source_shares_one_build(tmp_path, monkeypatch):

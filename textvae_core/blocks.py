@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import lstm_ext
 from .config import TrainConfig
 from .lstm import make_lstm
 from .onehot import onehot_conv, project
@@ -126,12 +127,51 @@ class ChannelNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+class _ShiftConcat(torch.autograd.Function):
+    """x (B, L, W) -> [x_{t-1} ; x_t] (B, L, 2W), zeros for x_{-1}: the masked conv's two taps
+    side by side, written once into one buffer (no padded copy, no concatenation)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        B, L, W = x.shape
+        taps = x.new_empty(B, L, 2 * W)
+        taps[:, :1, :W].zero_()
+        taps[:, 1:, :W].copy_(x[:, :-1])
+        taps[:, :, W:].copy_(x)
+        return taps
+
+    @staticmethod
+    def backward(ctx, d_taps):
+        W = d_taps.shape[-1] // 2
+        dx = d_taps[..., W:].clone()
+        dx[:, :-1] += d_taps[:, 1:, :W]
+        return dx
+
+
+class _HighwayEpilogue(torch.autograd.Function):
+    """out = x + sigmoid(a) (relu(LayerNorm(h)) - x) for [h | a] = y + bias, as one compiled
+    loop per row each way (`lstm_ext.cpp`'s highway_forward / highway_backward)."""
+
+    @staticmethod
+    def forward(ctx, y, x, bias, gamma, beta, eps):
+        out, mean, rstd = lstm_ext.ops().highway_forward(y, x, bias, gamma, beta, eps)
+        ctx.save_for_backward(y, x, mean, rstd, bias, gamma, beta)
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        return (*lstm_ext.ops().highway_backward(d_out, *ctx.saved_tensors), None)
+
+
 class MaskedHighwayConv(nn.Module):
     """Causal conv with 2 taps (t-1, t), no dilation, inside a highway connection.
 
     Runs channel-last, (B, L, W): the two taps are one matmul on [x_{t-1} ; x_t] (the conv's
     weight (2W, W, 2) read as (2W, 2W)), and the norm is a LayerNorm over the last axis, so
-    no transposes; the parameters are the Conv1d's."""
+    no transposes; the parameters are the Conv1d's. On CPU, where the compiled kernels are
+    built (`lstm_ext`), the norm, gate and highway run as one fused loop each way and the
+    taps' matrix is laid out input-major, the layout the BLAS multiplies fastest; elsewhere
+    (CUDA, VAESTUDY_LSTM_EXT=0, no compiler) the same arithmetic runs as torch ops."""
 
     def __init__(self, width: int):
         super().__init__()
@@ -139,8 +179,22 @@ class MaskedHighwayConv(nn.Module):
         self.norm = ChannelNorm(width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, W)
+        taps = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)  # (2W, 2W)
+        fused = (
+            x.device.type == "cpu"
+            and x.dtype in (torch.float32, torch.float64)
+            and lstm_ext.ops() is not None
+        )
+        if fused:
+            B, L, W = x.shape
+            both = _ShiftConcat.apply(x).view(B * L, 2 * W)
+            y = both @ taps.t().contiguous()  # (B L, 2W), the bias added in the epilogue
+            norm = self.norm.norm
+            out = _HighwayEpilogue.apply(
+                y, x.reshape(B * L, W), self.conv.bias, norm.weight, norm.bias, norm.eps
+            )
+            return out.view(B, L, W)
         prev = F.pad(x, (0, 0, 1, 0))[:, :-1]  # x_{t-1}, zeros at t=0: output t sees t-1, t
-        taps = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)
         h, gate = F.linear(torch.cat([prev, x], -1), taps, self.conv.bias).chunk(2, dim=-1)
         gate = torch.sigmoid(gate)
         return gate * F.relu(self.norm.norm(h)) + (1 - gate) * x

@@ -9,7 +9,11 @@
 // float runs its exponentials through `exp_poly`, a Cephes-style polynomial (about 1 ulp) that the
 // compiler vectorises; double (the tests' reference precision) uses std::exp.
 //
-// Buffers are time-major, (T, B, .), contiguous. Registered as torch.ops.vaestudy_lnlstm.*.
+// Buffers are time-major, (T, B, .), contiguous. Registered as torch.ops.vaestudy_lnlstm.*, with
+// ByteNet's highway epilogue (highway_forward / highway_backward, below).
+//
+// Built with -fopenmp, so at::parallel_for splits rows between torch's threads (without it the
+// header's parallel_for runs every range in the calling thread).
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -318,6 +322,160 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   return {da, dh, dc, d_w_hh, d_gamma, d_beta};
 }
 
+// ByteNet's highway epilogue (blocks.MaskedHighwayConv): from the masked conv's product y (N, 2W),
+// its bias, and its input x (N, W), with [h | a] = y + bias: out = x + sigmoid(a) (relu(LayerNorm(h)
+// gamma + beta) - x), one fused loop per row (the bias added here, not broadcast into the GEMM's
+// output first). Returns out and each row's mean and 1/std of h.
+template <typename T>
+void highway_forward_rows(int64_t i0, int64_t i1, int64_t W, const T* y, const T* x,
+                          const T* bias, const T* gamma, const T* beta, double eps, T* out,
+                          T* mean, T* rstd) {
+  const T* bh = bias;
+  const T* ba = bias + W;
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* h = y + i * 2 * W;
+    const T* a = h + W;
+    const T* xi = x + i * W;
+    T* o = out + i * W;
+    T m = 0;
+#pragma omp simd reduction(+ : m)
+    for (int64_t j = 0; j < W; ++j) m += h[j] + bh[j];
+    m /= T(W);
+    T var = 0;
+#pragma omp simd reduction(+ : var)
+    for (int64_t j = 0; j < W; ++j) var += (h[j] + bh[j] - m) * (h[j] + bh[j] - m);
+    const T rs = T(1) / std::sqrt(var / T(W) + T(eps));
+    mean[i] = m;
+    rstd[i] = rs;
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      T n = (h[j] + bh[j] - m) * rs * gamma[j] + beta[j];
+      T r = n > T(0) ? n : T(0);
+      T g = sigmoid(a[j] + ba[j]);
+      o[j] = xi[j] + g * (r - xi[j]);
+    }
+  }
+}
+
+// The epilogue's backward for rows [i0, i1): dy = [dL/dh | dL/da] (N, 2W), dL/dx through the
+// highway's carry (N, W), and this thread's sums for dbias, dgamma, dbeta (acc, 4W).
+template <typename T>
+void highway_backward_rows(int64_t i0, int64_t i1, int64_t W, const T* d_out, const T* y,
+                           const T* x, const T* mean, const T* rstd, const T* bias,
+                           const T* gamma, const T* beta, T* dy, T* dx, T* acc) {
+  const T* bh = bias;
+  const T* ba = bias + W;
+  T* d_bias = acc;
+  T* d_gamma = acc + 2 * W;
+  T* d_beta = acc + 3 * W;
+  for (int64_t i = i0; i < i1; ++i) {
+    const T* h = y + i * 2 * W;
+    const T* a = h + W;
+    const T* xi = x + i * W;
+    const T* go = d_out + i * W;
+    T* dh = dy + i * 2 * W;
+    T* da = dh + W;
+    T* dxi = dx + i * W;
+    const T m = mean[i], rs = rstd[i];
+    T s1 = 0, s2 = 0;
+    // dh holds dL/d(x-hat) until the LayerNorm's backward below
+#pragma omp simd reduction(+ : s1, s2)
+    for (int64_t j = 0; j < W; ++j) {
+      T xh = (h[j] + bh[j] - m) * rs;
+      T n = xh * gamma[j] + beta[j];
+      T r = n > T(0) ? n : T(0);
+      T g = sigmoid(a[j] + ba[j]);
+      T d_a = go[j] * (r - xi[j]) * g * (T(1) - g);
+      dxi[j] = go[j] * (T(1) - g);
+      da[j] = d_a;
+      d_bias[W + j] += d_a;
+      T dn = n > T(0) ? go[j] * g : T(0);
+      d_gamma[j] += dn * xh;
+      d_beta[j] += dn;
+      T dxh = dn * gamma[j];
+      dh[j] = dxh;
+      s1 += dxh;
+      s2 += dxh * xh;
+    }
+    s1 /= T(W);
+    s2 /= T(W);
+#pragma omp simd
+    for (int64_t j = 0; j < W; ++j) {
+      T d_h = rs * (dh[j] - s1 - (h[j] + bh[j] - m) * rs * s2);
+      dh[j] = d_h;
+      d_bias[j] += d_h;
+    }
+  }
+}
+
+int64_t grain_rows_of(int64_t width) {
+  int64_t rows = 16384 / width;
+  return rows < 1 ? 1 : rows;
+}
+
+// y (N, 2W), x (N, W), bias (2W) -> out (N, W), mean (N), rstd (N).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> highway_forward(
+    const at::Tensor& y_in, const at::Tensor& x_in, const at::Tensor& bias,
+    const at::Tensor& gamma, const at::Tensor& beta, double eps) {
+  TORCH_CHECK(y_in.dim() == 2 && x_in.dim() == 2 && y_in.size(1) == 2 * x_in.size(1) &&
+                  y_in.size(0) == x_in.size(0),
+              "highway_forward takes y (N, 2W) and x (N, W)");
+  const at::Tensor y = y_in.contiguous(), x = x_in.contiguous();
+  const at::Tensor g = gamma.contiguous(), b = beta.contiguous(), bi = bias.contiguous();
+  const int64_t N = x.size(0), W = x.size(1);
+  at::Tensor out = at::empty({N, W}, x.options());
+  at::Tensor mean = at::empty({N}, x.options());
+  at::Tensor rstd = at::empty({N}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "highway_forward", [&] {
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* bp = b.data_ptr<scalar_t>();
+    const scalar_t* bip = bi.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    scalar_t* mp = mean.data_ptr<scalar_t>();
+    scalar_t* rp = rstd.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_rows_of(3 * W), [&](int64_t i0, int64_t i1) {
+      highway_forward_rows<scalar_t>(i0, i1, W, yp, xp, bip, gp, bp, eps, op, mp, rp);
+    });
+  });
+  return {out, mean, rstd};
+}
+
+// d_out (N, W) -> dy (N, 2W), dx (N, W; the carry's part only), dbias (2W), dgamma (W),
+// dbeta (W).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> highway_backward(
+    const at::Tensor& d_out_in, const at::Tensor& y_in, const at::Tensor& x_in,
+    const at::Tensor& mean, const at::Tensor& rstd, const at::Tensor& bias,
+    const at::Tensor& gamma, const at::Tensor& beta) {
+  const at::Tensor d_out = d_out_in.contiguous(), y = y_in.contiguous(), x = x_in.contiguous();
+  const at::Tensor g = gamma.contiguous(), b = beta.contiguous(), bi = bias.contiguous();
+  const int64_t N = x.size(0), W = x.size(1);
+  at::Tensor dy = at::empty({N, 2 * W}, x.options());
+  at::Tensor dx = at::empty({N, W}, x.options());
+  // one row of (dbias, dgamma, dbeta) sums per thread, added up at the end: no sharing
+  at::Tensor acc = at::zeros({at::get_num_threads(), 4 * W}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "highway_backward", [&] {
+    const scalar_t* dop = d_out.data_ptr<scalar_t>();
+    const scalar_t* yp = y.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const scalar_t* mp = mean.data_ptr<scalar_t>();
+    const scalar_t* rp = rstd.data_ptr<scalar_t>();
+    const scalar_t* gp = g.data_ptr<scalar_t>();
+    const scalar_t* bp = b.data_ptr<scalar_t>();
+    const scalar_t* bip = bi.data_ptr<scalar_t>();
+    scalar_t* dyp = dy.data_ptr<scalar_t>();
+    scalar_t* dxp = dx.data_ptr<scalar_t>();
+    scalar_t* ap = acc.data_ptr<scalar_t>();
+    at::parallel_for(0, N, grain_rows_of(3 * W), [&](int64_t i0, int64_t i1) {
+      highway_backward_rows<scalar_t>(i0, i1, W, dop, yp, xp, mp, rp, bip, gp, bp, dyp, dxp,
+                                      ap + at::get_thread_num() * 4 * W);
+    });
+  });
+  at::Tensor sums = acc.sum(0);
+  return {dy, dx, sums.narrow(0, 0, 2 * W), sums.narrow(0, 2 * W, W), sums.narrow(0, 3 * W, W)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY(vaestudy_lnlstm, m) {
@@ -328,9 +486,16 @@ TORCH_LIBRARY(vaestudy_lnlstm, m) {
       "backward(Tensor? d_out, Tensor? d_c_last, Tensor xhat, Tensor acts, Tensor hs, Tensor cs,"
       " Tensor tanh_c, Tensor rstd, Tensor w_hh, Tensor gamma)"
       " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("highway_forward(Tensor y, Tensor x, Tensor bias, Tensor gamma, Tensor beta, float eps)"
+        " -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "highway_backward(Tensor d_out, Tensor y, Tensor x, Tensor mean, Tensor rstd, Tensor bias,"
+      " Tensor gamma, Tensor beta) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(vaestudy_lnlstm, CPU, m) {
   m.impl("forward", &forward);
   m.impl("backward", &backward);
+  m.impl("highway_forward", &highway_forward);
+  m.impl("highway_backward", &highway_backward);
 }

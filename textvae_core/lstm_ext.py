@@ -1,8 +1,11 @@
-"""The compiled LayerNorm LSTM recurrence (lstm_ext.cpp), built once per machine.
+"""The compiled CPU kernels (lstm_ext.cpp), built once per machine: the LayerNorm LSTM
+recurrence, and ByteNet's highway epilogue (LayerNorm, gate and carry of each masked conv).
 
 `ops()` returns torch.ops.vaestudy_lnlstm once the C++ extension is built and loaded, or
 None: with VAESTUDY_LSTM_EXT=0, on a machine without a C++ compiler, or if the build fails.
-Then the LayerNorm cell runs its Python loop, and one log line says why.
+Then the LayerNorm cell runs its Python loop and ByteNet its torch ops, and one log line
+says why. On Linux the loops split rows between torch's threads (OpenMP, the runtime torch
+itself loaded: the library links libgomp by the same name).
 
 The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
 default ~/.cache/torch_extensions), keyed here by the source's content, the flags and
@@ -40,7 +43,7 @@ def _flags() -> tuple[str, list[str]]:
     kernels use here (AVX-512 or AVX2 with FMA; a separate cache entry for each), else
     the compiler's baseline for the architecture."""
     cap = torch.backends.cpu.get_cpu_capability()
-    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd"]
+    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", _openmp()[0]]
     if cap == "AVX512":
         avx512 = [
             "-mavx512f",
@@ -53,6 +56,15 @@ def _flags() -> tuple[str, list[str]]:
     if cap == "AVX2":
         return "vaestudy_lnlstm_avx2", flags + ["-mavx2", "-mfma"]
     return "vaestudy_lnlstm", flags
+
+
+def _openmp() -> tuple[str, list[str]]:
+    """The compiler and linker flags for the loops' threads: OpenMP where torch runs its own
+    threads on OpenMP (Linux wheels: the library then uses the libgomp torch loaded), else
+    vectorisation pragmas only, and every loop runs in the calling thread."""
+    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
+        return "-fopenmp", ["-fopenmp"]
+    return "-fopenmp-simd", []
 
 
 def _ninja_on_path() -> None:
@@ -90,7 +102,11 @@ def _build():
     quiet.setLevel(logging.ERROR)
     try:
         cpp_extension.load(
-            name=name, sources=[str(source)], extra_cflags=flags, is_python_module=False
+            name=name,
+            sources=[str(source)],
+            extra_cflags=flags,
+            extra_ldflags=_openmp()[1],
+            is_python_module=False,
         )
     except Exception as exc:  # the compiler's output is long; its first words say what failed
         raise BuildError(f"the build failed: {str(exc).strip()[:120]} ...") from exc
@@ -142,7 +158,11 @@ def ops():
 def _log_once(why: str) -> None:
     if why not in _logged:
         _logged.add(why)
-        log.warning("LayerNorm LSTM: compiled cell unavailable (%s); running the Python loop", why)
+        log.warning(
+            "compiled CPU kernels unavailable (%s): the LayerNorm LSTM runs its Python loop, "
+            "ByteNet's highway its torch ops",
+            why,
+        )
 
 
 def status() -> dict:
