@@ -137,6 +137,13 @@ def bench_throughput(
     show_default=True,
     help="Trials at once in both runs.",
 )
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1, max=20),
+    default=1,
+    show_default=True,
+    help="Bare and platform passes, this many pairs, alternating which runs first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 def bench_overhead(
     study: str,
@@ -144,6 +151,7 @@ def bench_overhead(
     limit_steps: int | None,
     num_samples: int,
     concurrency: int,
+    repeats: int,
     as_json: bool,
 ) -> None:
     """A study's trials through `vaestudy run` vs bare fit calls, side by side.
@@ -151,11 +159,13 @@ def bench_overhead(
     \b
     Example:
       vaestudy bench overhead --json
-      vaestudy bench overhead --preset cpu --limit-steps 500
+      vaestudy bench overhead --preset cpu --limit-steps 500 --repeats 3
     """
     from studies.run.bench import PARTS, measure_overhead
 
-    r = measure_overhead(study, preset, concurrency, limit_steps, num_samples, echo=echo_err)
+    r = measure_overhead(
+        study, preset, concurrency, limit_steps, num_samples, echo=echo_err, repeats=repeats
+    )
     if as_json:
         click.echo(json.dumps(r, indent=1))
         return
@@ -172,6 +182,14 @@ def bench_overhead(
         f"{r['ratio_after_setup']:.3f}x; per trial {r['per_trial_overhead_s']:.2f} s of "
         "scheduling and result plumbing"
     )
+    if repeats > 1:
+        lo, hi = r["ratio_after_setup_spread"]
+        slo, shi = r["setup_s_spread"]
+        click.echo(
+            f"over {repeats} pairs: ratio after set-up median {r['ratio_after_setup_median']:.3f}x "
+            f"[{lo:.3f}, {hi:.3f}], set-up median {r['setup_s_median']:.1f} s [{slo:.1f}, "
+            f"{shi:.1f}] (the lines above are the median pair's)"
+        )
     phases = ", ".join(f"{k} {v:.2f}" for k, v in r["setup_split_s"].items())
     click.echo(f"set-up by phase (s): {phases}")
     split = ", ".join(f"{k} {r['split'][k]:.1%}" for k in PARTS if k in r["split"])

@@ -405,9 +405,21 @@ def test_bench_throughput_reports_round_by_round_ratios_at_cpu_sizes():
 @pytest.mark.slow
 def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
     """`vaestudy bench overhead`: the same four trials through `vaestudy run` and as bare fits,
-    cut to 20 of the preset's 40 steps; the split and the projection come out consistent."""
+    cut to 20 of the preset's 40 steps, two pairs of passes in alternating order; the split,
+    the projection and the medians over pairs come out consistent."""
     res = subprocess.run(
-        [sys.executable, "-m", "cli.main", "bench", "overhead", "--limit-steps", "20", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "bench",
+            "overhead",
+            "--limit-steps",
+            "20",
+            "--repeats",
+            "2",
+            "--json",
+        ],
         cwd=ROOT,
         env=ENV,
         capture_output=True,
@@ -427,6 +439,12 @@ def test_bench_overhead_splits_trial_time_and_projects_the_eval_share():
         and r["ratio_platform_over_bare"] == pytest.approx(r["platform_wall_s"] / r["bare_wall_s"])
         and 0 < r["ratio_after_setup"] < r["ratio_platform_over_bare"]
     )
+    rounds = r["rounds"]  # the reported pair is the one of median ratio after set-up (the lower)
+    assert [x["first"] for x in rounds] == ["bare", "platform"], rounds
+    ratios = sorted(x["ratio_after_setup"] for x in rounds)
+    assert r["ratio_after_setup"] == ratios[0] and r["ratio_after_setup_spread"] == ratios
+    assert r["ratio_after_setup_median"] == pytest.approx(sum(ratios) / 2)
+    assert r["setup_s_median"] == pytest.approx(sum(x["setup_s"] for x in rounds) / 2)
     phases = r["setup_split_s"]  # every phase the driver passed through, in order
     assert list(phases) == [
         "call",
