@@ -16,8 +16,8 @@ $(STAMP):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[test]"
-	# the compiled LayerNorm LSTM, built once here into torch's extension cache (without a
-	# compiler the Python loop runs, and this line says so)
+	# the compiled CPU kernels (LayerNorm LSTM, ByteNet highway), built once here into torch's
+	# extension cache (without a compiler the torch-op paths run, and this line says so)
 	-$(BIN)/python -m textvae_core.lstm_ext
 	rm -f $(VENV)/.installed-*; touch $@
 

@@ -178,5 +178,5 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     s = status()
     done = f"built and loaded in {s['load_seconds']:.1f} s" if s["compiled"] else s["why_not"]
-    print(f"LayerNorm LSTM extension: {done}")
+    print(f"compiled CPU kernels (LayerNorm LSTM, ByteNet highway): {done}")
     sys.exit(0 if s["compiled"] else 1)
