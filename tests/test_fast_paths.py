@@ -2,6 +2,8 @@
 autograd LayerNorm LSTM, and every one-hot gather equals the dense one-hot product, in
 outputs and gradients."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -336,6 +338,48 @@ def test_without_the_compiled_cell_the_python_loop_runs_and_one_line_says_why(en
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("compiled CPU kernels unavailable ("), lines
     assert why in lines[0] and lines[0].endswith("ByteNet's highway its torch ops"), lines
+
+
+def test_a_compiler_without_openmp_builds_single_threaded_loops_once(tmp_path):
+    """Where the OpenMP build fails (a compiler without OpenMP), the kernels are built without
+    it, still compiled, with one log line that says so and how to undo it; a later process
+    reads the marker and does not try OpenMP again."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    if not lstm_ext._openmp_wanted():
+        pytest.skip("torch here does not run its threads on OpenMP: nothing to fall back from")
+    tried = tmp_path / "openmp-attempts"
+    said = "c++: error: unsupported option '-fopenmp'"  # as clang without libomp says it
+    cxx = tmp_path / "c++-without-openmp"
+    cxx.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do\n'
+        f'  if [ "$a" = -fopenmp ]; then echo x >> {tried}; echo "{said}" >&2; exit 1; fi\n'
+        "done\n"
+        'exec c++ "$@"\n'
+    )
+    cxx.chmod(0o755)
+    env = subprocess_env(CXX=str(cxx), TORCH_EXTENSIONS_DIR=str(tmp_path / "cache"))
+    code = (
+        "import json, logging; logging.basicConfig(format='%(message)s')\n"
+        "from textvae_core import lstm_ext; print(json.dumps(lstm_ext.status()))\n"
+    )
+    runs = []
+    for _ in range(2):
+        res = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        runs.append((json.loads(res.stdout), lines, tried.read_text().count("x")))
+    for status, lines, _ in runs:
+        assert status["compiled"] and status["openmp"] is False, status
+        assert len(lines) == 1 and lines[0].startswith("compiled CPU kernels built without "), lines
+        assert said in lines[0] and "run in one thread" in lines[0], lines
+    assert runs[0][2] >= 1 and runs[1][2] == runs[0][2]  # the second process did not try again
 
 
 def test_every_installed_copy_of_the_same_source_shares_one_build(tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ recurrence, and ByteNet's highway epilogue (LayerNorm, gate and carry of each ma
 None: with VAESTUDY_LSTM_EXT=0, on a machine without a C++ compiler, or if the build fails.
 Then the LayerNorm cell runs its Python loop and ByteNet its torch ops, and one log line
 says why. On Linux the loops split rows between torch's threads (OpenMP, the runtime torch
-itself loaded: the library links libgomp by the same name).
+itself loaded: the library links libgomp by the same name); a compiler without OpenMP gets a
+single-threaded build instead, once per machine, and one log line.
 
 The build goes through torch.utils.cpp_extension into its cache (TORCH_EXTENSIONS_DIR,
 default ~/.cache/torch_extensions), keyed here by the source's content, the flags and
@@ -43,7 +44,7 @@ def _flags() -> tuple[str, list[str]]:
     kernels use here (AVX-512 or AVX2 with FMA; a separate cache entry for each), else
     the compiler's baseline for the architecture."""
     cap = torch.backends.cpu.get_cpu_capability()
-    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", _openmp()[0]]
+    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-fno-trapping-math"]
     if cap == "AVX512":
         avx512 = [
             "-mavx512f",
@@ -58,13 +59,11 @@ def _flags() -> tuple[str, list[str]]:
     return "vaestudy_lnlstm", flags
 
 
-def _openmp() -> tuple[str, list[str]]:
-    """The compiler and linker flags for the loops' threads: OpenMP where torch runs its own
-    threads on OpenMP (Linux wheels: the library then uses the libgomp torch loaded), else
-    vectorisation pragmas only, and every loop runs in the calling thread."""
-    if torch.backends.openmp.is_available() and sys.platform.startswith("linux"):
-        return "-fopenmp", ["-fopenmp"]
-    return "-fopenmp-simd", []
+def _openmp_wanted() -> bool:
+    """Whether to build the loops' threads with OpenMP: where torch runs its own threads on
+    OpenMP (Linux wheels; the library then uses the libgomp torch loaded). Elsewhere, or where
+    that build fails, vectorisation pragmas only, and every loop runs in the calling thread."""
+    return torch.backends.openmp.is_available() and sys.platform.startswith("linux")
 
 
 def _ninja_on_path() -> None:
@@ -97,22 +96,57 @@ def _build():
     # include paths, so two virtualenvs sharing a folder would rebuild it in turn.
     where = f"{source.name} {Path(torch.__file__).parent}".encode()
     name += "_" + hashlib.sha1(where).hexdigest()[:12]
+    # A compiler without OpenMP (clang with no libomp) fails that build once per machine: the
+    # marker beside the source says so to every later process, which builds the serial loops.
+    no_openmp = source.with_name(
+        f"{name}.no-openmp-{hashlib.sha1(compiler.encode()).hexdigest()[:8]}"
+    )
     quiet = logging.getLogger(cpp_extension.__name__)  # its multi-line compiler warnings
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        cpp_extension.load(
-            name=name,
-            sources=[str(source)],
-            extra_cflags=flags,
-            extra_ldflags=_openmp()[1],
-            is_python_module=False,
-        )
-    except Exception as exc:  # the compiler's output is long; its first words say what failed
-        raise BuildError(f"the build failed: {str(exc).strip()[:120]} ...") from exc
+        if _openmp_wanted() and not no_openmp.exists():
+            try:
+                _load(name + "_omp", source, flags + ["-fopenmp"], ["-fopenmp"])
+                _state["openmp"] = True
+                return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
+            except Exception as exc:
+                no_openmp.write_text(_first_words(exc) + "\n")
+        try:
+            _load(name, source, flags + ["-fopenmp-simd"], [])
+        except Exception as exc:  # the compiler's output is long; its first words say what failed
+            raise BuildError(f"the build failed: {_first_words(exc)} ...") from exc
     finally:
         quiet.setLevel(level)
+    _state["openmp"] = False
+    if _openmp_wanted():
+        _log_once(
+            f"built without OpenMP ({no_openmp.read_text().strip()}; remove {no_openmp} to "
+            "try again): its loops run in one thread",
+            kind="serial",
+        )
     return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
+
+
+def _load(name: str, source: Path, cflags: list[str], ldflags: list[str]) -> None:
+    from torch.utils import cpp_extension
+
+    cpp_extension.load(
+        name=name,
+        sources=[str(source)],
+        extra_cflags=cflags,
+        extra_ldflags=ldflags,
+        is_python_module=False,
+    )
+
+
+def _first_words(exc: Exception) -> str:
+    """The compiler's own error line if its output has one (torch's message starts with the
+    build's long command lines), else the message's first words."""
+    for line in str(exc).splitlines():
+        if "error:" in line.lower():
+            return line.strip()[:160]
+    return " ".join(str(exc).split())[:120]
 
 
 def _cached_source() -> Path:
@@ -155,28 +189,41 @@ def ops():
     return _state["ops"]
 
 
-def _log_once(why: str) -> None:
-    if why not in _logged:
-        _logged.add(why)
-        log.warning(
-            "compiled CPU kernels unavailable (%s): the LayerNorm LSTM runs its Python loop, "
-            "ByteNet's highway its torch ops",
-            why,
-        )
+def _log_once(why: str, kind: str = "fallback") -> None:
+    if why in _logged:
+        return
+    _logged.add(why)
+    if kind == "serial":
+        log.warning("compiled CPU kernels %s", why)
+        return
+    log.warning(
+        "compiled CPU kernels unavailable (%s): the LayerNorm LSTM runs its Python loop, "
+        "ByteNet's highway its torch ops",
+        why,
+    )
 
 
 def status() -> dict:
-    """Which path the LayerNorm cell takes here, why, and how long loading it took."""
+    """Which path the LayerNorm cell (and ByteNet's highway) takes here, why, how long
+    loading it took, and whether its loops run on torch's threads (OpenMP)."""
     compiled = ops() is not None
     why = None
     if not compiled:
         why = f"{ENV}=0" if os.environ.get(ENV, "1") == "0" else _state["why"]
-    return {"compiled": compiled, "why_not": why, "load_seconds": _state.get("seconds")}
+    return {
+        "compiled": compiled,
+        "why_not": why,
+        "load_seconds": _state.get("seconds"),
+        "openmp": _state.get("openmp") if compiled else None,
+    }
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     s = status()
-    done = f"built and loaded in {s['load_seconds']:.1f} s" if s["compiled"] else s["why_not"]
+    done = s["why_not"]
+    if s["compiled"]:
+        threads = "threaded (OpenMP)" if s["openmp"] else "single-threaded loops"
+        done = f"built and loaded in {s['load_seconds']:.1f} s, {threads}"
     print(f"compiled CPU kernels (LayerNorm LSTM, ByteNet highway): {done}")
     sys.exit(0 if s["compiled"] else 1)
