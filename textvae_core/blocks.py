@@ -180,12 +180,7 @@ class MaskedHighwayConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, L, W)
         taps = self.conv.weight.permute(0, 2, 1).reshape(self.conv.out_channels, -1)  # (2W, 2W)
-        fused = (
-            x.device.type == "cpu"
-            and x.dtype in (torch.float32, torch.float64)
-            and lstm_ext.ops() is not None
-        )
-        if fused:
+        if lstm_ext.runs_on(x):
             B, L, W = x.shape
             both = _ShiftConcat.apply(x).view(B * L, 2 * W)
             y = both @ taps.t().contiguous()  # (B L, 2W), the bias added in the epilogue

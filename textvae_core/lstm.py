@@ -128,8 +128,7 @@ class _CompiledLayerNormLSTMFunction(torch.autograd.Function):
 def layernorm_lstm(gx, h0, c0, w_hh, gamma, beta):
     """The LayerNorm recurrence over time-major gx (T, B, 4H): the compiled loop on CPU
     where it is built, else the Python loop. Returns h (T, B, H) and the last c (B, H)."""
-    compiled = gx.device.type == "cpu" and lstm_ext.ops() is not None
-    fn = _CompiledLayerNormLSTMFunction if compiled else _LayerNormLSTMFunction
+    fn = _CompiledLayerNormLSTMFunction if lstm_ext.runs_on(gx) else _LayerNormLSTMFunction
     return fn.apply(gx, h0, c0, w_hh, gamma, beta)
 
 

@@ -98,6 +98,7 @@ def _build():
     name += "_" + hashlib.sha1(where).hexdigest()[:12]
     # A compiler without OpenMP (clang with no libomp) fails that build once per machine: the
     # marker beside the source says so to every later process, which builds the serial loops.
+    threaded = _openmp_wanted()
     no_openmp = source.with_name(
         f"{name}.no-openmp-{hashlib.sha1(compiler.encode()).hexdigest()[:8]}"
     )
@@ -105,25 +106,24 @@ def _build():
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        if _openmp_wanted() and not no_openmp.exists():
+        if threaded and not no_openmp.exists():
             try:
                 _load(name + "_omp", source, flags + ["-fopenmp"], ["-fopenmp"])
                 _state["openmp"] = True
                 return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
             except Exception as exc:
-                no_openmp.write_text(_first_words(exc) + "\n")
+                no_openmp.write_text(_compiler_said(exc) + "\n")
         try:
             _load(name, source, flags + ["-fopenmp-simd"], [])
         except Exception as exc:  # the compiler's output is long; its first words say what failed
-            raise BuildError(f"the build failed: {_first_words(exc)} ...") from exc
+            raise BuildError(f"the build failed: {_compiler_said(exc)} ...") from exc
     finally:
         quiet.setLevel(level)
     _state["openmp"] = False
-    if _openmp_wanted():
-        _log_once(
-            f"built without OpenMP ({no_openmp.read_text().strip()}; remove {no_openmp} to "
-            "try again): its loops run in one thread",
-            kind="serial",
+    if threaded:
+        _log_line_once(
+            f"compiled CPU kernels built without OpenMP ({no_openmp.read_text().strip()}; "
+            f"remove {no_openmp} to try again): its loops run in one thread"
         )
     return torch.ops.vaestudy_lnlstm, time.perf_counter() - start
 
@@ -140,7 +140,7 @@ def _load(name: str, source: Path, cflags: list[str], ldflags: list[str]) -> Non
     )
 
 
-def _first_words(exc: Exception) -> str:
+def _compiler_said(exc: Exception) -> str:
     """The compiler's own error line if its output has one (torch's message starts with the
     build's long command lines), else the message's first words."""
     for line in str(exc).splitlines():
@@ -189,17 +189,25 @@ def ops():
     return _state["ops"]
 
 
-def _log_once(why: str, kind: str = "fallback") -> None:
-    if why in _logged:
-        return
-    _logged.add(why)
-    if kind == "serial":
-        log.warning("compiled CPU kernels %s", why)
-        return
-    log.warning(
-        "compiled CPU kernels unavailable (%s): the LayerNorm LSTM runs its Python loop, "
-        "ByteNet's highway its torch ops",
-        why,
+def _log_once(why: str) -> None:
+    """One line, once per process, for why the torch-op paths run."""
+    _log_line_once(
+        f"compiled CPU kernels unavailable ({why}): the LayerNorm LSTM runs its Python loop, "
+        "ByteNet's highway its torch ops"
+    )
+
+
+def _log_line_once(line: str) -> None:
+    if line not in _logged:
+        _logged.add(line)
+        log.warning("%s", line)
+
+
+def runs_on(t: torch.Tensor) -> bool:
+    """Whether the compiled kernels take `t`: a float32 or float64 CPU tensor, where they
+    are built (else the torch-op paths run, logged once)."""
+    return (
+        t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and ops() is not None
     )
 
 

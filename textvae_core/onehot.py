@@ -34,10 +34,13 @@ def project(
     if ids is None:
         return F.linear(dense, weight[:, : dense.shape[-1]], bias)
     if torch.is_autocast_enabled(dense.device.type):
-        n_onehot = weight.shape[1] - dense.shape[-1]
-        both = torch.cat([dense, F.one_hot(ids, n_onehot).to(dense.dtype)], dim=-1)
-        return F.linear(both, weight, bias)
+        return F.linear(_with_one_hot(dense, ids, weight.shape[1]), weight, bias)
     return _FeaturesAndOneHotLinear.apply(dense, ids, weight, bias)
+
+
+def _with_one_hot(dense: torch.Tensor, ids: torch.Tensor, width: int) -> torch.Tensor:
+    """[dense ; one_hot(ids)], `width` columns in all."""
+    return torch.cat([dense, F.one_hot(ids, width - dense.shape[-1]).to(dense.dtype)], dim=-1)
 
 
 class _FeaturesAndOneHotLinear(torch.autograd.Function):
@@ -47,10 +50,9 @@ class _FeaturesAndOneHotLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, dense, ids, weight, bias):
-        n_dense = dense.shape[-1]
-        both = torch.cat([dense, F.one_hot(ids, weight.shape[1] - n_dense).to(dense.dtype)], dim=-1)
+        both = _with_one_hot(dense, ids, weight.shape[1])
         ctx.save_for_backward(both, weight)
-        ctx.n_dense, ctx.has_bias = n_dense, bias is not None
+        ctx.n_dense = dense.shape[-1]
         return F.linear(both, weight, bias)
 
     @staticmethod
@@ -62,7 +64,7 @@ class _FeaturesAndOneHotLinear(torch.autograd.Function):
             d_dense = (d_flat @ weight[:, : ctx.n_dense]).view(*d_out.shape[:-1], ctx.n_dense)
         if ctx.needs_input_grad[2]:
             d_weight = d_flat.t() @ both.reshape(-1, both.shape[-1])
-        if ctx.has_bias and ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[3]:  # False without a bias
             d_bias = d_flat.sum(0)
         return d_dense, None, d_weight, d_bias
 

@@ -70,21 +70,18 @@ def measure_overhead(
         for p in (points or [{}] * n)
     ]
 
-    passes = []
+    passes, rounds = [], []
     for r in range(repeats):
         # alternate the order (bare first, then platform first, ...), so drift in the host's
         # speed over an invocation does not favour either side
-        if r % 2 == 0:
-            bare = _bare(configs, concurrency)
+        first = "platform" if r % 2 else "bare"
+        if first == "platform":
             plat = _platform(study_name, study.name, opts, concurrency, echo)
-        else:
+        bare = _bare(configs, concurrency)
+        if first == "bare":
             plat = _platform(study_name, study.name, opts, concurrency, echo)
-            bare = _bare(configs, concurrency)
         passes.append((bare, plat))
-    rounds = [
-        {**_compare(bare, plat), "first": "platform" if r % 2 else "bare"}
-        for r, (bare, plat) in enumerate(passes)
-    ]
+        rounds.append({**_compare(bare, plat), "first": first})
     middle = sorted(rounds, key=lambda x: x["ratio_after_setup"])[(len(rounds) - 1) // 2]
     fits = [f for (_, fs), _ in passes for f in fs]
     trials = [t for _, plat in passes for t in plat["trials"]]
